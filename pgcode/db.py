@@ -1,0 +1,169 @@
+"""The connection pool, the three run modes, and server capabilities (version, extensions)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import AsyncConnection, sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from pgcode.config import Settings
+from pgcode.errors import ErrorCode, ToolError, from_db_error
+from pgcode.types import TxMode
+
+Conn = AsyncConnection[TupleRow]
+
+_CAPABILITIES_SQL = """
+SELECT current_setting('server_version_num')::int,
+       current_setting('server_version'),
+       current_database(),
+       (SELECT coalesce(jsonb_object_agg(extname, extversion), '{}') FROM pg_extension),
+       (SELECT coalesce(jsonb_object_agg(name, default_version), '{}') FROM pg_available_extensions)
+"""
+
+# PG 14+: the backend notices a vanished client within this interval and stops its query, even
+# when a cancelled task could not send a cancel request (anyio cancel scopes, see research notes).
+_CHECK_INTERVAL = "-c client_connection_check_interval=2000"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the server offers; refreshed after an extension is created or dropped."""
+
+    server_version_num: int
+    server_version: str
+    database: str
+    installed: dict[str, str] = field(default_factory=dict)
+    available: dict[str, str | None] = field(default_factory=dict)
+
+    def has_extension(self, name: str) -> bool:
+        return name in self.installed
+
+    def require_extension(self, name: str, create_tool: str | None = None) -> None:
+        """Raise EXTENSION_MISSING naming the extension and how to get it."""
+        if name in self.installed:
+            return
+        if name in self.available:
+            hint = f"create it with {create_tool}" if create_tool else f"CREATE EXTENSION {name} (needs admin)"
+        else:
+            hint = f"the server does not ship {name}; install its package on the database server first"
+        raise ToolError(ErrorCode.EXTENSION_MISSING, f"this tool needs the {name} extension, which is not installed",
+                        hint=hint, details={"extension": name, "available": name in self.available})
+
+    def require_version(self, minimum: int, feature: str) -> None:
+        """Raise UNSUPPORTED_VERSION naming the feature, the version needed and the one found."""
+        if self.server_version_num < minimum:
+            raise ToolError(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"{feature} needs PostgreSQL {minimum // 10000} or later; this server is {self.server_version}",
+                details={"needed": minimum, "found": self.server_version_num},
+            )
+
+
+async def _reset(conn: Conn) -> None:
+    # Runs on every return to the pool: no tool leaves session state behind.
+    await conn.execute("RESET ALL")
+
+
+class Database:
+    """One AsyncConnectionPool and the ways pgcode runs statements on it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._caps: Capabilities | None = None
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Conn]:
+        if self._pool is None:
+            raise RuntimeError("Database.open() has not been called")
+        return self._pool
+
+    @property
+    def caps(self) -> Capabilities:
+        if self._caps is None:
+            raise RuntimeError("Database.open() has not been called")
+        return self._caps
+
+    def _conninfo(self, *, check_interval: bool) -> str:
+        url = self.settings.database_url.get_secret_value() if self.settings.database_url else ""
+        params = conninfo_to_dict(url)
+        extra: dict[str, str] = {}
+        if "application_name" not in params:
+            extra["application_name"] = "pgcode"
+        if check_interval:
+            extra["options"] = f"{params.get('options', '')} {_CHECK_INTERVAL}".strip()
+        return make_conninfo(url, **extra)
+
+    async def open(self) -> None:
+        """Connect once to learn the server, then open the pool."""
+        try:
+            async with await AsyncConnection.connect(self._conninfo(check_interval=False), autocommit=True) as conn:
+                self._caps = await self._read_capabilities(conn)
+        except psycopg.Error as exc:
+            raise from_db_error(exc) from None
+        s = self.settings
+        self._pool = AsyncConnectionPool(
+            self._conninfo(check_interval=self.caps.server_version_num >= 140000),
+            min_size=s.pool_min_size,
+            max_size=s.pool_max_size,
+            timeout=s.pool_timeout_s,
+            kwargs={"autocommit": True, "prepare_threshold": None},
+            reset=_reset,
+            open=False,
+            name="pgcode",
+        )
+        await self._pool.open(wait=s.pool_min_size > 0, timeout=s.pool_timeout_s)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def refresh_capabilities(self) -> Capabilities:
+        async with self.pool.connection() as conn:
+            self._caps = await self._read_capabilities(conn)
+        return self._caps
+
+    @staticmethod
+    async def _read_capabilities(conn: Conn) -> Capabilities:
+        cur = await conn.execute(_CAPABILITIES_SQL)
+        row = await cur.fetchone()
+        assert row is not None
+        installed, available = (json.loads(v) if isinstance(v, str) else v for v in row[3:5])
+        return Capabilities(row[0], row[1], row[2], installed, available)
+
+    @asynccontextmanager
+    async def transaction(self, mode: TxMode, *, timeout_ms: int | None = None) -> AsyncIterator[Conn]:
+        """A pooled connection in `mode`; committed on success, rolled back on any error."""
+        timeout = sql.Literal(f"{timeout_ms or self.settings.statement_timeout_ms}ms")
+        async with self.pool.connection() as conn:
+            if mode is TxMode.AUTOCOMMIT:
+                await conn.execute(sql.SQL("SET statement_timeout = {}").format(timeout))  # undone by RESET ALL
+                yield conn
+                return
+            begin = "BEGIN READ ONLY" if mode is TxMode.READ_ONLY else "BEGIN"
+            # One round trip: simple-query protocol takes both statements at once.
+            await conn.execute(sql.SQL(begin + "; SET LOCAL statement_timeout = {}").format(timeout))
+            try:
+                yield conn
+            except BaseException:
+                await _rollback_quietly(conn)
+                raise
+            await conn.execute("COMMIT")
+
+
+async def _rollback_quietly(conn: Conn) -> None:
+    """Roll back after a failure; if the connection is broken the pool discards it anyway."""
+    if conn.closed:
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except psycopg.Error:
+        pass

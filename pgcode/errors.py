@@ -1,0 +1,130 @@
+"""ToolError, its codes, and the one mapping from database errors to them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+
+class ErrorCode(StrEnum):
+    INVALID_INPUT = "INVALID_INPUT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    EXTENSION_MISSING = "EXTENSION_MISSING"
+    UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
+    FORBIDDEN = "FORBIDDEN"
+    READ_ONLY = "READ_ONLY"
+    SQL_ERROR = "SQL_ERROR"
+    TIMEOUT = "TIMEOUT"
+    RATE_LIMITED = "RATE_LIMITED"
+    CONFLICT = "CONFLICT"
+    INTERNAL = "INTERNAL"
+
+
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_INPUT: 400,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.READ_ONLY: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.ALREADY_EXISTS: 409,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.SQL_ERROR: 422,
+    ErrorCode.EXTENSION_MISSING: 424,
+    ErrorCode.UNSUPPORTED_VERSION: 424,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.INTERNAL: 500,
+    ErrorCode.TIMEOUT: 504,
+}
+
+
+class ToolError(Exception):
+    """A failure a caller can act on: a code, a message naming the object and the fix."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        hint: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.details = details or {}
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.code]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code.value, "message": self.message}
+        if self.hint:
+            out["hint"] = self.hint
+        if self.details:
+            out["details"] = self.details
+        return out
+
+    def __repr__(self) -> str:
+        return f"ToolError({self.code.value}, {self.message!r})"
+
+
+# SQLSTATE -> code; anything else falls back by class (first two characters), then SQL_ERROR.
+_SQLSTATE_CODES: dict[str, ErrorCode] = {
+    "42P01": ErrorCode.NOT_FOUND,  # undefined_table
+    "42703": ErrorCode.NOT_FOUND,  # undefined_column
+    "42883": ErrorCode.NOT_FOUND,  # undefined_function
+    "42704": ErrorCode.NOT_FOUND,  # undefined_object
+    "3F000": ErrorCode.NOT_FOUND,  # invalid_schema_name
+    "3D000": ErrorCode.NOT_FOUND,  # invalid_catalog_name
+    "42P07": ErrorCode.ALREADY_EXISTS,  # duplicate_table
+    "42710": ErrorCode.ALREADY_EXISTS,  # duplicate_object
+    "42701": ErrorCode.ALREADY_EXISTS,  # duplicate_column
+    "42P06": ErrorCode.ALREADY_EXISTS,  # duplicate_schema
+    "42723": ErrorCode.ALREADY_EXISTS,  # duplicate_function
+    "57014": ErrorCode.TIMEOUT,  # query_canceled (statement_timeout)
+    "25006": ErrorCode.READ_ONLY,  # read_only_sql_transaction
+    "40001": ErrorCode.CONFLICT,  # serialization_failure
+    "40P01": ErrorCode.CONFLICT,  # deadlock_detected
+    "55P03": ErrorCode.CONFLICT,  # lock_not_available
+    "23502": ErrorCode.INVALID_INPUT,  # not_null_violation
+    "23514": ErrorCode.INVALID_INPUT,  # check_violation
+    "23505": ErrorCode.CONFLICT,  # unique_violation
+    "23503": ErrorCode.CONFLICT,  # foreign_key_violation
+    "22P02": ErrorCode.INVALID_INPUT,  # invalid_text_representation
+    "22023": ErrorCode.INVALID_INPUT,  # invalid_parameter_value
+    "42601": ErrorCode.INVALID_INPUT,  # syntax_error
+}
+_CLASS_CODES: dict[str, ErrorCode] = {
+    "22": ErrorCode.INVALID_INPUT,  # data exception
+    "23": ErrorCode.CONFLICT,  # integrity constraint violation
+    "40": ErrorCode.CONFLICT,  # transaction rollback
+    "53": ErrorCode.INTERNAL,  # insufficient resources
+    "58": ErrorCode.INTERNAL,  # system error
+    "XX": ErrorCode.INTERNAL,
+}
+
+
+def from_db_error(exc: psycopg.Error) -> ToolError:
+    """Translate a psycopg error into a ToolError, keyed by SQLSTATE, never by message text."""
+    if isinstance(exc, pg_errors.QueryCanceled):
+        return ToolError(ErrorCode.TIMEOUT, "the statement was cancelled: it ran past its time limit",
+                         hint="narrow the query or raise PGCODE_STATEMENT_TIMEOUT_MS",
+                         details={"sqlstate": exc.sqlstate})
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and exc.sqlstate is None:
+        # A connection-level failure: libpq's message can carry host names, never pass it through.
+        return ToolError(ErrorCode.INTERNAL, "the database connection failed",
+                         hint="check that the server is reachable; GET /healthz reports it")
+    sqlstate = exc.sqlstate or ""
+    code = _SQLSTATE_CODES.get(sqlstate) or _CLASS_CODES.get(sqlstate[:2], ErrorCode.SQL_ERROR)
+    diag = exc.diag
+    details: dict[str, Any] = {"sqlstate": sqlstate} if sqlstate else {}
+    if diag.message_detail:
+        details["detail"] = diag.message_detail
+    if diag.statement_position:
+        details["position"] = int(diag.statement_position)
+    message = diag.message_primary or str(exc).strip() or type(exc).__name__
+    return ToolError(code, message, hint=diag.message_hint, details=details)

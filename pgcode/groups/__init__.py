@@ -1,0 +1,1 @@
+"""Tool groups: every public module here registers its tools with @tool on import."""

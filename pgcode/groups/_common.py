@@ -1,0 +1,177 @@
+"""Helpers shared by the tool groups: table names, SQL files, caller expressions and values."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from pglast import ast, parse_sql
+from pglast.parser import ParseError
+from pglast.stream import RawStream
+from psycopg import AsyncRawCursor, sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from pydantic import Field
+
+from pgcode.context import ToolContext
+from pgcode.errors import ErrorCode, ToolError
+from pgcode.registry import ToolInput
+from pgcode.sqlpolicy import denied_function, walk
+
+IDENT_MAX = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer names silently
+
+Identifier = Field(min_length=1, max_length=IDENT_MAX)
+
+
+class TableRef(ToolInput):
+    """`table` (optionally `schema.table`) and `schema`."""
+
+    table: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1,
+                       description="Table name; `schema.table` is accepted when `schema` is not given")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX,
+                                description="Schema of the table (default: public)")
+
+    @property
+    def schema_name(self) -> str:
+        return split_name(self.table, self.schema_)[0]
+
+    @property
+    def table_name(self) -> str:
+        return split_name(self.table, self.schema_)[1]
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema_name, self.table_name)
+
+
+def split_name(name: str, schema: str | None, default_schema: str = "public") -> tuple[str, str]:
+    """("public", "t") for "t"; ("s", "t") for "s.t" unless a schema is given explicitly."""
+    if schema:
+        return schema, name
+    if "." in name:
+        head, tail = name.split(".", 1)
+        if head and tail:
+            return head, tail
+    return default_schema, name
+
+
+@cache
+def load_query(name: str) -> sql.SQL:
+    """The SQL file pgcode/sql/queries/<name>.sql as a template ({x} identifier slots, %(x)s values)."""
+    text = resources.files("pgcode").joinpath("sql", "queries", f"{name}.sql").read_text("utf-8")
+    return sql.SQL(text)  # type: ignore[arg-type]
+
+
+async def relation_kind(ctx: ToolContext, schema: str, name: str) -> str | None:
+    """pg_class.relkind of schema.name, or None when it does not exist."""
+    kind: str | None = await ctx.fetchval(
+        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s", (schema, name))
+    return kind
+
+
+async def require_table(ctx: ToolContext, schema: str, name: str) -> str:
+    """Raise NOT_FOUND unless schema.name is a table-like relation; return its relkind."""
+    kind = await relation_kind(ctx, schema, name)
+    if kind not in ("r", "p", "v", "m", "f"):
+        raise ToolError(ErrorCode.NOT_FOUND, f'table "{schema}"."{name}" does not exist',
+                        hint="pg_list_tables lists the tables")
+    return kind
+
+
+async def column_types(ctx: ToolContext, schema: str, table: str) -> dict[str, str]:
+    """Column name -> type name (pg_type.typname) of a table, in column order."""
+    rows = await ctx.fetch(
+        "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        (schema, table))
+    if not rows:
+        raise ToolError(ErrorCode.NOT_FOUND, f'table "{schema}"."{table}" does not exist',
+                        hint="pg_list_tables lists the tables")
+    return {r["attname"]: r["typname"] for r in rows}
+
+
+def adapt_value(value: Any, typname: str | None) -> Any:
+    """A JSON value as a query parameter: objects (and arrays for json columns) become jsonb."""
+    if isinstance(value, dict) or (isinstance(value, list) and typname in ("json", "jsonb")):
+        return Jsonb(value)
+    return value
+
+
+def check_columns(names: list[str], known: dict[str, str], table: str) -> None:
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ToolError(ErrorCode.NOT_FOUND, f"{table} has no column {', '.join(map(repr, missing))}",
+                        details={"columns": list(known)})
+
+
+_TYPE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?"
+                      r"( [A-Za-z_][A-Za-z0-9_]*){0,3}(\(\s*-?\d+\s*(,\s*-?\d+\s*)?\))?( ?\[\d*\])*$")
+
+
+def type_name(text: str) -> sql.SQL:
+    """A column type written by a caller (`numeric(10,2)`, `timestamp with time zone`, `int[]`)."""
+    text = " ".join(text.split())
+    if len(text) > 100 or not _TYPE_RE.match(text):
+        raise ToolError(ErrorCode.INVALID_INPUT, f"{text!r} is not a type name",
+                        hint="write a type such as integer, text, numeric(10,2), timestamptz, jsonb, int[]")
+    try:
+        parse_sql(f"SELECT NULL::{text}")
+    except ParseError:
+        raise ToolError(ErrorCode.INVALID_INPUT, f"{text!r} is not a type name") from None
+    return sql.SQL(text)  # type: ignore[arg-type]
+
+
+def expression(text: str, what: str = "expression") -> sql.SQL:
+    """A caller's scalar expression (a DEFAULT, a CHECK), rebuilt from its parse tree."""
+    try:
+        stmts = parse_sql(f"SELECT {text}\n")
+    except ParseError as exc:
+        raise ToolError(ErrorCode.INVALID_INPUT, f"the {what} does not parse: {exc.args[0]}") from None
+    node = stmts[0].stmt if len(stmts) == 1 else None
+    if not (isinstance(node, ast.SelectStmt) and len(node.targetList or ()) == 1 and node.fromClause is None
+            and node.whereClause is None and node.larg is None and node.sortClause is None
+            and node.limitCount is None and node.groupClause is None and node.intoClause is None
+            and node.withClause is None and node.targetList[0].name is None):
+        raise ToolError(ErrorCode.INVALID_INPUT, f"the {what} must be a single expression")
+    value = node.targetList[0].val
+    if any(isinstance(n, ast.SubLink) for n in walk(value)):
+        raise ToolError(ErrorCode.INVALID_INPUT, f"the {what} cannot contain a subquery")
+    name = denied_function(value)
+    if name:
+        raise ToolError(ErrorCode.INVALID_INPUT, f"the function {name}() is not allowed in a {what}")
+    return sql.SQL(str(RawStream()(value)))  # type: ignore[arg-type]
+
+
+def sorted_unique(items: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        seen.setdefault(item, None)
+    return list(seen)
+
+
+async def run_sql(ctx: ToolContext, text: str, params: list[Any], limit: int) -> dict[str, Any]:
+    """Execute caller SQL with native $n placeholders; return rows, fields and whether rows were cut."""
+    conn = await ctx.conn()
+    async with AsyncRawCursor(conn, row_factory=dict_row) as cur:
+        await cur.execute(text, params or None)
+        out: dict[str, Any] = {"command": cur.statusmessage, "rowCount": cur.rowcount}
+        if cur.description is None:
+            return out
+        rows = await cur.fetchmany(limit + 1)
+        fields = [{"name": d.name, "type": await _type_name(ctx, d.type_code)} for d in cur.description]
+    truncated = len(rows) > limit
+    out.update(rows=rows[:limit], rowCount=min(len(rows), limit), fields=fields, truncated=truncated)
+    return out
+
+
+async def _type_name(ctx: ToolContext, oid: int) -> str:
+    conn = await ctx.conn()
+    info = conn.adapters.types.get(oid)
+    if info is not None:
+        return info.name
+    name: str = await ctx.fetchval("SELECT format_type(%s::oid, NULL)", (oid,))
+    return name

@@ -1,0 +1,109 @@
+"""core: list, create and drop indexes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from psycopg import sql
+from pydantic import Field
+
+from pgcode.context import ToolContext
+from pgcode.errors import ErrorCode, ToolError
+from pgcode.groups._common import IDENT_MAX, TableRef, load_query, require_table, split_name
+from pgcode.registry import ToolInput, tool
+from pgcode.sqlpolicy import where_fragment
+from pgcode.types import Effect
+
+
+class GetIndexesIn(ToolInput):
+    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    limit: int = Field(1000, ge=1, le=10_000, description="Most indexes to return")
+
+
+@tool(group="core", effect=Effect.READ)
+async def get_indexes(ctx: ToolContext, args: GetIndexesIn) -> list[dict[str, Any]]:
+    """List indexes with definition, columns, validity, scans since stats reset, and size_bytes."""
+    schema, table = args.schema_, args.table
+    if table is not None:
+        schema, table = split_name(table, schema)
+    return await ctx.fetch(load_query("get_indexes"), {"schema": schema, "table": table, "limit": args.limit})
+
+
+class IndexMethod(StrEnum):
+    BTREE = "btree"
+    HASH = "hash"
+    GIN = "gin"
+    GIST = "gist"
+    SPGIST = "spgist"
+    BRIN = "brin"
+
+
+class CreateIndexIn(TableRef):
+    columns: list[str] = Field(min_length=1, max_length=32, description="Columns to index, in order")
+    name: str | None = Field(None, max_length=IDENT_MAX, description="Index name (default: <table>_<cols>_idx)")
+    unique: bool = Field(False, description="Create a UNIQUE index")
+    method: IndexMethod = Field(IndexMethod.BTREE, description="Index access method")
+    where: str | None = Field(None, max_length=10_000, description="Partial index condition, e.g. active = true")
+    include: list[str] = Field(default_factory=list, max_length=32, description="Non-key columns (INCLUDE)")
+    concurrently: bool = Field(False, description="Build without blocking writes (runs outside a transaction)")
+    if_not_exists: bool = Field(False, description="Do nothing if an index with this name exists")
+
+
+def _index_name(table: str, columns: list[str]) -> str:
+    base = f"{table}_{'_'.join(columns)}_idx"
+    return base if len(base) <= IDENT_MAX else base[: IDENT_MAX - 4].rstrip("_") + "_idx"
+
+
+@tool(group="core", effect=Effect.WRITE)
+async def create_index(ctx: ToolContext, args: CreateIndexIn) -> dict[str, Any]:
+    """Create an index (any method, unique, partial, INCLUDE, optionally CONCURRENTLY); returns its definition."""
+    name = args.name or _index_name(args.table_name, args.columns)
+    where = sql.SQL(" WHERE {}").format(where_fragment(args.where)) if args.where else sql.SQL("")
+    include = (sql.SQL(" INCLUDE ({})").format(sql.SQL(", ").join(map(sql.Identifier, args.include)))
+               if args.include else sql.SQL(""))
+    stmt = sql.SQL("CREATE {unique}INDEX {conc}{ine}{name} ON {table} USING {method} ({cols}){include}{where}").format(
+        unique=sql.SQL("UNIQUE ") if args.unique else sql.SQL(""),
+        conc=sql.SQL("CONCURRENTLY ") if args.concurrently else sql.SQL(""),
+        ine=sql.SQL("IF NOT EXISTS ") if args.if_not_exists else sql.SQL(""),
+        name=sql.Identifier(name), table=args.ident, method=sql.SQL(args.method.value),  # type: ignore[arg-type]
+        cols=sql.SQL(", ").join(map(sql.Identifier, args.columns)), include=include, where=where)
+    if args.concurrently:
+        ctx.use_autocommit()
+    await require_table(ctx, args.schema_name, args.table_name)
+    await ctx.execute(stmt)
+    definition = await ctx.fetchval(
+        "SELECT pg_get_indexdef(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s", (args.schema_name, name))
+    return {"name": name, "table": args.table_name, "schema": args.schema_name, "definition": definition}
+
+
+class DropIndexIn(ToolInput):
+    name: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1, description="Index name (schema.name ok)")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Schema (default public)")
+    if_exists: bool = Field(False, description="Do nothing if the index does not exist")
+    cascade: bool = Field(False, description="Also drop objects that depend on the index")
+    concurrently: bool = Field(False, description="Drop without blocking the table (runs outside a transaction)")
+
+
+@tool(group="core", effect=Effect.DESTRUCTIVE)
+async def drop_index(ctx: ToolContext, args: DropIndexIn) -> dict[str, Any]:
+    """Drop an index (optionally CONCURRENTLY); says whether it existed and what it was."""
+    schema, name = split_name(args.name, args.schema_)
+    if args.concurrently:
+        ctx.use_autocommit()
+    row = await ctx.fetchone(
+        "SELECT c.relkind, pg_get_indexdef(c.oid) AS definition FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s", (schema, name))
+    if row is None and not args.if_exists:
+        raise ToolError(ErrorCode.NOT_FOUND, f'index "{schema}"."{name}" does not exist',
+                        hint="pg_get_indexes lists the indexes")
+    if row is not None and row["relkind"] not in ("i", "I"):
+        raise ToolError(ErrorCode.INVALID_INPUT, f'"{schema}"."{name}" is not an index')
+    await ctx.execute(sql.SQL("DROP INDEX {}{}{}{}").format(
+        sql.SQL("CONCURRENTLY ") if args.concurrently else sql.SQL(""),
+        sql.SQL("IF EXISTS ") if args.if_exists else sql.SQL(""), sql.Identifier(schema, name),
+        sql.SQL(" CASCADE") if args.cascade else sql.SQL("")))
+    return {"name": name, "schema": schema, "dropped": row is not None,
+            "definition": row["definition"] if row else None}

@@ -1,0 +1,74 @@
+"""core: pg_read_query and pg_write_query, the two tools that take caller SQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from pgcode.context import ToolContext
+from pgcode.errors import ErrorCode, ToolError
+from pgcode.groups._common import run_sql
+from pgcode.registry import ToolInput, tool
+from pgcode.sqlpolicy import analyze_write, check_read
+from pgcode.types import Effect, Scope
+
+_MAX_SQL = 1_000_000
+
+
+class ReadQueryIn(ToolInput):
+    sql: str = Field(max_length=_MAX_SQL, description="One read-only statement: SELECT, WITH, VALUES, TABLE, "
+                                                      "SHOW or EXPLAIN. Use $1, $2 ... for parameters")
+    params: list[Any] = Field(default_factory=list, max_length=10_000,
+                              description="Values for $1, $2 ... in order; always sent as bound parameters")
+    limit: int | None = Field(None, ge=1, le=100_000,
+                              description="Most rows to return (default: the server's max_rows, 1000)")
+    transaction_id: str | None = Field(None, max_length=64,
+                                       description="Run inside this open transaction (pg_transaction_begin)")
+
+
+@tool(group="core", effect=Effect.READ)
+async def read_query(ctx: ToolContext, args: ReadQueryIn) -> dict[str, Any]:
+    """Run one read-only SQL statement; returns {rows, rowCount, fields, truncated}.
+
+    Checked by a parser (one statement, no writes, no file/session/server functions) and run in a
+    READ ONLY transaction with a statement timeout.
+    """
+    check_read(args.sql)
+    if args.transaction_id:
+        ctx.use_transaction(args.transaction_id)
+    out = await run_sql(ctx, args.sql, args.params, args.limit or ctx.settings.max_rows)
+    out.pop("command", None)
+    return out
+
+
+class WriteQueryIn(ToolInput):
+    sql: str = Field(max_length=_MAX_SQL, description="One statement: INSERT, UPDATE, DELETE, MERGE (scope write) "
+                                                      "or DDL (scope admin). Use $1, $2 ... for parameters")
+    params: list[Any] = Field(default_factory=list, max_length=10_000,
+                              description="Values for $1, $2 ... in order; always sent as bound parameters")
+    limit: int | None = Field(None, ge=1, le=100_000, description="Most RETURNING rows to return (default 1000)")
+    transaction_id: str | None = Field(None, max_length=64,
+                                       description="Run inside this open transaction (pg_transaction_begin)")
+
+
+def _write_scope(args: WriteQueryIn) -> Scope:
+    return analyze_write(args.sql).scope
+
+
+@tool(group="core", effect=Effect.WRITE, scope_for=_write_scope)
+async def write_query(ctx: ToolContext, args: WriteQueryIn) -> dict[str, Any]:
+    """Run one statement that changes data or schema; returns {command, rowCount} and any RETURNING rows.
+
+    DML needs the write scope, DDL the admin scope. DO, COPY, SET and transaction control are refused.
+    VACUUM, CREATE INDEX CONCURRENTLY and the like run outside a transaction.
+    """
+    stmt = analyze_write(args.sql)
+    if stmt.autocommit:
+        if args.transaction_id:
+            raise ToolError(ErrorCode.INVALID_INPUT,
+                            f"{stmt.kind} cannot run inside a transaction block, so not in a held transaction")
+        ctx.use_autocommit()
+    elif args.transaction_id:
+        ctx.use_transaction(args.transaction_id)
+    return await run_sql(ctx, args.sql, args.params, args.limit or ctx.settings.max_rows)

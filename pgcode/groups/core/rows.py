@@ -1,0 +1,114 @@
+"""core: insert, upsert, count and test rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import sql
+from pydantic import Field
+
+from pgcode.context import ToolContext
+from pgcode.errors import ErrorCode, ToolError
+from pgcode.groups._common import TableRef, adapt_value, check_columns, column_types
+from pgcode.registry import tool
+from pgcode.sqlpolicy import where_fragment
+from pgcode.types import Effect
+
+_MAX_PARAMS = 65_535  # the protocol's limit on bound parameters per statement
+
+
+class UpsertIn(TableRef):
+    data: dict[str, Any] = Field(min_length=1, description="Column -> value of the row to insert or update")
+    conflict_columns: list[str] = Field(min_length=1, max_length=32,
+                                        description="Columns of the unique constraint that decides a conflict")
+    update_columns: list[str] | None = Field(None, description="Columns to update on conflict "
+                                                               "(default: every given column not in conflictColumns)")
+
+
+@tool(group="core", effect=Effect.WRITE)
+async def upsert(ctx: ToolContext, args: UpsertIn) -> dict[str, Any]:
+    """Insert a row, or update it when it conflicts on the given unique columns; says which happened."""
+    types = await column_types(ctx, args.schema_name, args.table_name)
+    cols = list(args.data)
+    updates = args.update_columns if args.update_columns is not None else [
+        c for c in cols if c not in args.conflict_columns]
+    check_columns(cols + args.conflict_columns + updates, types, args.table)
+    action = (sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
+        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates)) if updates
+        else sql.SQL("DO NOTHING"))
+    query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {} RETURNING *, (xmax = 0) AS _pgcode_inserted"
+                    ).format(args.ident, sql.SQL(", ").join(map(sql.Identifier, cols)),
+                             sql.SQL(", ").join(sql.Placeholder() * len(cols)),
+                             sql.SQL(", ").join(map(sql.Identifier, args.conflict_columns)), action)
+    row = await ctx.fetchone(query, [adapt_value(args.data[c], types[c]) for c in cols])
+    if row is None:  # DO NOTHING on a conflict returns no row
+        return {"action": "unchanged", "row": None}
+    inserted = row.pop("_pgcode_inserted")
+    return {"action": "inserted" if inserted else "updated", "row": row}
+
+
+class BatchInsertIn(TableRef):
+    rows: list[dict[str, Any]] = Field(min_length=1, max_length=10_000,
+                                       description="Rows as objects; a column missing from a row gets its DEFAULT")
+    returning: bool = Field(False, description="Return the inserted rows")
+
+
+@tool(group="core", effect=Effect.WRITE)
+async def batch_insert(ctx: ToolContext, args: BatchInsertIn) -> dict[str, Any]:
+    """Insert many rows in one statement (all or none); returns the count and, on request, the rows."""
+    types = await column_types(ctx, args.schema_name, args.table_name)
+    cols = list(dict.fromkeys(k for row in args.rows for k in row))
+    if not cols:
+        raise ToolError(ErrorCode.INVALID_INPUT, "the rows have no columns")
+    check_columns(cols, types, args.table)
+    if len(cols) * len(args.rows) > _MAX_PARAMS:
+        raise ToolError(ErrorCode.INVALID_INPUT, f"{len(cols) * len(args.rows)} values exceed the {_MAX_PARAMS} a "
+                        "statement can carry", hint="split the rows into smaller batches")
+    params: list[Any] = []
+    values = []
+    for row in args.rows:
+        items = []
+        for c in cols:
+            if c in row:
+                items.append(sql.Placeholder())
+                params.append(adapt_value(row[c], types[c]))
+            else:
+                items.append(sql.SQL("DEFAULT"))
+        values.append(sql.SQL("({})").format(sql.SQL(", ").join(items)))
+    query = sql.SQL("INSERT INTO {} ({}) VALUES {}{}").format(
+        args.ident, sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(values),
+        sql.SQL(" RETURNING *") if args.returning else sql.SQL(""))
+    if args.returning:
+        rows = await ctx.fetch(query, params)
+        return {"inserted": len(rows), "rows": rows}
+    return {"inserted": await ctx.execute(query, params)}
+
+
+class CountIn(TableRef):
+    where: str | None = Field(None, max_length=10_000, description="Condition, e.g. status = 'active'")
+    column: str | None = Field(None, max_length=63, description="Count non-NULL values of this column")
+    distinct: bool = Field(False, description="With column: count distinct values")
+
+
+@tool(group="core", effect=Effect.READ)
+async def count(ctx: ToolContext, args: CountIn) -> dict[str, Any]:
+    """Count rows (exactly), optionally matching a condition, or the (distinct) non-NULL values of a column."""
+    if args.distinct and args.column is None:
+        raise ToolError(ErrorCode.INVALID_INPUT, "distinct needs a column")
+    what = (sql.SQL("{}{}").format(sql.SQL("DISTINCT ") if args.distinct else sql.SQL(""),
+                                   sql.Identifier(args.column)) if args.column else sql.SQL("*"))
+    where = sql.SQL(" WHERE {}").format(where_fragment(args.where)) if args.where else sql.SQL("")
+    n = await ctx.fetchval(sql.SQL("SELECT count({}) FROM {}{}").format(what, args.ident, where))
+    return {"count": n, "table": args.table_name, "schema": args.schema_name}
+
+
+class ExistsIn(TableRef):
+    where: str | None = Field(None, max_length=10_000, description="Condition, e.g. email = 'a@b.c' (default: any row)")
+
+
+@tool(group="core", effect=Effect.READ)
+async def exists(ctx: ToolContext, args: ExistsIn) -> dict[str, Any]:
+    """Say whether any row (matching a condition) exists; stops at the first match."""
+    where = sql.SQL(" WHERE {}").format(where_fragment(args.where)) if args.where else sql.SQL("")
+    found = await ctx.fetchval(sql.SQL("SELECT EXISTS (SELECT 1 FROM {}{})").format(args.ident, where))
+    return {"exists": found, "table": args.table_name, "schema": args.schema_name}

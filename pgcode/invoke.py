@@ -1,0 +1,128 @@
+"""invoke(): the one path every call takes, from MCP, REST, the CLI and code mode."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from pydantic import ValidationError
+
+from pgcode.context import ToolContext
+from pgcode.errors import ErrorCode, ToolError, from_db_error
+from pgcode.jsonify import to_json
+from pgcode.registry import ToolInput, ToolSpec
+from pgcode.runtime import Runtime
+from pgcode.types import Effect, Principal, Scope
+
+log = logging.getLogger("pgcode.invoke")
+
+
+async def invoke(rt: Runtime, name: str, args: Any, principal: Principal, *, read_only: bool = False) -> Any:
+    """Run tool `name` for `principal`: scope → validate → statement scope → read-only → requirements → run."""
+    spec = lookup(rt, name)
+    check_scope(spec, spec.scope, principal)
+    params = validate(spec, args)
+    if spec.scope_for is not None:
+        check_scope(spec, spec.scope_for(params), principal)
+    check_read_only(rt, spec, read_only)
+    check_requirements(rt, spec)
+    return to_json(await run(rt, spec, params, principal, read_only=read_only))
+
+
+def visible_tools(rt: Runtime, principal: Principal) -> Iterator[ToolSpec]:
+    """The tools this caller may call on this server (what tools/list and GET /v1/tools show)."""
+    for spec in rt.registry:
+        if principal.allows(spec.scope) and not (rt.settings.read_only and spec.effect is not Effect.READ):
+            yield spec
+
+
+def lookup(rt: Runtime, name: str) -> ToolSpec:
+    spec = rt.registry.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise ToolError(ErrorCode.NOT_FOUND, f"there is no tool named {name!r}",
+                        hint="GET /v1/tools (or `pgcode tools`) lists them")
+    return spec
+
+
+def check_scope(spec: ToolSpec, needed: Scope, principal: Principal) -> None:
+    if not principal.allows(needed):
+        raise ToolError(ErrorCode.FORBIDDEN, f"{spec.name} needs the {needed.value!r} scope for this call",
+                        details={"requiredScope": needed.value})
+
+
+def validate(spec: ToolSpec, args: Any) -> ToolInput:
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise ToolError(ErrorCode.INVALID_INPUT, f"arguments of {spec.name} must be a JSON object")
+    try:
+        return spec.input_model.model_validate(args)
+    except ValidationError as exc:
+        raise validation_error(spec.name, exc) from None
+
+
+def validation_error(name: str, exc: ValidationError) -> ToolError:
+    # include_input=False: the offending value may be a password; name the field, not the value.
+    errors = [{"field": ".".join(str(p) for p in e["loc"]) or "(arguments)", "problem": e["msg"]}
+              for e in exc.errors(include_input=False, include_url=False, include_context=False)]
+    summary = "; ".join(f"{e['field']}: {e['problem']}" for e in errors[:5])
+    return ToolError(ErrorCode.INVALID_INPUT, f"invalid arguments for {name}: {summary}",
+                     details={"errors": errors})
+
+
+def check_read_only(rt: Runtime, spec: ToolSpec, read_only: bool) -> None:
+    if spec.effect is Effect.READ:
+        return
+    if rt.settings.read_only:
+        raise ToolError(ErrorCode.READ_ONLY, f"{spec.name} changes the database and this server is read-only",
+                        hint="PGCODE_READ_ONLY=true exposes only read tools")
+    if read_only:
+        raise ToolError(ErrorCode.READ_ONLY, f"{spec.name} changes the database and this call is read-only")
+
+
+def check_requirements(rt: Runtime, spec: ToolSpec) -> None:
+    caps = rt.db.caps
+    for ext in spec.extensions:
+        caps.require_extension(ext, create_tool=_create_tool(rt, ext))
+    if spec.min_version is not None:
+        caps.require_version(spec.min_version, spec.name)
+
+
+# The tool that creates each extension a tool may need (TOOLS.md's *_create_extension tools).
+_CREATE_TOOLS = {
+    "vector": "pg_vector_create_extension", "postgis": "pg_postgis_create_extension",
+    "pg_cron": "pg_cron_create_extension", "pg_partman": "pg_partman_create_extension",
+    "pg_stat_kcache": "pg_kcache_create_extension", "citext": "pg_citext_create_extension",
+    "ltree": "pg_ltree_create_extension", "pgcrypto": "pg_pgcrypto_create_extension",
+}
+
+
+def _create_tool(rt: Runtime, extension: str) -> str | None:
+    name = _CREATE_TOOLS.get(extension)
+    return name if name and rt.registry.get(name) else None
+
+
+async def run(rt: Runtime, spec: ToolSpec, params: ToolInput, principal: Principal, *, read_only: bool) -> Any:
+    ctx = ToolContext(rt, spec, principal, read_only=read_only)
+    try:
+        async with ctx:
+            return await spec.func(ctx, params)
+    except ToolError as err:
+        raise _note_rollback(err, ctx) from None
+    except psycopg.Error as exc:
+        raise _note_rollback(from_db_error(exc), ctx) from None
+    except ValidationError as exc:
+        raise validation_error(spec.name, exc) from None
+    except Exception:
+        log.exception("%s failed", spec.name)
+        raise ToolError(ErrorCode.INTERNAL, f"{spec.name} failed unexpectedly; the server log has the details",
+                        ) from None
+
+
+def _note_rollback(err: ToolError, ctx: ToolContext) -> ToolError:
+    if ctx.held_rolled_back and ctx.held is not None:
+        err.details["transactionRolledBack"] = True
+        err.hint = f"transaction {ctx.held.id} was rolled back and closed; begin a new one"
+    return err

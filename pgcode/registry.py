@@ -1,0 +1,179 @@
+"""The tool registry: the @tool decorator, naming rules, discovery of pgcode/groups/*."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+import typing
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from pgcode.types import Effect, Scope, TxMode
+
+if TYPE_CHECKING:
+    from pgcode.context import ToolContext
+
+_NAME_RE = re.compile(r"^pg_[a-z][a-z0-9_]*$")
+_METHOD_RE = re.compile(r"^[a-z][A-Za-z0-9]*$")
+
+
+class ToolInput(BaseModel):
+    """Base of every tool's input model: unknown keys refused, camelCase and snake_case accepted."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        frozen=True,
+    )
+
+
+ToolFunc = Callable[["ToolContext", Any], Awaitable[Any]]
+ScopeFor = Callable[[Any], Scope]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """Everything known about one tool; built once at import, never changed."""
+
+    name: str
+    group: str
+    method: str
+    effect: Effect
+    description: str
+    input_model: type[ToolInput]
+    func: ToolFunc
+    aliases: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = ()
+    min_version: int | None = None
+    tx: TxMode = TxMode.READ_ONLY
+    scope_for: ScopeFor | None = None
+    input_schema: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def scope(self) -> Scope:
+        return self.effect.scope
+
+    @property
+    def title(self) -> str:
+        return self.description.split("\n", 1)[0]
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return (self.method, *self.aliases)
+
+
+def method_name(name: str, group: str) -> str:
+    """`pg_<name>` -> code-mode method: drop `pg_`, drop a leading `<group>_`, camelCase the rest."""
+    base = name.removeprefix("pg_")
+    base = base.removeprefix(f"{group}_")
+    head, *rest = base.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+_SPECS: dict[str, ToolSpec] = {}
+_FROZEN = False
+
+
+def tool(
+    *,
+    group: str,
+    effect: Effect,
+    name: str | None = None,
+    aliases: tuple[str, ...] = (),
+    extensions: tuple[str, ...] = (),
+    min_version: int | None = None,
+    tx: TxMode | None = None,
+    scope_for: ScopeFor | None = None,
+) -> Callable[[ToolFunc], ToolFunc]:
+    """Register an async tool function `(ctx, args) -> result` as `pg_<function name>`."""
+
+    def register(func: ToolFunc) -> ToolFunc:
+        spec = _build_spec(func, group=group, effect=effect, name=name, aliases=aliases,
+                           extensions=extensions, min_version=min_version, tx=tx, scope_for=scope_for)
+        if _FROZEN:
+            raise RuntimeError(f"{spec.name}: the registry is frozen; tools register at import of pgcode.groups")
+        if spec.name in _SPECS:
+            raise ValueError(f"{spec.name}: registered twice")
+        _SPECS[spec.name] = spec
+        return func
+
+    return register
+
+
+def _build_spec(func: ToolFunc, *, group: str, effect: Effect, name: str | None, aliases: tuple[str, ...],
+                extensions: tuple[str, ...], min_version: int | None, tx: TxMode | None,
+                scope_for: ScopeFor | None) -> ToolSpec:
+    tool_name = name or "pg_" + func.__name__
+    if not _NAME_RE.match(tool_name):
+        raise ValueError(f"{tool_name}: tool names are pg_ followed by lower_snake_case")
+    doc = (func.__doc__ or "").strip()
+    if not doc:
+        raise ValueError(f"{tool_name}: a tool needs a docstring; its first line is what callers read")
+    hints = typing.get_type_hints(func)
+    model = hints.get("args")
+    if not (isinstance(model, type) and issubclass(model, ToolInput)):
+        raise TypeError(f"{tool_name}: the `args` parameter must be annotated with a ToolInput subclass")
+    for field_name, info in model.model_fields.items():
+        if not info.description:
+            raise ValueError(f"{tool_name}: field {field_name!r} of {model.__name__} has no description")
+    method = method_name(tool_name, group)
+    for m in (method, *aliases):
+        if not _METHOD_RE.match(m):
+            raise ValueError(f"{tool_name}: {m!r} is not a camelCase method name")
+    return ToolSpec(
+        name=tool_name, group=group, method=method, effect=effect, description=doc, input_model=model,
+        func=func, aliases=aliases, extensions=extensions, min_version=min_version,
+        tx=tx or (TxMode.READ_ONLY if effect is Effect.READ else TxMode.READ_WRITE),
+        scope_for=scope_for, input_schema=model.model_json_schema(by_alias=True),
+    )
+
+
+class Registry:
+    """The frozen set of tools, looked up by name or by (group, method)."""
+
+    def __init__(self, specs: dict[str, ToolSpec]) -> None:
+        self._by_name = dict(specs)
+        self._by_method: dict[tuple[str, str], ToolSpec] = {}
+        for spec in specs.values():
+            for m in spec.methods:
+                key = (spec.group, m)
+                if key in self._by_method:
+                    other = self._by_method[key].name
+                    raise ValueError(f"pg.{spec.group}.{m} names both {other} and {spec.name}")
+                self._by_method[key] = spec
+
+    def get(self, name: str) -> ToolSpec | None:
+        return self._by_name.get(name)
+
+    def by_method(self, group: str, method: str) -> ToolSpec | None:
+        return self._by_method.get((group, method))
+
+    def __iter__(self) -> Iterator[ToolSpec]:
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def groups(self) -> list[str]:
+        return sorted({s.group for s in self})
+
+
+@cache
+def load_registry() -> Registry:
+    """Import every module in pgcode.groups (registering its tools), then freeze the registry."""
+    global _FROZEN
+    import pgcode.groups as groups_pkg
+
+    for mod in sorted(pkgutil.iter_modules(groups_pkg.__path__), key=lambda m: m.name):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{groups_pkg.__name__}.{mod.name}")
+    _FROZEN = True
+    return Registry(_SPECS)

@@ -1,0 +1,43 @@
+"""Runtime: the settings, the database, the registry and the held transactions of one server."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from pgcode.config import Settings
+from pgcode.db import Database
+from pgcode.registry import Registry, load_registry
+from pgcode.types import Principal
+from pgcode.txstore import TransactionStore
+
+
+class Runtime:
+    """Everything a call needs; opened once per process by the server, the CLI or the tests."""
+
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or load_registry()
+        self.db = Database(settings)
+        self.txstore = TransactionStore(self.db, settings)
+
+    async def open(self) -> None:
+        await self.db.open()
+        self.txstore.start()
+
+    async def close(self) -> None:
+        await self.txstore.close()
+        await self.db.close()
+
+    async def __aenter__(self) -> Runtime:
+        await self.open()
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def invoke(self, name: str, args: Any, principal: Principal, *, read_only: bool = False) -> Any:
+        from pgcode.invoke import invoke
+
+        return await invoke(self, name, args, principal, read_only=read_only)

@@ -1,0 +1,1 @@
+"""The faces of pgcode: MCP (stdio and Streamable HTTP) and REST, assembled in one Starlette app."""

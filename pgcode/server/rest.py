@@ -1,0 +1,111 @@
+"""REST face: the catalog, tool calls, health and the OpenAPI document, all from the registry."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from pgcode import __version__
+from pgcode.errors import ErrorCode, ToolError
+from pgcode.invoke import visible_tools
+from pgcode.registry import ToolSpec
+from pgcode.runtime import Runtime
+from pgcode.server._principal import request_principal
+
+MAX_BODY = 10 * 1024 * 1024
+
+
+def error_response(err: ToolError) -> JSONResponse:
+    headers = {}
+    retry = err.details.get("retryAfterSeconds")
+    if err.code is ErrorCode.RATE_LIMITED and retry is not None:
+        headers["Retry-After"] = str(int(retry) + 1)
+    return JSONResponse({"error": err.to_dict()}, status_code=err.http_status, headers=headers)
+
+
+def describe(spec: ToolSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name, "group": spec.group, "method": f"pg.{spec.group}.{spec.method}",
+        "aliases": [f"pg.{spec.group}.{a}" for a in spec.aliases], "effect": spec.effect.value,
+        "scope": spec.scope.value, "extensions": list(spec.extensions), "title": spec.title,
+        "description": spec.description, "inputSchema": spec.input_schema,
+    }
+
+
+def rest_routes(rt: Runtime) -> list[Route]:
+    async def list_tools(request: Request) -> Response:
+        principal = request_principal(request)
+        group = request.query_params.get("group")
+        tools = [describe(s) for s in visible_tools(rt, principal) if group in (None, s.group)]
+        return JSONResponse({"tools": tools, "count": len(tools)})
+
+    async def get_tool(request: Request) -> Response:
+        name = request.path_params["name"]
+        spec = next((s for s in visible_tools(rt, request_principal(request)) if s.name == name), None)
+        if spec is None:
+            return error_response(ToolError(ErrorCode.NOT_FOUND, f"there is no tool named {name!r}"))
+        return JSONResponse(describe(spec))
+
+    async def call_tool(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return error_response(ToolError(ErrorCode.INVALID_INPUT, f"the request body exceeds {MAX_BODY} bytes"))
+        try:
+            args = json.loads(body) if body.strip() else {}
+        except ValueError:
+            return error_response(ToolError(ErrorCode.INVALID_INPUT, "the request body is not valid JSON"))
+        try:
+            result = await rt.invoke(request.path_params["name"], args, request_principal(request))
+        except ToolError as err:
+            return error_response(err)
+        return JSONResponse(result)
+
+    async def healthz(request: Request) -> Response:
+        try:
+            async with rt.db.pool.connection(timeout=5) as conn:
+                cur = await conn.execute("SELECT current_setting('server_version')")
+                row = await cur.fetchone()
+        except Exception:
+            return JSONResponse({"status": "error", "database": "unreachable", "version": __version__},
+                                status_code=503)
+        return JSONResponse({"status": "ok", "database": "reachable", "serverVersion": row[0] if row else None,
+                             "tools": len(rt.registry), "readOnly": rt.settings.read_only, "version": __version__})
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document(rt, request_principal(request)))
+
+    return [
+        Route("/v1/tools", list_tools, methods=["GET"]),
+        Route("/v1/tools/{name}", get_tool, methods=["GET"]),
+        Route("/v1/tools/{name}", call_tool, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+
+
+def openapi_document(rt: Runtime, principal: Any) -> dict[str, Any]:
+    """OpenAPI 3.1: one POST operation per tool, its request body the tool's input schema."""
+    error = {"description": "Tool error", "content": {"application/json": {"schema": {
+        "$ref": "#/components/schemas/Error"}}}}
+    components: dict[str, Any] = {"Error": {"type": "object", "properties": {"error": {
+        "type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string", "enum": [c.value for c in ErrorCode]}, "message": {"type": "string"},
+            "hint": {"type": "string"}, "details": {"type": "object"}}}}}}
+    paths: dict[str, Any] = {}
+    for spec in visible_tools(rt, principal):
+        schema = json.loads(json.dumps(spec.input_schema).replace('"#/$defs/', f'"#/components/schemas/{spec.name}.'))
+        for def_name, definition in schema.pop("$defs", {}).items():
+            components[f"{spec.name}.{def_name}"] = definition
+        paths[f"/v1/tools/{spec.name}"] = {"post": {
+            "operationId": spec.name, "summary": spec.title, "description": spec.description,
+            "tags": [spec.group], "x-effect": spec.effect.value, "x-scope": spec.scope.value,
+            "requestBody": {"required": False, "content": {"application/json": {"schema": schema}}},
+            "responses": {"200": {"description": "The tool's result", "content": {"application/json": {}}},
+                          "400": error, "403": error, "404": error, "409": error, "422": error, "424": error,
+                          "429": error, "500": error, "504": error}}}
+    return {"openapi": "3.1.0", "info": {"title": "pgcode", "version": __version__},
+            "paths": paths, "components": {"schemas": components}}

@@ -1,0 +1,236 @@
+"""Checks on caller-supplied SQL, made on the parse tree (pglast), never on the text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from pglast import ast, parse_sql
+from pglast.parser import ParseError
+from pglast.stream import RawStream
+from psycopg import sql
+
+from pgcode.errors import ErrorCode, ToolError
+from pgcode.types import Scope
+
+# Functions that touch files, other sessions, server configuration or connections, or that run SQL
+# given as text (which would escape this check). Matched on the unqualified, lower-cased name.
+DENIED_FUNCTIONS = frozenset({
+    "pg_terminate_backend", "pg_cancel_backend", "pg_signal_backend", "pg_reload_conf",
+    "pg_rotate_logfile", "set_config", "pg_switch_wal", "pg_switch_xlog", "pg_create_restore_point",
+    "pg_promote", "pg_wal_replay_pause", "pg_wal_replay_resume", "pg_backup_start", "pg_backup_stop",
+    "pg_start_backup", "pg_stop_backup", "pg_log_backend_memory_contexts", "pg_import_system_collations",
+    "pg_notify", "nextval", "setval", "loread", "lowrite",
+    "pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
+    "pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all",
+    "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml",
+    "cursor_to_xmlschema", "ts_stat", "ts_rewrite", "pg_stat_statements_reset", "pg_stat_kcache_reset",
+    "hypopg_create_index", "hypopg_drop_index", "hypopg_reset", "hypopg_hide_index", "hypopg_unhide_index",
+    "hypopg_unhide_all_indexes", "pg_drop_replication_slot", "pg_copy_physical_replication_slot",
+    "pg_copy_logical_replication_slot", "pg_replication_origin_create", "pg_replication_origin_drop",
+})
+DENIED_PREFIXES = (
+    "pg_read_", "pg_ls_", "pg_stat_file", "pg_file_", "pg_logdir_", "lo_", "dblink",
+    "pg_stat_reset", "pg_create_physical_replication_slot", "pg_create_logical_replication_slot",
+    "pg_logical_slot_", "pg_replication_slot_advance", "table_to_xml", "schema_to_xml", "database_to_xml",
+)
+
+_DML = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
+# Utility statements with a reason they are never taken from callers.
+_REFUSED: dict[type[ast.Node], str] = {
+    ast.DoStmt: "DO blocks run arbitrary procedural code; use pg_write_query with one plain statement",
+    ast.TransactionStmt: "transaction control is not allowed here; use the pg_transaction_* tools",
+    ast.VariableSetStmt: "SET/RESET would change the session; settings are managed by pg_set_config",
+    ast.ListenStmt: "LISTEN keeps state on a pooled connection",
+    ast.UnlistenStmt: "UNLISTEN keeps state on a pooled connection",
+    ast.LoadStmt: "LOAD loads a shared library into the server",
+    ast.PrepareStmt: "prepared statements keep state on a pooled connection",
+    ast.ExecuteStmt: "prepared statements keep state on a pooled connection",
+    ast.DeallocateStmt: "prepared statements keep state on a pooled connection",
+    ast.DiscardStmt: "DISCARD changes the pooled session",
+    ast.DeclareCursorStmt: "cursors keep state on a pooled connection",
+    ast.FetchStmt: "cursors keep state on a pooled connection",
+    ast.ClosePortalStmt: "cursors keep state on a pooled connection",
+    ast.CheckPointStmt: "CHECKPOINT is a server operation; ask an administrator",
+}
+# Statements PostgreSQL refuses inside a transaction block: run them in autocommit.
+_AUTOCOMMIT = (ast.VacuumStmt, ast.CreatedbStmt, ast.DropdbStmt, ast.AlterSystemStmt,
+               ast.CreateTableSpaceStmt, ast.DropTableSpaceStmt)
+
+
+def _refuse(message: str, hint: str | None = None) -> ToolError:
+    return ToolError(ErrorCode.INVALID_INPUT, message, hint=hint)
+
+
+def walk(node: Any) -> Iterator[ast.Node]:
+    """Every node below `node`, depth first."""
+    if isinstance(node, ast.Node):
+        yield node
+        for slot in node.__slots__:
+            yield from walk(getattr(node, slot))
+    elif isinstance(node, list | tuple):
+        for item in node:
+            yield from walk(item)
+
+
+def _function_name(call: ast.FuncCall) -> str:
+    return ".".join(part.sval for part in call.funcname if isinstance(part, ast.String)).lower()
+
+
+def denied_function(node: Any) -> str | None:
+    """The first call to a denied function anywhere below `node` (FROM, WHERE, subqueries), if any."""
+    for n in walk(node):
+        if isinstance(n, ast.FuncCall):
+            full = _function_name(n)
+            base = full.rsplit(".", 1)[-1]
+            if base in DENIED_FUNCTIONS or base.startswith(DENIED_PREFIXES):
+                return full
+    return None
+
+
+def _parse(text: str) -> tuple[ast.RawStmt, ...]:
+    if not text or not text.strip():
+        raise _refuse("the SQL text is empty")
+    try:
+        stmts: tuple[ast.RawStmt, ...] = parse_sql(text)
+    except ParseError as exc:
+        raise ToolError(ErrorCode.INVALID_INPUT, f"SQL syntax error: {exc.args[0]}",
+                        details={"position": exc.location}) from None
+    return stmts
+
+
+def _single(text: str) -> ast.Node:
+    stmts = _parse(text)
+    if len(stmts) != 1:
+        raise _refuse(f"exactly one SQL statement is allowed, found {len(stmts)}",
+                      hint="send one statement per call, or use pg_transaction_execute for several")
+    node: ast.Node = stmts[0].stmt
+    return node
+
+
+def _read_problem(node: ast.Node) -> str | None:
+    """Why `node` is not a plain read, or None if it is."""
+    if isinstance(node, ast.VariableShowStmt):
+        return None
+    if isinstance(node, ast.ExplainStmt):
+        analyze = any(isinstance(o, ast.DefElem) and o.defname == "analyze" and _truthy(o)
+                      for o in node.options or ())
+        inner = node.query
+        if analyze or not isinstance(inner, _DML):
+            return _read_problem(inner)
+        # EXPLAIN without ANALYZE plans a write without running it.
+        name = denied_function(inner)
+        return f"the function {name}() is not allowed here" if name else None
+    if not isinstance(node, ast.SelectStmt):
+        classify(node)  # raises with the specific reason for DO, COPY, SET, transaction control, ...
+        return f"{_kind(node)} is not a read; pg_read_query takes SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN"
+    return _shared_problem(node)
+
+
+def _shared_problem(node: ast.Node) -> str | None:
+    for n in walk(node):
+        if isinstance(n, _DML):
+            return f"a data-modifying {_kind(n)} is not allowed in a read"
+        if isinstance(n, ast.SelectStmt):
+            if n.intoClause is not None:
+                return "SELECT INTO creates a table; it is not a read"
+            if n.lockingClause:
+                return "SELECT ... FOR UPDATE/SHARE takes row locks; it is not a read"
+    name = denied_function(node)
+    if name:
+        return f"the function {name}() is not allowed here"
+    return None
+
+
+def _truthy(opt: ast.DefElem) -> bool:
+    arg = opt.arg
+    if arg is None:
+        return True
+    value = getattr(arg, "sval", None) or getattr(arg, "boolval", None)
+    if isinstance(arg, ast.Boolean):
+        return bool(arg.boolval)
+    return str(value).lower() not in ("false", "off", "0")
+
+
+def _kind(node: ast.Node) -> str:
+    name = type(node).__name__.removesuffix("Stmt")
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", name).upper()
+
+
+def check_read(text: str) -> None:
+    """Refuse anything but one statement that only reads (the READ ONLY transaction still runs it)."""
+    node = _single(text)
+    problem = _read_problem(node)
+    if problem:
+        raise _refuse(problem, hint="use pg_write_query for statements that change data")
+
+
+@dataclass(frozen=True, slots=True)
+class WriteStatement:
+    """What pg_write_query learned about its statement."""
+
+    kind: str
+    scope: Scope
+    autocommit: bool
+
+
+@lru_cache(maxsize=512)
+def analyze_write(text: str) -> WriteStatement:
+    """Classify one statement for pg_write_query: DML needs write, anything else needs admin."""
+    node = _single(text)
+    return classify(node)
+
+
+def classify(node: ast.Node) -> WriteStatement:
+    for refused, why in _REFUSED.items():
+        if isinstance(node, refused):
+            raise _refuse(f"{_kind(node)} is refused: {why}")
+    if isinstance(node, ast.CopyStmt):
+        if node.is_program:
+            raise _refuse("COPY ... PROGRAM runs a program on the database server and is refused")
+        if node.filename:
+            raise _refuse("COPY to or from a server file is refused: it reads or writes the server's files")
+        raise _refuse("COPY needs a data stream, which this tool does not carry",
+                      hint="use pg_batch_insert to load rows, or pg_read_query to export them")
+    kind = _kind(node)
+    denied = denied_function(node)
+    if isinstance(node, (ast.SelectStmt, ast.ExplainStmt, ast.VariableShowStmt, *_DML)):
+        into = any(isinstance(n, ast.SelectStmt) and n.intoClause is not None for n in walk(node))
+        return WriteStatement(kind, Scope.ADMIN if denied or into else Scope.WRITE, autocommit=False)
+    autocommit = isinstance(node, _AUTOCOMMIT) or bool(getattr(node, "concurrent", False))
+    return WriteStatement(kind, Scope.ADMIN, autocommit=autocommit)
+
+
+def statements_scope(texts: list[str]) -> Scope:
+    """The scope a list of statements needs: the highest any of them needs."""
+    return max((analyze_write(t).scope for t in texts), key=lambda s: s.rank, default=Scope.WRITE)
+
+
+@lru_cache(maxsize=1024)
+def _fragment_text(fragment: str) -> str:
+    try:
+        stmts = parse_sql(f"SELECT 1 WHERE {fragment}\n")
+    except ParseError as exc:
+        raise _refuse(f"the where condition does not parse: {exc.args[0]}") from None
+    if len(stmts) != 1:
+        raise _refuse("a where condition must be one boolean expression, not statements")
+    node = stmts[0].stmt
+    if not (isinstance(node, ast.SelectStmt) and node.whereClause is not None and node.fromClause is None
+            and node.groupClause is None and node.havingClause is None and node.sortClause is None
+            and node.limitCount is None and node.limitOffset is None and node.lockingClause is None
+            and node.withClause is None and node.windowClause is None and node.larg is None
+            and node.intoClause is None and len(node.targetList or ()) == 1):
+        raise _refuse("a where condition must be a single boolean expression")
+    problem = _shared_problem(node.whereClause)
+    if problem:
+        raise _refuse(problem)
+    # Re-emit from the tree: comments and any trailing text are gone, so nothing else reaches SQL.
+    return str(RawStream()(node.whereClause))
+
+
+def where_fragment(fragment: str) -> sql.Composable:
+    """A caller's `where` condition, checked and rebuilt from its parse tree, in parentheses."""
+    return sql.SQL("({})").format(sql.SQL(_fragment_text(fragment)))  # type: ignore[arg-type]
