@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
-from psycopg.abc import Params, Query
+from psycopg.abc import Params
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pgcode.txstore import HeldTransaction
 
 Row = dict[str, Any]
+Query = str | sql.SQL | sql.Composed
 
 
 class ToolContext:

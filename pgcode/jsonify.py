@@ -59,7 +59,8 @@ def _decimal(value: Decimal) -> int | float | str:
     if not value.is_finite():
         return str(value)
     if value == value.to_integral_value():
-        return to_json(int(value))
+        as_int = int(value)
+        return as_int if -MAX_SAFE_INT <= as_int <= MAX_SAFE_INT else str(as_int)
     as_float = float(value)
     # Keep the exact text when a float would change the digits the database returned.
     return as_float if Decimal(repr(as_float)) == value else str(value)

@@ -9,7 +9,7 @@ import typing
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -36,6 +36,7 @@ class ToolInput(BaseModel):
 
 
 ToolFunc = Callable[["ToolContext", Any], Awaitable[Any]]
+F = TypeVar("F", bound=ToolFunc)
 ScopeFor = Callable[[Any], Scope]
 
 
@@ -92,10 +93,10 @@ def tool(
     min_version: int | None = None,
     tx: TxMode | None = None,
     scope_for: ScopeFor | None = None,
-) -> Callable[[ToolFunc], ToolFunc]:
+) -> Callable[[F], F]:
     """Register an async tool function `(ctx, args) -> result` as `pg_<function name>`."""
 
-    def register(func: ToolFunc) -> ToolFunc:
+    def register(func: F) -> F:
         spec = _build_spec(func, group=group, effect=effect, name=name, aliases=aliases,
                            extensions=extensions, min_version=min_version, tx=tx, scope_for=scope_for)
         if _FROZEN:

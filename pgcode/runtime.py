@@ -8,8 +8,8 @@ from typing import Any
 from pgcode.config import Settings
 from pgcode.db import Database
 from pgcode.registry import Registry, load_registry
-from pgcode.types import Principal
 from pgcode.txstore import TransactionStore
+from pgcode.types import Principal
 
 
 class Runtime:

@@ -65,19 +65,26 @@ def _refuse(message: str, hint: str | None = None) -> ToolError:
     return ToolError(ErrorCode.INVALID_INPUT, message, hint=hint)
 
 
+_LEAVES = (str, int, float, bool)
+
+
 def walk(node: Any) -> Iterator[ast.Node]:
-    """Every node below `node`, depth first."""
-    if isinstance(node, ast.Node):
-        yield node
-        for slot in node.__slots__:
-            yield from walk(getattr(node, slot))
-    elif isinstance(node, list | tuple):
-        for item in node:
-            yield from walk(item)
+    """Every node below `node` (in no particular order); iterative, as it runs on every caller query."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ast.Node):
+            yield item
+            for slot in item.__slots__:  # type: ignore[attr-defined]
+                value = getattr(item, slot)
+                if value is not None and not isinstance(value, _LEAVES):
+                    stack.append(value)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
 
 
 def _function_name(call: ast.FuncCall) -> str:
-    return ".".join(part.sval for part in call.funcname if isinstance(part, ast.String)).lower()
+    return ".".join(str(part.sval) for part in call.funcname or () if isinstance(part, ast.String)).lower()
 
 
 def denied_function(node: Any) -> str | None:
@@ -98,7 +105,7 @@ def _parse(text: str) -> tuple[ast.RawStmt, ...]:
         stmts: tuple[ast.RawStmt, ...] = parse_sql(text)
     except ParseError as exc:
         raise ToolError(ErrorCode.INVALID_INPUT, f"SQL syntax error: {exc.args[0]}",
-                        details={"position": exc.location}) from None
+                        details={"position": getattr(exc, "location", None)}) from None
     return stmts
 
 
@@ -107,7 +114,8 @@ def _single(text: str) -> ast.Node:
     if len(stmts) != 1:
         raise _refuse(f"exactly one SQL statement is allowed, found {len(stmts)}",
                       hint="send one statement per call, or use pg_transaction_execute for several")
-    node: ast.Node = stmts[0].stmt
+    node = stmts[0].stmt
+    assert node is not None
     return node
 
 
@@ -119,6 +127,7 @@ def _read_problem(node: ast.Node) -> str | None:
         analyze = any(isinstance(o, ast.DefElem) and o.defname == "analyze" and _truthy(o)
                       for o in node.options or ())
         inner = node.query
+        assert inner is not None
         if analyze or not isinstance(inner, _DML):
             return _read_problem(inner)
         # EXPLAIN without ANALYZE plans a write without running it.
@@ -162,10 +171,15 @@ def _kind(node: ast.Node) -> str:
 
 def check_read(text: str) -> None:
     """Refuse anything but one statement that only reads (the READ ONLY transaction still runs it)."""
-    node = _single(text)
-    problem = _read_problem(node)
+    problem = _read_verdict(text)
     if problem:
         raise _refuse(problem, hint="use pg_write_query for statements that change data")
+
+
+@lru_cache(maxsize=512)
+def _read_verdict(text: str) -> str | None:
+    # Cached: scripts send the same statements again and again, and parsing costs more than running SELECT 1.
+    return _read_problem(_single(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,4 +247,4 @@ def _fragment_text(fragment: str) -> str:
 
 def where_fragment(fragment: str) -> sql.Composable:
     """A caller's `where` condition, checked and rebuilt from its parse tree, in parentheses."""
-    return sql.SQL("({})").format(sql.SQL(_fragment_text(fragment)))  # type: ignore[arg-type]
+    return sql.SQL("({})").format(sql.SQL(_fragment_text(fragment)))

@@ -15,8 +15,9 @@ from pgcode.server.app import create_app
 from pgcode.server.mcp import build_mcp_server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def app(rt: Runtime) -> Starlette:
+    """A fresh app per test: the MCP session manager runs once per instance."""
     return create_app(rt)
 
 

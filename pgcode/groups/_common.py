@@ -61,7 +61,7 @@ def split_name(name: str, schema: str | None, default_schema: str = "public") ->
 def load_query(name: str) -> sql.SQL:
     """The SQL file pgcode/sql/queries/<name>.sql as a template ({x} identifier slots, %(x)s values)."""
     text = resources.files("pgcode").joinpath("sql", "queries", f"{name}.sql").read_text("utf-8")
-    return sql.SQL(text)  # type: ignore[arg-type]
+    return sql.SQL(text)
 
 
 async def relation_kind(ctx: ToolContext, schema: str, name: str) -> str | None:
@@ -122,7 +122,7 @@ def type_name(text: str) -> sql.SQL:
         parse_sql(f"SELECT NULL::{text}")
     except ParseError:
         raise ToolError(ErrorCode.INVALID_INPUT, f"{text!r} is not a type name") from None
-    return sql.SQL(text)  # type: ignore[arg-type]
+    return sql.SQL(text)
 
 
 def expression(text: str, what: str = "expression") -> sql.SQL:
@@ -135,15 +135,15 @@ def expression(text: str, what: str = "expression") -> sql.SQL:
     if not (isinstance(node, ast.SelectStmt) and len(node.targetList or ()) == 1 and node.fromClause is None
             and node.whereClause is None and node.larg is None and node.sortClause is None
             and node.limitCount is None and node.groupClause is None and node.intoClause is None
-            and node.withClause is None and node.targetList[0].name is None):
+            and node.withClause is None and node.targetList[0].name is None):  # type: ignore[index]
         raise ToolError(ErrorCode.INVALID_INPUT, f"the {what} must be a single expression")
-    value = node.targetList[0].val
+    value = node.targetList[0].val  # type: ignore[index]
     if any(isinstance(n, ast.SubLink) for n in walk(value)):
         raise ToolError(ErrorCode.INVALID_INPUT, f"the {what} cannot contain a subquery")
     name = denied_function(value)
     if name:
         raise ToolError(ErrorCode.INVALID_INPUT, f"the function {name}() is not allowed in a {what}")
-    return sql.SQL(str(RawStream()(value)))  # type: ignore[arg-type]
+    return sql.SQL(str(RawStream()(value)))
 
 
 def sorted_unique(items: list[str]) -> list[str]:

@@ -150,7 +150,7 @@ async def transaction_execute(ctx: ToolContext, args: ExecuteIn) -> dict[str, An
         ctx.use_transaction(args.transaction_id)
     elif args.isolation_level is not Isolation.READ_COMMITTED:
         await ctx.execute(sql.SQL("SET TRANSACTION ISOLATION LEVEL {}").format(
-            sql.SQL(args.isolation_level.value.upper())))  # type: ignore[arg-type]
+            sql.SQL(args.isolation_level.value.upper())))
     results = []
     for i, stmt in enumerate(args.statements):
         try:

@@ -67,7 +67,7 @@ async def create_index(ctx: ToolContext, args: CreateIndexIn) -> dict[str, Any]:
         unique=sql.SQL("UNIQUE ") if args.unique else sql.SQL(""),
         conc=sql.SQL("CONCURRENTLY ") if args.concurrently else sql.SQL(""),
         ine=sql.SQL("IF NOT EXISTS ") if args.if_not_exists else sql.SQL(""),
-        name=sql.Identifier(name), table=args.ident, method=sql.SQL(args.method.value),  # type: ignore[arg-type]
+        name=sql.Identifier(name), table=args.ident, method=sql.SQL(args.method.value),
         cols=sql.SQL(", ").join(map(sql.Identifier, args.columns)), include=include, where=where)
     if args.concurrently:
         ctx.use_autocommit()

@@ -51,7 +51,7 @@ async def object_details(ctx: ToolContext, args: ObjectDetailsIn) -> dict[str, A
             "SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relname = %s", (schema, name))
         kind = _RELKINDS.get(rel["relkind"]) if rel else None
-        if kind is not None and args.type in (None, kind):
+        if rel is not None and kind is not None and args.type in (None, kind):
             return {"type": kind, **await _relation_details(ctx, kind, rel["oid"], schema, name)}
     if args.type in (None, "function"):
         funcs = await ctx.fetch(
@@ -72,10 +72,11 @@ async def object_details(ctx: ToolContext, args: ObjectDetailsIn) -> dict[str, A
 
 
 async def _relation_details(ctx: ToolContext, kind: str, oid: int, schema: str, name: str) -> dict[str, Any]:
+    table = DescribeTableIn.model_validate({"table": name, "schema": schema})
     if kind == "table":
-        return await describe_table(ctx, DescribeTableIn(table=name, schema=schema))
+        return await describe_table(ctx, table)
     if kind in ("view", "materialized_view"):
-        view = await describe_table(ctx, DescribeTableIn(table=name, schema=schema))
+        view = await describe_table(ctx, table)
         view["definition"] = await ctx.fetchval("SELECT pg_get_viewdef(%s::oid, true)", (oid,))
         return view
     if kind == "sequence":

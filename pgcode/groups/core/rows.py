@@ -67,7 +67,7 @@ async def batch_insert(ctx: ToolContext, args: BatchInsertIn) -> dict[str, Any]:
     params: list[Any] = []
     values = []
     for row in args.rows:
-        items = []
+        items: list[sql.Composable] = []
         for c in cols:
             if c in row:
                 items.append(sql.Placeholder())

@@ -11,7 +11,14 @@ from pydantic import Field, model_validator
 from pgcode.context import ToolContext
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import (
-    IDENT_MAX, TableRef, expression, load_query, relation_kind, require_table, split_name, type_name,
+    IDENT_MAX,
+    TableRef,
+    expression,
+    load_query,
+    relation_kind,
+    require_table,
+    split_name,
+    type_name,
 )
 from pgcode.registry import ToolInput, tool
 from pgcode.types import Effect
@@ -125,7 +132,7 @@ def _column_sql(col: ColumnDef) -> sql.Composable:
         ref_schema, ref_table = split_name(col.references.table, None)
         parts.append(sql.SQL("REFERENCES {} ({}) ON DELETE {}").format(
             sql.Identifier(ref_schema, ref_table), sql.Identifier(col.references.column),
-            sql.SQL(col.references.on_delete.value)))  # type: ignore[arg-type]
+            sql.SQL(col.references.on_delete.value)))
     return sql.SQL(" ").join(parts)
 
 

@@ -1,0 +1,110 @@
+"""Median latency of pg_read_query `SELECT 1`: direct psycopg, invoke(), REST over HTTP, MCP over HTTP.
+
+Usage: TEST_DATABASE_URL=... .venv/bin/python bench/tool_overhead.py [--calls N]
+Prints one line per path with its ratio to the direct query, and writes bench/results/tool_overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx2
+from mcp import Client
+
+from pgcode.config import Settings
+from pgcode.runtime import Runtime
+from pgcode.types import LOCAL_PRINCIPAL
+
+ARGS = {"sql": "SELECT 1"}
+
+
+async def _median_ms(fn: Callable[[], Awaitable[object]], calls: int) -> float:
+    for _ in range(min(50, calls)):
+        await fn()
+    samples = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        await fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(samples)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def main(calls: int) -> dict[str, float]:
+    dsn = os.environ.get("PGCODE_DATABASE_URL") or os.environ["TEST_DATABASE_URL"]
+    results: dict[str, float] = {}
+    async with Runtime(Settings(database_url=dsn)) as rt:
+
+        async def direct() -> object:
+            async with rt.db.pool.connection() as conn:
+                cur = await conn.execute("SELECT 1")
+                return await cur.fetchall()
+
+        async def via_invoke() -> object:
+            return await rt.invoke("pg_read_query", ARGS, LOCAL_PRINCIPAL)
+
+        results["a_direct_psycopg_ms"] = await _median_ms(direct, calls)
+        results["b_invoke_ms"] = await _median_ms(via_invoke, calls)
+
+    port = _free_port()
+    env = {**os.environ, "PGCODE_DATABASE_URL": dsn}
+    server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing[sys.executable, "-m", "pgcode", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx2.AsyncClient(base_url=base) as http:
+            for _ in range(300):
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx2.HTTPError:
+                    await asyncio.sleep(0.1)
+
+            async def via_rest() -> object:
+                resp = await http.post("/v1/tools/pg_read_query", json=ARGS)
+                resp.raise_for_status()
+                return resp.json()
+
+            results["c_rest_http_ms"] = await _median_ms(via_rest, calls)
+        async with Client(f"{base}/mcp") as client:
+
+            async def via_mcp() -> object:
+                return await client.call_tool("pg_read_query", ARGS)
+
+            results["d_mcp_http_ms"] = await _median_ms(via_mcp, calls)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1000)
+    ns = parser.parse_args()
+    res = asyncio.run(main(ns.calls))
+    base = res["a_direct_psycopg_ms"]
+    for key, value in res.items():
+        print(f"{key:<22} {value:7.3f} ms  x{value / base:5.2f}")
+    res["invoke_overhead_ms"] = res["b_invoke_ms"] - base
+    print(f"invoke() overhead over a direct pooled query: {res['invoke_overhead_ms']:.3f} ms (target <= 0.3)")
+    print(f"REST over loopback HTTP: {res['c_rest_http_ms']:.3f} ms (target <= 1.5)")
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "tool_overhead.json").write_text(json.dumps({**res, "calls": ns.calls}, indent=2))
