@@ -67,6 +67,14 @@ class Capabilities:
             )
 
 
+async def _configure_types(conn: Conn, caps: Capabilities) -> None:
+    """Once per new connection: load vector values as lists (DESIGN: vectors as arrays)."""
+    if caps.has_extension("vector"):
+        from pgvector.psycopg import register_vector_async
+
+        await register_vector_async(conn)
+
+
 async def _reset(conn: Conn) -> None:
     # Runs on every return to the pool: no tool leaves session state behind.
     await conn.execute("RESET ALL")
@@ -116,6 +124,7 @@ class Database:
             max_size=s.pool_max_size,
             timeout=s.pool_timeout_s,
             kwargs={"autocommit": True, "prepare_threshold": None},
+            configure=lambda conn: _configure_types(conn, self.caps),
             reset=_reset,
             open=False,
             name="pgcode",
