@@ -77,6 +77,7 @@ class ToolContext:
         if self._conn is None:
             if self.held is not None:
                 await self._stack.enter_async_context(self.held.lock)
+                self.rt.txstore.require_open(self.held)  # it may have ended while this call waited
                 self.held.last_used = time.monotonic()
                 self._conn = self.held.conn
             elif self.mode is TxMode.NONE:
@@ -119,7 +120,7 @@ class ToolContext:
         try:
             await self._stack.__aexit__(et, exc, tb)
         finally:
-            if held is not None:
+            if held is not None and not held.closed:
                 held.last_used = time.monotonic()
                 held.statements += 1
                 if exc is not None and held.conn.info.transaction_status is TransactionStatus.INERROR:

@@ -76,8 +76,9 @@ async def _configure_types(conn: Conn, caps: Capabilities) -> None:
 
 
 async def _reset(conn: Conn) -> None:
-    # Runs on every return to the pool: no tool leaves session state behind.
-    await conn.execute("RESET ALL")
+    # Runs on every return to the pool: no tool leaves session state behind. DISCARD ALL, not just
+    # RESET ALL: temporary tables, session advisory locks, sequence state and LISTENs go too.
+    await conn.execute("DISCARD ALL")
 
 
 class Database:
@@ -155,7 +156,7 @@ class Database:
         timeout = sql.Literal(f"{timeout_ms or self.settings.statement_timeout_ms}ms")
         async with self.pool.connection() as conn:
             if mode is TxMode.AUTOCOMMIT:
-                await conn.execute(sql.SQL("SET statement_timeout = {}").format(timeout))  # undone by RESET ALL
+                await conn.execute(sql.SQL("SET statement_timeout = {}").format(timeout))  # undone by DISCARD ALL
                 yield conn
                 return
             begin = "BEGIN READ ONLY" if mode is TxMode.READ_ONLY else "BEGIN"

@@ -93,6 +93,7 @@ _SQLSTATE_CODES: dict[str, ErrorCode] = {
     "23502": ErrorCode.INVALID_INPUT,  # not_null_violation
     "23514": ErrorCode.INVALID_INPUT,  # check_violation
     "23505": ErrorCode.CONFLICT,  # unique_violation
+    "2BP01": ErrorCode.CONFLICT,  # dependent_objects_still_exist
     "23503": ErrorCode.CONFLICT,  # foreign_key_violation
     "22P02": ErrorCode.INVALID_INPUT,  # invalid_text_representation
     "22023": ErrorCode.INVALID_INPUT,  # invalid_parameter_value

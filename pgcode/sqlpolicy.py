@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 from pglast import ast, parse_sql
+from pglast.enums import ReindexObjectType
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 from psycopg import sql
@@ -23,7 +24,7 @@ DENIED_FUNCTIONS = frozenset({
     "pg_rotate_logfile", "set_config", "pg_switch_wal", "pg_switch_xlog", "pg_create_restore_point",
     "pg_promote", "pg_wal_replay_pause", "pg_wal_replay_resume", "pg_backup_start", "pg_backup_stop",
     "pg_start_backup", "pg_stop_backup", "pg_log_backend_memory_contexts", "pg_import_system_collations",
-    "pg_notify", "nextval", "setval", "loread", "lowrite",
+    "pg_notify", "nextval", "setval", "loread", "lowrite", "pg_logical_emit_message",
     "pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
     "pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all",
     "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml",
@@ -59,6 +60,8 @@ _REFUSED: dict[type[ast.Node], str] = {
 # Statements PostgreSQL refuses inside a transaction block: run them in autocommit.
 _AUTOCOMMIT = (ast.VacuumStmt, ast.CreatedbStmt, ast.DropdbStmt, ast.AlterSystemStmt,
                ast.CreateTableSpaceStmt, ast.DropTableSpaceStmt)
+_REINDEX_MANY = (ReindexObjectType.REINDEX_OBJECT_SCHEMA, ReindexObjectType.REINDEX_OBJECT_SYSTEM,
+                 ReindexObjectType.REINDEX_OBJECT_DATABASE)
 
 
 def _refuse(message: str, hint: str | None = None) -> ToolError:
@@ -87,12 +90,14 @@ def _function_name(call: ast.FuncCall) -> str:
     return ".".join(str(part.sval) for part in call.funcname or () if isinstance(part, ast.String)).lower()
 
 
-def denied_function(node: Any) -> str | None:
+def denied_function(node: Any, allowed: frozenset[str] = frozenset()) -> str | None:
     """The first call to a denied function anywhere below `node` (FROM, WHERE, subqueries), if any."""
     for n in walk(node):
         if isinstance(n, ast.FuncCall):
             full = _function_name(n)
             base = full.rsplit(".", 1)[-1]
+            if base in allowed:
+                continue
             if base in DENIED_FUNCTIONS or base.startswith(DENIED_PREFIXES):
                 return full
     return None
@@ -104,8 +109,10 @@ def _parse(text: str) -> tuple[ast.RawStmt, ...]:
     try:
         stmts: tuple[ast.RawStmt, ...] = parse_sql(text)
     except ParseError as exc:
+        # pglast puts the 0-based offset in args[1] (None at end of input); PostgreSQL counts from 1.
+        location = exc.args[1] if len(exc.args) > 1 else None
         raise ToolError(ErrorCode.INVALID_INPUT, f"SQL syntax error: {exc.args[0]}",
-                        details={"position": getattr(exc, "location", None)}) from None
+                        details={"position": location + 1 if isinstance(location, int) else None}) from None
     return stmts
 
 
@@ -210,12 +217,29 @@ def classify(node: ast.Node) -> WriteStatement:
         raise _refuse("COPY needs a data stream, which this tool does not carry",
                       hint="use pg_batch_insert to load rows, or pg_read_query to export them")
     kind = _kind(node)
+    if isinstance(node, ast.ExplainStmt):
+        # EXPLAIN ANALYZE runs its statement: EXPLAIN ANALYZE CREATE TABLE AS is still DDL.
+        inner = classify(node.query) if node.query is not None else None
+        return WriteStatement(kind, inner.scope if inner else Scope.ADMIN, autocommit=False)
     denied = denied_function(node)
-    if isinstance(node, (ast.SelectStmt, ast.ExplainStmt, ast.VariableShowStmt, *_DML)):
+    if isinstance(node, (ast.SelectStmt, ast.VariableShowStmt, *_DML)):
         into = any(isinstance(n, ast.SelectStmt) and n.intoClause is not None for n in walk(node))
         return WriteStatement(kind, Scope.ADMIN if denied or into else Scope.WRITE, autocommit=False)
-    autocommit = isinstance(node, _AUTOCOMMIT) or bool(getattr(node, "concurrent", False))
-    return WriteStatement(kind, Scope.ADMIN, autocommit=autocommit)
+    return WriteStatement(kind, Scope.ADMIN, autocommit=_needs_autocommit(node))
+
+
+def _needs_autocommit(node: ast.Node) -> bool:
+    """Whether PostgreSQL refuses `node` inside a transaction block."""
+    if isinstance(node, _AUTOCOMMIT) or getattr(node, "concurrent", False):
+        return True
+    if isinstance(node, ast.ReindexStmt):  # CONCURRENTLY is an option here, not a flag
+        return node.kind in _REINDEX_MANY or any(
+            isinstance(o, ast.DefElem) and o.defname == "concurrently" and _truthy(o) for o in node.params or ())
+    if isinstance(node, ast.ClusterStmt):  # CLUSTER without a table reclusters them all
+        return node.relation is None
+    if isinstance(node, ast.AlterTableStmt):  # DETACH PARTITION ... CONCURRENTLY
+        return any(isinstance(n, ast.PartitionCmd) and n.concurrent for n in walk(node.cmds))
+    return False
 
 
 def statements_scope(texts: list[str]) -> Scope:

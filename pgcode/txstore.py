@@ -27,6 +27,7 @@ class HeldTransaction:
     last_used: float = field(default_factory=time.monotonic)
     savepoints: list[str] = field(default_factory=list)
     statements: int = 0
+    closed: bool = False  # set by finish(); a call that waited on `lock` must not use `conn` then
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def describe(self) -> dict[str, object]:
@@ -98,14 +99,20 @@ class TransactionStore:
     def get(self, tx_id: str, owner: str) -> HeldTransaction:
         held = self._held.get(tx_id)
         if held is None or held.owner != owner:  # another caller's id looks exactly like an unknown one
-            raise ToolError(ErrorCode.NOT_FOUND, f"no open transaction with id {tx_id!r}",
-                            hint="it was committed, rolled back, or ended after being idle; begin a new one")
+            raise _not_found(tx_id)
         return held
+
+    @staticmethod
+    def require_open(held: HeldTransaction) -> None:
+        """Raise NOT_FOUND if `held` ended (commit, rollback, reaper) while the caller waited for its lock."""
+        if held.closed:
+            raise _not_found(held.id)
 
     async def finish(self, held: HeldTransaction, *, commit: bool) -> None:
         """COMMIT or ROLLBACK, then hand the connection back to the pool."""
         if self._held.pop(held.id, None) is None:
             return
+        held.closed = True
         try:
             await held.conn.execute("COMMIT" if commit else "ROLLBACK")
         except psycopg.Error:
@@ -128,3 +135,8 @@ class TransactionStore:
                 await self.finish(held, commit=False)
                 ended.append(held.id)
         return ended
+
+
+def _not_found(tx_id: str) -> ToolError:
+    return ToolError(ErrorCode.NOT_FOUND, f"no open transaction with id {tx_id!r}",
+                     hint="it was committed, rolled back, or ended after being idle; begin a new one")

@@ -95,8 +95,9 @@ async def column_types(ctx: ToolContext, schema: str, table: str) -> dict[str, s
 
 
 def adapt_value(value: Any, typname: str | None) -> Any:
-    """A JSON value as a query parameter: objects (and arrays for json columns) become jsonb."""
-    if isinstance(value, dict) or (isinstance(value, list) and typname in ("json", "jsonb")):
+    """A JSON value as a query parameter: for json/jsonb columns any non-null value is the JSON value
+    itself (the string "hello" is stored as the JSON string), and objects always become jsonb."""
+    if value is not None and (typname in ("json", "jsonb") or isinstance(value, dict)):
         return Jsonb(value)
     return value
 
@@ -140,7 +141,8 @@ def expression(text: str, what: str = "expression") -> sql.SQL:
     value = node.targetList[0].val  # type: ignore[index]
     if any(isinstance(n, ast.SubLink) for n in walk(value)):
         raise ToolError(ErrorCode.INVALID_INPUT, f"the {what} cannot contain a subquery")
-    name = denied_function(value)
+    # A column DEFAULT runs nextval() on each insert, as serial columns do; nowhere else is it allowed.
+    name = denied_function(value, allowed=frozenset({"nextval"}) if what == "default" else frozenset())
     if name:
         raise ToolError(ErrorCode.INVALID_INPUT, f"the function {name}() is not allowed in a {what}")
     return sql.SQL(str(RawStream()(value)))

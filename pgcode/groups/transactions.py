@@ -35,8 +35,6 @@ async def transaction_begin(ctx: ToolContext, args: BeginIn) -> dict[str, Any]:
     Pass the id as transactionId to pg_read_query, pg_write_query or pg_transaction_execute. A transaction
     idle longer than the server's timeout (60 s by default) is rolled back; a failed statement rolls it back.
     """
-    if ctx.read_only and not args.read_only:
-        raise ToolError(ErrorCode.READ_ONLY, "a read-only call can only begin a READ ONLY transaction")
     held = await ctx.rt.txstore.begin(ctx.principal.subject, args.isolation_level.value, args.read_only)
     return {**held.describe(), "idleTimeoutSeconds": ctx.settings.tx_idle_timeout_s}
 
@@ -63,6 +61,7 @@ async def _finish(ctx: ToolContext, tx_id: str, *, commit: bool) -> dict[str, An
     store = ctx.rt.txstore
     held = store.get(tx_id, ctx.principal.subject)
     async with held.lock:  # wait for a statement still running in it
+        store.require_open(held)  # and refuse if that wait ended with someone else finishing it
         await store.finish(held, commit=commit)
     return {"transactionId": tx_id, "committed" if commit else "rolledBack": True,
             "statements": held.statements}
@@ -147,6 +146,9 @@ async def transaction_execute(ctx: ToolContext, args: ExecuteIn) -> dict[str, An
             raise ToolError(ErrorCode.INVALID_INPUT, f"statement {i + 1} cannot run inside a transaction block",
                             hint="run it alone with pg_write_query")
     if args.transaction_id:
+        if args.isolation_level is not Isolation.READ_COMMITTED:
+            raise ToolError(ErrorCode.INVALID_INPUT, "isolationLevel applies to a new transaction only; "
+                            "the held one keeps the level it began with")
         ctx.use_transaction(args.transaction_id)
     elif args.isolation_level is not Isolation.READ_COMMITTED:
         await ctx.execute(sql.SQL("SET TRANSACTION ISOLATION LEVEL {}").format(

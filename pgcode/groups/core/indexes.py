@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from pydantic import Field
 
@@ -60,7 +61,7 @@ def _index_name(table: str, columns: list[str]) -> str:
 async def create_index(ctx: ToolContext, args: CreateIndexIn) -> dict[str, Any]:
     """Create an index (any method, unique, partial, INCLUDE, optionally CONCURRENTLY); returns its definition."""
     name = args.name or _index_name(args.table_name, args.columns)
-    where = sql.SQL(" WHERE {}").format(where_fragment(args.where)) if args.where else sql.SQL("")
+    where = sql.SQL(" WHERE {}").format(where_fragment(args.where)) if args.where is not None else sql.SQL("")
     include = (sql.SQL(" INCLUDE ({})").format(sql.SQL(", ").join(map(sql.Identifier, args.include)))
                if args.include else sql.SQL(""))
     stmt = sql.SQL("CREATE {unique}INDEX {conc}{ine}{name} ON {table} USING {method} ({cols}){include}{where}").format(
@@ -72,11 +73,34 @@ async def create_index(ctx: ToolContext, args: CreateIndexIn) -> dict[str, Any]:
     if args.concurrently:
         ctx.use_autocommit()
     await require_table(ctx, args.schema_name, args.table_name)
-    await ctx.execute(stmt)
-    definition = await ctx.fetchval(
-        "SELECT pg_get_indexdef(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relname = %s", (args.schema_name, name))
-    return {"name": name, "table": args.table_name, "schema": args.schema_name, "definition": definition}
+    before = await _index_state(ctx, args.schema_name, name)
+    if before is not None and not before["is_valid"]:
+        raise ToolError(ErrorCode.CONFLICT, f'an INVALID index "{args.schema_name}"."{name}" exists '
+                        "(left by a failed CREATE INDEX CONCURRENTLY)",
+                        hint="drop it with pg_drop_index, then create it again")
+    try:
+        await ctx.execute(stmt)
+    except psycopg.Error:
+        if args.concurrently and before is None:
+            await _drop_failed_concurrent_build(ctx, args.schema_name, name)
+        raise
+    after = await _index_state(ctx, args.schema_name, name)
+    return {"name": name, "table": args.table_name, "schema": args.schema_name, "created": before is None,
+            "definition": after["definition"] if after else None, "is_valid": bool(after and after["is_valid"])}
+
+
+async def _index_state(ctx: ToolContext, schema: str, name: str) -> dict[str, Any] | None:
+    return await ctx.fetchone(
+        "SELECT pg_get_indexdef(c.oid) AS definition, x.indisvalid AS is_valid FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_index x ON x.indexrelid = c.oid "
+        "WHERE n.nspname = %s AND c.relname = %s", (schema, name))
+
+
+async def _drop_failed_concurrent_build(ctx: ToolContext, schema: str, name: str) -> None:
+    """A failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind; remove the one this call made."""
+    left = await _index_state(ctx, schema, name)
+    if left is not None and not left["is_valid"]:
+        await ctx.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name)))
 
 
 class DropIndexIn(ToolInput):

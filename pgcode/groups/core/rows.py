@@ -97,7 +97,7 @@ async def count(ctx: ToolContext, args: CountIn) -> dict[str, Any]:
         raise ToolError(ErrorCode.INVALID_INPUT, "distinct needs a column")
     what = (sql.SQL("{}{}").format(sql.SQL("DISTINCT ") if args.distinct else sql.SQL(""),
                                    sql.Identifier(args.column)) if args.column else sql.SQL("*"))
-    where = sql.SQL(" WHERE {}").format(where_fragment(args.where)) if args.where else sql.SQL("")
+    where = sql.SQL(" WHERE {}").format(where_fragment(args.where)) if args.where is not None else sql.SQL("")
     n = await ctx.fetchval(sql.SQL("SELECT count({}) FROM {}{}").format(what, args.ident, where))
     return {"count": n, "table": args.table_name, "schema": args.schema_name}
 
@@ -109,6 +109,6 @@ class ExistsIn(TableRef):
 @tool(group="core", effect=Effect.READ)
 async def exists(ctx: ToolContext, args: ExistsIn) -> dict[str, Any]:
     """Say whether any row (matching a condition) exists; stops at the first match."""
-    where = sql.SQL(" WHERE {}").format(where_fragment(args.where)) if args.where else sql.SQL("")
+    where = sql.SQL(" WHERE {}").format(where_fragment(args.where)) if args.where is not None else sql.SQL("")
     found = await ctx.fetchval(sql.SQL("SELECT EXISTS (SELECT 1 FROM {}{})").format(args.ident, where))
     return {"exists": found, "table": args.table_name, "schema": args.schema_name}
