@@ -31,12 +31,13 @@ DENIED_FUNCTIONS = frozenset({
     "cursor_to_xmlschema", "ts_stat", "ts_rewrite", "pg_stat_statements_reset", "pg_stat_kcache_reset",
     "hypopg_create_index", "hypopg_drop_index", "hypopg_reset", "hypopg_hide_index", "hypopg_unhide_index",
     "hypopg_unhide_all_indexes", "pg_drop_replication_slot", "pg_copy_physical_replication_slot",
-    "pg_copy_logical_replication_slot", "pg_replication_origin_create", "pg_replication_origin_drop",
+    "pg_copy_logical_replication_slot",
 })
 DENIED_PREFIXES = (
     "pg_read_", "pg_ls_", "pg_stat_file", "pg_file_", "pg_logdir_", "lo_", "dblink",
     "pg_stat_reset", "pg_create_physical_replication_slot", "pg_create_logical_replication_slot",
-    "pg_logical_slot_", "pg_replication_slot_advance", "table_to_xml", "schema_to_xml", "database_to_xml",
+    "pg_logical_slot_", "pg_replication_slot_advance", "pg_replication_origin_",
+    "table_to_xml", "schema_to_xml", "database_to_xml",
 )
 
 _DML = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
@@ -262,6 +263,8 @@ def _fragment_text(fragment: str) -> str:
             and node.withClause is None and node.windowClause is None and node.larg is None
             and node.intoClause is None and len(node.targetList or ()) == 1):
         raise _refuse("a where condition must be a single boolean expression")
+    if any(isinstance(n, ast.ParamRef) for n in walk(node.whereClause)):
+        raise _refuse("a where condition cannot use $n parameters; write the value into the condition")
     problem = _shared_problem(node.whereClause)
     if problem:
         raise _refuse(problem)
