@@ -7,6 +7,7 @@ from typing import Any
 
 from pgcode.config import Settings
 from pgcode.db import Database
+from pgcode.migrate import migrate
 from pgcode.registry import Registry, load_registry
 from pgcode.txstore import TransactionStore
 from pgcode.types import Principal
@@ -20,9 +21,11 @@ class Runtime:
         self.registry = registry or load_registry()
         self.db = Database(settings)
         self.txstore = TransactionStore(self.db, settings)
+        self.schema_ready = False  # pgcode's own schema (migrations) is writable and up to date
 
     async def open(self) -> None:
         await self.db.open()
+        self.schema_ready = await migrate(self.db) is not None
         self.txstore.start()
 
     async def close(self) -> None:

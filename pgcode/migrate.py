@@ -1,0 +1,54 @@
+"""pgcode's own schema: apply pgcode/sql/migrations/*.sql in name order, each once, recorded in pgcode.migrations."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+from pgcode.db import Database
+
+log = logging.getLogger("pgcode.migrate")
+
+_LOCK_KEY = 0x70676364  # "pgcd": one migrating server at a time (transaction-scoped advisory lock)
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(name, SQL text) of every migration, in the order they apply."""
+    folder = resources.files("pgcode").joinpath("sql", "migrations")
+    files = sorted((f.name, f) for f in folder.iterdir() if f.name.endswith(".sql"))
+    return [(name, f.read_text("utf-8")) for name, f in files]
+
+
+async def migrate(db: Database) -> list[str] | None:
+    """Bring the pgcode schema up to date; return what was applied, or None if it cannot be written.
+
+    A read-only server, a standby or a role without CREATE still serves every tool: the features that
+    keep their state in the pgcode schema say so when used. The reason is logged once, here.
+    """
+    if db.settings.read_only:
+        return None
+    try:
+        async with db.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            await conn.execute("CREATE SCHEMA IF NOT EXISTS pgcode")
+            await conn.execute("CREATE TABLE IF NOT EXISTS pgcode.migrations "
+                               "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            cur = await conn.execute("SELECT name FROM pgcode.migrations")
+            done = {row[0] for row in await cur.fetchall()}
+            applied = []
+            for name, text in migration_files():
+                if name in done:
+                    continue
+                await conn.execute(sql.SQL(text))
+                await conn.execute("INSERT INTO pgcode.migrations (name) VALUES (%s)", (name,))
+                applied.append(name)
+    except psycopg.Error as exc:
+        log.warning("pgcode's schema cannot be written (%s: %s); features that keep state there are off",
+                    type(exc).__name__, (exc.diag.message_primary or "").strip())
+        return None
+    if applied:
+        log.info("applied migrations: %s", ", ".join(applied))
+    return applied
