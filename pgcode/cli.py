@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import sys
@@ -29,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help_text)
         s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
         s.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+        s.add_argument("--insecure", action="store_true",
+                       help="allow a non-loopback address without authentication (every caller is admin)")
     sub.add_parser("stdio", help="serve MCP over stdin/stdout")
     t = sub.add_parser("tools", help="list the tools")
     t.add_argument("--json", action="store_true", help="print the full catalog as JSON")
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return _call(settings, args.tool, args.arguments)
     if args.command == "stdio":
         return _stdio(settings)
-    return _serve(settings, args.host, args.port, embedded=args.command == "demo")
+    return _serve(settings, args.host, args.port, embedded=args.command == "demo", insecure=args.insecure)
 
 
 def _tools(as_json: bool, group: str | None) -> int:
@@ -116,12 +119,29 @@ def _stdio(settings: Settings) -> int:
     return 0
 
 
-def _serve(settings: Settings, host: str, port: int, *, embedded: bool) -> int:
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(settings: Settings, host: str, port: int, *, embedded: bool, insecure: bool) -> int:
     import uvicorn
 
     from pgcode.runtime import Runtime
     from pgcode.server.app import create_app
 
+    if not settings.auth_enabled:
+        if not is_loopback(host) and not insecure:
+            print(f"refusing to serve on {host} without authentication: set PGCODE_AUTH_TOKENS or "
+                  "PGCODE_AUTH_JWKS_URL/FILE (with PGCODE_AUTH_ISSUER and PGCODE_AUTH_AUDIENCE), or pass --insecure",
+                  file=sys.stderr)
+            return 2
+        print("no authentication configured: every caller is the local admin"
+              + ("" if is_loopback(host) else " (--insecure: reachable beyond this machine)"), file=sys.stderr)
     settings, _handle = _with_database(settings, embedded=embedded)
     app = create_app(Runtime(settings), manage_runtime=True)
     base = f"http://{host}:{port}"

@@ -33,6 +33,25 @@ class Settings(BaseModel):
     max_rows: int = Field(1000, ge=1, le=100_000, description="default row cap of query tools")
     embedded_dir: Path = Field(default_factory=lambda: _default_data_home() / "embedded")
 
+    auth_issuer: str | None = Field(None, description="JWT issuer (iss) to accept")
+    auth_audience: str | None = Field(None, description="JWT audience (aud) this server is")
+    auth_jwks_url: str | None = Field(None, description="where the issuer publishes its signing keys")
+    auth_jwks_file: Path | None = Field(None, description="the issuer's signing keys as a JWKS file")
+    auth_tokens: Path | None = Field(None, description="JSON file of static tokens: subject, sha256, scopes")
+    resource_url: str | None = Field(None, description="public URL of this server, for OAuth metadata")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host headers /mcp accepts (+ loopback)")
+    allowed_origins: list[str] = Field(default_factory=list, description="Origins /mcp accepts (+ loopback)")
+    rate_limit_read: str = Field("600/minute", description="per principal, `limits` notation")
+    rate_limit_write: str = Field("120/minute", description="per principal, `limits` notation")
+    rate_limit_admin: str = Field("60/minute", description="per principal, `limits` notation")
+    rate_limit_code: str = Field("60/minute", description="code executions per principal, `limits` notation")
+    redis_url: SecretStr | None = Field(None, description="Redis for rate limits shared by several processes")
+    audit_retention_days: int = Field(30, ge=1, le=3650)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_tokens or self.auth_jwks_url or self.auth_jwks_file)
+
     @property
     def uses_embedded(self) -> bool:
         return self.database_url is None
@@ -44,9 +63,12 @@ class Settings(BaseModel):
         if url is None and any(env.get(v) for v in _LIBPQ_VARS):
             url = ""  # libpq reads PGHOST, PGPORT, ... itself
         values: dict[str, object] = {"database_url": url}
-        for field in ("read_only", "statement_timeout_ms", "pool_min_size", "pool_max_size", "pool_timeout_s",
-                      "tx_idle_timeout_s", "tx_max_per_principal", "max_rows", "embedded_dir"):
+        for field in cls.model_fields:
             raw = env.get(f"PGCODE_{field.upper()}")
-            if raw not in (None, ""):
+            if field == "database_url" or raw in (None, ""):
+                continue
+            if field in ("allowed_hosts", "allowed_origins"):
+                values[field] = [item.strip() for item in raw.split(",") if item.strip()]
+            else:
                 values[field] = raw
         return cls.model_validate(values)

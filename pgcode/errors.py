@@ -56,6 +56,13 @@ class ToolError(Exception):
         self.hint = hint
         self.details = details or {}
 
+    @classmethod
+    def forbidden(cls, needed: Any, tool: str | None = None) -> ToolError:
+        """FORBIDDEN naming the scope the call needs (the HTTP faces turn it into a 403 challenge)."""
+        what = tool or "this call"
+        return cls(ErrorCode.FORBIDDEN, f"{what} needs the {needed.value!r} scope",
+                   details={"requiredScope": needed.value})
+
     @property
     def http_status(self) -> int:
         return HTTP_STATUS[self.code]

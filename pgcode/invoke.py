@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 from pydantic import ValidationError
 
+from pgcode.audit import AuditEntry, audit_arguments
+from pgcode.callctx import CLIENT_ADDR, IN_CODE_EXECUTION
 from pgcode.context import ToolContext
 from pgcode.errors import ErrorCode, ToolError, from_db_error
 from pgcode.jsonify import to_json
+from pgcode.ratelimit import rate_class
 from pgcode.registry import ToolInput, ToolSpec
 from pgcode.runtime import Runtime
 from pgcode.types import Effect, Principal, Scope
@@ -20,15 +24,39 @@ log = logging.getLogger("pgcode.invoke")
 
 
 async def invoke(rt: Runtime, name: str, args: Any, principal: Principal, *, read_only: bool = False) -> Any:
-    """Run tool `name` for `principal`: scope → validate → statement scope → read-only → requirements → run."""
-    spec = lookup(rt, name)
-    check_scope(spec, spec.scope, principal)
-    params = validate(spec, args)
-    if spec.scope_for is not None:
-        check_scope(spec, spec.scope_for(params), principal)
-    check_read_only(rt, spec, read_only)
-    check_requirements(rt, spec)
-    return to_json(await run(rt, spec, params, principal, read_only=read_only))
+    """Run tool `name` for `principal`: scope → validate → statement scope → read-only → requirements →
+    rate limit → run (in its transaction) → audit → result."""
+    started = time.perf_counter()
+    spec: ToolSpec | None = None
+    try:
+        spec = lookup(rt, name)
+        check_scope(spec, spec.scope, principal)
+        params = validate(spec, args)
+        if spec.scope_for is not None:
+            check_scope(spec, spec.scope_for(params), principal)
+        check_read_only(rt, spec, read_only)
+        check_requirements(rt, spec)
+        await check_rate(rt, spec, principal)
+        result = to_json(await run(rt, spec, params, principal, read_only=read_only))
+    except ToolError as err:
+        audit(rt, name, spec, principal, args, started, err.code.value)
+        raise
+    audit(rt, name, spec, principal, args, started, None)
+    return result
+
+
+async def check_rate(rt: Runtime, spec: ToolSpec, principal: Principal) -> None:
+    if not IN_CODE_EXECUTION.get():  # calls made from inside code count against the execution
+        await rt.limiter.hit(principal.subject, rate_class(spec))
+
+
+def audit(rt: Runtime, name: str, spec: ToolSpec | None, principal: Principal, args: Any, started: float,
+          error_code: str | None) -> None:
+    rt.audit.record(AuditEntry(
+        principal=principal.subject, tool=str(name), effect=spec.effect.value if spec else None,
+        outcome="error" if error_code else "ok", error_code=error_code,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3), client_addr=CLIENT_ADDR.get(),
+        arguments=audit_arguments(args, spec.group if spec else None)))
 
 
 def visible_tools(rt: Runtime, principal: Principal) -> Iterator[ToolSpec]:
@@ -48,8 +76,7 @@ def lookup(rt: Runtime, name: str) -> ToolSpec:
 
 def check_scope(spec: ToolSpec, needed: Scope, principal: Principal) -> None:
     if not principal.allows(needed):
-        raise ToolError(ErrorCode.FORBIDDEN, f"{spec.name} needs the {needed.value!r} scope for this call",
-                        details={"requiredScope": needed.value})
+        raise ToolError.forbidden(needed, spec.name)
 
 
 def validate(spec: ToolSpec, args: Any) -> ToolInput:
@@ -106,6 +133,7 @@ def _create_tool(rt: Runtime, extension: str) -> str | None:
 
 async def run(rt: Runtime, spec: ToolSpec, params: ToolInput, principal: Principal, *, read_only: bool) -> Any:
     ctx = ToolContext(rt, spec, principal, read_only=read_only)
+    token = IN_CODE_EXECUTION.set(True) if rate_class(spec) == "code" else None
     try:
         async with ctx:
             return await spec.func(ctx, params)
@@ -119,6 +147,9 @@ async def run(rt: Runtime, spec: ToolSpec, params: ToolInput, principal: Princip
         log.exception("%s failed", spec.name)
         raise ToolError(ErrorCode.INTERNAL, f"{spec.name} failed unexpectedly; the server log has the details",
                         ) from None
+    finally:
+        if token is not None:
+            IN_CODE_EXECUTION.reset(token)
 
 
 def _note_rollback(err: ToolError, ctx: ToolContext) -> ToolError:

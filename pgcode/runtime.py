@@ -5,9 +5,11 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+from pgcode.audit import AuditLog
 from pgcode.config import Settings
 from pgcode.db import Database
 from pgcode.migrate import migrate
+from pgcode.ratelimit import RateLimiter
 from pgcode.registry import Registry, load_registry
 from pgcode.txstore import TransactionStore
 from pgcode.types import Principal
@@ -22,14 +24,18 @@ class Runtime:
         self.db = Database(settings)
         self.txstore = TransactionStore(self.db, settings)
         self.schema_ready = False  # pgcode's own schema (migrations) is writable and up to date
+        self.limiter = RateLimiter(settings)
+        self.audit = AuditLog(self.db, settings)
 
     async def open(self) -> None:
         await self.db.open()
         self.schema_ready = await migrate(self.db) is not None
+        self.audit.start(self.schema_ready)
         self.txstore.start()
 
     async def close(self) -> None:
         await self.txstore.close()
+        await self.audit.close()
         await self.db.close()
 
     async def __aenter__(self) -> Runtime:

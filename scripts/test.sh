@@ -15,6 +15,13 @@ fi
 log "installing pgcode and its test dependencies"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
+if ! command -v redis-server >/dev/null; then
+  log "installing redis-server (the shared rate-limit tests start one on a loopback port)"
+  sudo_=""; [[ $(id -u) -eq 0 ]] || sudo_="sudo -n"
+  $sudo_ apt-get update -qq
+  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >&2
+fi
+
 log "starting the PostgreSQL 15 test cluster"
 scripts/test-postgres.sh up >/dev/null
 eval "$(scripts/test-postgres.sh env)"

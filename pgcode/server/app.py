@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from pgcode.runtime import Runtime
 from pgcode.server.mcp import build_mcp_server
 from pgcode.server.rest import rest_routes
+from pgcode.server.security import AuthMiddleware, metadata_routes
 
 LOOPBACK_HOSTS = ["127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1", "http://127.0.0.1:*", "http://localhost", "http://localhost:*",
@@ -22,8 +24,10 @@ LOOPBACK_ORIGINS = ["http://127.0.0.1", "http://127.0.0.1:*", "http://localhost"
 def create_app(rt: Runtime, *, allowed_hosts: list[str] | None = None, allowed_origins: list[str] | None = None,
                manage_runtime: bool = False) -> Starlette:
     """Build the app; with manage_runtime the app opens and closes `rt` in its lifespan."""
-    security = TransportSecuritySettings(allowed_hosts=allowed_hosts or LOOPBACK_HOSTS,
-                                         allowed_origins=allowed_origins or LOOPBACK_ORIGINS)
+    # DNS-rebinding protection for /mcp: loopback always, plus what the deployment names.
+    security = TransportSecuritySettings(
+        allowed_hosts=[*LOOPBACK_HOSTS, *rt.settings.allowed_hosts, *(allowed_hosts or [])],
+        allowed_origins=[*LOOPBACK_ORIGINS, *rt.settings.allowed_origins, *(allowed_origins or [])])
     session_manager = StreamableHTTPSessionManager(app=build_mcp_server(rt), stateless=True,
                                                    json_response=False, security_settings=security)
 
@@ -38,5 +42,6 @@ def create_app(rt: Runtime, *, allowed_hosts: list[str] | None = None, allowed_o
             if manage_runtime:
                 await rt.close()
 
-    routes = [Route("/mcp", endpoint=StreamableHTTPASGIApp(session_manager)), *rest_routes(rt)]
-    return Starlette(routes=routes, lifespan=lifespan)
+    routes = [Route("/mcp", endpoint=StreamableHTTPASGIApp(session_manager)), *rest_routes(rt),
+              *metadata_routes(rt)]
+    return Starlette(routes=routes, middleware=[Middleware(AuthMiddleware, rt=rt)], lifespan=lifespan)

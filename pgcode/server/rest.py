@@ -19,7 +19,11 @@ from pgcode.server._principal import request_principal
 MAX_BODY = 10 * 1024 * 1024
 
 
-def error_response(err: ToolError) -> JSONResponse:
+def error_response(err: ToolError, request: Request | None = None, rt: Runtime | None = None) -> Response:
+    if err.code is ErrorCode.FORBIDDEN and request is not None and rt is not None:
+        from pgcode.server.security import forbidden_response
+
+        return forbidden_response(request.scope, rt, err)
     headers = {}
     retry = err.details.get("retryAfterSeconds")
     if err.code is ErrorCode.RATE_LIMITED and retry is not None:
@@ -61,7 +65,7 @@ def rest_routes(rt: Runtime) -> list[Route]:
         try:
             result = await rt.invoke(request.path_params["name"], args, request_principal(request))
         except ToolError as err:
-            return error_response(err)
+            return error_response(err, request, rt)
         return JSONResponse(result)
 
     async def healthz(request: Request) -> Response:
@@ -75,6 +79,15 @@ def rest_routes(rt: Runtime) -> list[Route]:
         return JSONResponse({"status": "ok", "database": "reachable", "serverVersion": row[0] if row else None,
                              "tools": len(rt.registry), "readOnly": rt.settings.read_only, "version": __version__})
 
+    async def audit(request: Request) -> Response:
+        q = request.query_params
+        args = {k: v for k, v in {"principal": q.get("principal"), "tool": q.get("tool"), "since": q.get("since"),
+                                  "limit": q.get("limit")}.items() if v is not None}
+        try:
+            return JSONResponse(await rt.invoke("pg_audit_log", args, request_principal(request)))
+        except ToolError as err:
+            return error_response(err, request, rt)
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document(rt, request_principal(request)))
 
@@ -82,6 +95,7 @@ def rest_routes(rt: Runtime) -> list[Route]:
         Route("/v1/tools", list_tools, methods=["GET"]),
         Route("/v1/tools/{name}", get_tool, methods=["GET"]),
         Route("/v1/tools/{name}", call_tool, methods=["POST"]),
+        Route("/v1/audit", audit, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]

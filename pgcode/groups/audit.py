@@ -1,0 +1,37 @@
+"""audit group: the audit log pgcode keeps of every call (admin only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from pgcode.context import ToolContext
+from pgcode.errors import ErrorCode, ToolError
+from pgcode.registry import ToolInput, tool
+from pgcode.types import Effect, TxMode
+
+
+class AuditLogIn(ToolInput):
+    principal: str | None = Field(None, max_length=200, description="Only calls by this principal (subject)")
+    tool: str | None = Field(None, max_length=200, description="Only calls of this tool, e.g. pg_write_query")
+    since: datetime | None = Field(None, description="Only calls at or after this time (ISO 8601)")
+    limit: int = Field(100, ge=1, le=10_000, description="Most entries to return, newest first")
+
+
+@tool(group="audit", effect=Effect.ADMIN, tx=TxMode.READ_ONLY)
+async def audit_log(ctx: ToolContext, args: AuditLogIn) -> dict[str, Any]:
+    """Read the audit log: who called which tool when, the outcome, and the arguments with secrets redacted."""
+    if not ctx.rt.audit.enabled:
+        raise ToolError(ErrorCode.NOT_FOUND, "the audit log is off: pgcode's schema cannot be written here",
+                        hint="run pgcode with a role that may create the pgcode schema, on a writable server")
+    await ctx.rt.audit.flush()
+    rows = await ctx.fetch(
+        "SELECT id, at, principal, tool, effect, outcome, error_code, duration_ms, client_addr, arguments "
+        "FROM pgcode.audit_log WHERE (%(principal)s::text IS NULL OR principal = %(principal)s) "
+        "AND (%(tool)s::text IS NULL OR tool = %(tool)s) AND (%(since)s::timestamptz IS NULL OR at >= %(since)s) "
+        "ORDER BY id DESC LIMIT %(limit)s",
+        {"principal": args.principal, "tool": args.tool, "since": args.since, "limit": args.limit + 1})
+    return {"entries": rows[: args.limit], "truncated": len(rows) > args.limit,
+            "retentionDays": ctx.settings.audit_retention_days}
