@@ -22,7 +22,8 @@ if ! command -v redis-server >/dev/null; then
   $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >&2
 fi
 
-log "starting the PostgreSQL 15 test cluster"
+log "starting a fresh PostgreSQL 15 test cluster"
+scripts/test-postgres.sh down
 scripts/test-postgres.sh up >/dev/null
 eval "$(scripts/test-postgres.sh env)"
 
