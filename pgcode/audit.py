@@ -37,7 +37,7 @@ def _words(key: str) -> set[str]:
 def redact(value: Any, *, group: str | None = None, key: str | None = None) -> Any:
     """Arguments as the audit log keeps them: secrets (by key name, pgcrypto inputs, SQL passwords) removed."""
     if isinstance(value, dict):
-        return {k: redact(v, group=group, key=str(k)) for k, v in value.items()}
+        return {str(k).replace("\x00", "\\0"): redact(v, group=group, key=str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v, group=group, key=key) for v in value]
     if key is not None and value is not None and not isinstance(value, bool):
@@ -46,6 +46,7 @@ def redact(value: Any, *, group: str | None = None, key: str | None = None) -> A
         if group == "pgcrypto" and key not in _PGCRYPTO_KEEP:
             return REDACTED
     if isinstance(value, str):
+        value = value.replace("\x00", "\\0")  # PostgreSQL text cannot hold NUL; the row must still be written
         return _PASSWORD_LITERAL.sub(lambda m: m.group(1) + "'" + REDACTED + "'", value)
     return value
 

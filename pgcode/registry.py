@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 _NAME_RE = re.compile(r"^pg_[a-z][a-z0-9_]*$")
 _METHOD_RE = re.compile(r"^[a-z][A-Za-z0-9]*$")
+_GROUP_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class ToolInput(BaseModel):
@@ -68,7 +69,21 @@ class ToolSpec:
 
     @property
     def methods(self) -> tuple[str, ...]:
-        return (self.method, *self.aliases)
+        """Method names in the tool's own group: its own and same-group aliases."""
+        return tuple(m for g, m in self.method_paths if g == self.group)
+
+    @property
+    def method_paths(self) -> tuple[tuple[str, str], ...]:
+        """Every (group, method) that reaches this tool in code mode: its own, then its aliases.
+
+        An alias is a method of the tool's group, or `group.method` to appear in another group, e.g.
+        `pg.monitoring.locks` for pg_locks, which lives in performance.
+        """
+        paths = [(self.group, self.method)]
+        for alias in self.aliases:
+            group, _, method = alias.rpartition(".")
+            paths.append((group or self.group, method))
+        return tuple(paths)
 
 
 def method_name(name: str, group: str) -> str:
@@ -127,8 +142,9 @@ def _build_spec(func: ToolFunc, *, group: str, effect: Effect, name: str | None,
             raise ValueError(f"{tool_name}: field {field_name!r} of {model.__name__} has no description")
     method = method_name(tool_name, group)
     for m in (method, *aliases):
-        if not _METHOD_RE.match(m):
-            raise ValueError(f"{tool_name}: {m!r} is not a camelCase method name")
+        alias_group, _, alias_method = m.rpartition(".")
+        if not _METHOD_RE.match(alias_method) or (alias_group and not _GROUP_RE.match(alias_group)):
+            raise ValueError(f"{tool_name}: {m!r} is not a camelCase method name (or group.method)")
     return ToolSpec(
         name=tool_name, group=group, method=method, effect=effect, description=doc, input_model=model,
         func=func, aliases=aliases, extensions=extensions, min_version=min_version,
@@ -144,11 +160,10 @@ class Registry:
         self._by_name = dict(specs)
         self._by_method: dict[tuple[str, str], ToolSpec] = {}
         for spec in specs.values():
-            for m in spec.methods:
-                key = (spec.group, m)
+            for key in spec.method_paths:
                 if key in self._by_method:
                     other = self._by_method[key].name
-                    raise ValueError(f"pg.{spec.group}.{m} names both {other} and {spec.name}")
+                    raise ValueError(f"pg.{key[0]}.{key[1]} names both {other} and {spec.name}")
                 self._by_method[key] = spec
 
     def get(self, name: str) -> ToolSpec | None:

@@ -11,12 +11,13 @@ from pgcode.registry import load_registry
 
 CATALOG = Path(__file__).parent.parent / "docs" / "TOOLS.md"
 # Groups whose every catalog tool is built; a group joins this set when its last tool lands.
-COMPLETE_GROUPS = {"transactions"}
+COMPLETE_GROUPS = {"transactions", "jsonb", "text", "stats", "performance", "monitoring", "admin", "kcache"}
 # Tools of partly built groups that are built (core's three advisors come with the DBA toolkit).
 CORE_PENDING = {"pg_analyze_db_health", "pg_analyze_workload_indexes", "pg_analyze_query_indexes"}
 # Tools beyond the 235 of the catalog: code mode and the audit log, in groups of their own.
 EXTRA_TOOLS = {"pg_execute_code", "pg_validate_code", "pg_script_save", "pg_script_list", "pg_script_get",
-               "pg_script_update", "pg_script_delete", "pg_script_run", "pg_audit_log"}
+               "pg_script_update", "pg_script_delete", "pg_script_run", "pg_audit_log",
+               "pg_codemode_docs", "pg_execution_list", "pg_execution_get", "pg_execution_stats"}
 EXTRA_GROUPS = {"codemode", "audit"}
 
 

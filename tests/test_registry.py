@@ -63,9 +63,13 @@ def test_tool_name_and_method(spec: ToolSpec) -> None:
     default_tx = TxMode.READ_ONLY if spec.effect is Effect.READ else TxMode.READ_WRITE
     # A tool may ask for less than its effect's default (an admin-only tool that only reads), never more;
     # the one read tool that writes keeps pgcode's own memo (pgcode.insights), not the caller's data.
-    assert spec.tx in (default_tx, TxMode.NONE, TxMode.AUTOCOMMIT, TxMode.READ_ONLY)
-    assert not (spec.effect is Effect.READ and spec.tx in (TxMode.READ_WRITE, TxMode.AUTOCOMMIT)) or (
-        spec.name == "pg_append_insight")
+    # EXPLAIN ANALYZE tools run a write inside a savepoint they always roll back, so they need READ_WRITE.
+    rolled_back_or_own = {"pg_append_insight", "pg_explain_analyze", "pg_explain_buffers", "pg_query_plan_compare"}
+    if spec.name in rolled_back_or_own:
+        assert spec.tx is TxMode.READ_WRITE
+    else:
+        assert spec.tx in (default_tx, TxMode.NONE, TxMode.AUTOCOMMIT, TxMode.READ_ONLY)
+        assert not (spec.effect is Effect.READ and spec.tx in (TxMode.READ_WRITE, TxMode.AUTOCOMMIT))
 
 
 @pytest.mark.parametrize(("name", "group", "method"), [
@@ -173,3 +177,13 @@ def test_duplicate_method_names_are_refused() -> None:
     alias_clash = dataclasses.replace(spec, name="pg_other", method="other", aliases=("count",))
     with pytest.raises(ValueError, match="names both"):
         Registry({spec.name: spec, alias_clash.name: alias_clash})
+
+
+def test_alias_in_another_group_reaches_the_tool() -> None:
+    """pg.monitoring.locks (what users' scripts call) is pg_locks, which the catalog puts in performance."""
+    registry = load_registry()
+    locks = registry.get("pg_locks")
+    assert locks is not None and locks.group == "performance"
+    assert registry.by_method("monitoring", "locks") is locks
+    assert registry.by_method("performance", "locks") is locks
+    assert ("monitoring", "locks") in locks.method_paths and locks.methods == ("locks",)

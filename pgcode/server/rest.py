@@ -34,7 +34,7 @@ def error_response(err: ToolError, request: Request | None = None, rt: Runtime |
 def describe(spec: ToolSpec) -> dict[str, Any]:
     return {
         "name": spec.name, "group": spec.group, "method": f"pg.{spec.group}.{spec.method}",
-        "aliases": [f"pg.{spec.group}.{a}" for a in spec.aliases], "effect": spec.effect.value,
+        "aliases": [f"pg.{g}.{m}" for g, m in spec.method_paths[1:]], "effect": spec.effect.value,
         "scope": spec.scope.value, "extensions": list(spec.extensions), "title": spec.title,
         "description": spec.description, "inputSchema": spec.input_schema,
     }

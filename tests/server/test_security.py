@@ -281,5 +281,6 @@ def test_redaction_rules() -> None:
     assert redact({"data": "plain", "algorithm": "sha256"}, group="pgcrypto") == {
         "data": REDACTED, "algorithm": "sha256"}
     assert redact({"nested": [{"token": "t"}]}) == {"nested": [{"token": REDACTED}]}
+    assert redact({"ta\x00ble": "a\x00b"}) == {"ta\\0ble": "a\\0b"}  # jsonb cannot hold NUL
     big = audit_arguments({"rows": [{"a": "x" * 100}] * 500}, None)
     assert big["_truncated"] is True and big["_keys"] == ["rows"]

@@ -1,0 +1,251 @@
+"""performance: sessions, locks and connection usage."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from psycopg import sql
+from pydantic import Field
+
+from pgcode.context import Row, ToolContext
+from pgcode.groups._common import IDENT_MAX, load_query
+from pgcode.groups.performance._shared import QUERY_TEXT_MAX, cut, ratio
+from pgcode.registry import ToolInput, tool
+from pgcode.types import Effect
+
+_WAITSTART = 140000  # pg_locks.waitstart arrived in PostgreSQL 14
+
+
+class SessionState(StrEnum):
+    ACTIVE = "active"
+    IDLE = "idle"
+    IDLE_IN_TRANSACTION = "idle in transaction"
+    IDLE_IN_TRANSACTION_ABORTED = "idle in transaction (aborted)"
+    FASTPATH = "fastpath function call"
+    DISABLED = "disabled"
+
+
+class StatActivityIn(ToolInput):
+    state: SessionState | None = Field(None, description="Only sessions in this state")
+    include_idle: bool = Field(False, description="Include idle sessions (always included when state is idle)")
+    usename: str | None = Field(None, max_length=IDENT_MAX, description="Only sessions of this user")
+    application_name: str | None = Field(None, max_length=64, description="Only sessions of this application")
+    all_databases: bool = Field(False, description="Include sessions connected to other databases")
+    include_background: bool = Field(False, description="Include background workers, autovacuum, walsenders ...")
+    include_self: bool = Field(False, description="Include the session running this tool")
+    query_max_length: int = Field(500, ge=20, le=QUERY_TEXT_MAX, description="Cut query texts to this length")
+    limit: int = Field(100, ge=1, le=10_000, description="Most sessions to return, longest-running first")
+
+
+@tool(group="performance", effect=Effect.READ)
+async def stat_activity(ctx: ToolContext, args: StatActivityIn) -> dict[str, Any]:
+    """Current sessions and their queries: state, waits, durations, blocking pids, plus counts by state.
+
+    duration_seconds is the time in the current state (the running query for active sessions). Other
+    users' query texts need the pg_read_all_stats role.
+    """
+    rows = await ctx.fetch(load_query("stat_activity"), {
+        "qlen": args.query_max_length, "all_backends": args.include_background, "all_databases": args.all_databases,
+        "include_idle": args.include_idle or args.state is SessionState.IDLE,
+        "state": args.state.value if args.state else None, "usename": args.usename,
+        "application": args.application_name, "include_self": args.include_self, "limit": args.limit + 1})
+    sessions, truncated = cut(rows, args.limit)
+    by_state = await ctx.fetch(
+        "SELECT coalesce(state, 'unknown') AS state, count(*) AS count FROM pg_stat_activity "
+        "WHERE backend_type = 'client backend' AND datname = current_database() GROUP BY 1 ORDER BY 2 DESC, 1")
+    return {"sessions": sessions, "count": len(sessions), "truncated": truncated,
+            "by_state": {r["state"]: r["count"] for r in by_state}}
+
+
+class LocksIn(ToolInput):
+    granted: bool | None = Field(None, description="true: only held locks; false: only waiting locks")
+    blocking_only: bool = Field(False, description="Only locks in a blocked/blocking pair")
+    relation: str | None = Field(None, max_length=IDENT_MAX, description="Only locks on the table with this name")
+    all_databases: bool = Field(False, description="Include locks in other databases")
+    include_self: bool = Field(False, description="Include the locks of the session running this tool")
+    query_max_length: int = Field(300, ge=20, le=QUERY_TEXT_MAX, description="Cut query texts to this length")
+    limit: int = Field(500, ge=1, le=10_000, description="Most locks to return, those in blocking pairs first")
+
+
+@tool(group="performance", effect=Effect.READ, aliases=("monitoring.locks",))
+async def locks(ctx: ToolContext, args: LocksIn) -> list[dict[str, Any]]:
+    """List locks: type, relation, mode, granted, pid, user, query, waiting time, and blocked/blocking pairs.
+
+    A waiting lock names the pids it waits for in blocked_by; a held lock names the pids waiting on it in
+    blocking. Locks of pairs come first. waiting_seconds needs PostgreSQL 14+ (pg_locks.waitstart).
+    """
+    if ctx.server_version >= _WAITSTART:
+        waiting = "round(extract(epoch FROM now() - x.waitstart)::numeric, 3)"
+    else:  # before 14, the session's last state change is the closest thing to when the wait began
+        waiting = ("CASE WHEN NOT x.granted THEN round(extract(epoch FROM now() - x.state_change)::numeric, 3) "
+                   "END")
+    query = load_query("locks").format(waiting=sql.SQL(waiting))
+    return await ctx.fetch(query, {
+        "include_self": args.include_self, "qlen": args.query_max_length, "granted": args.granted,
+        "blocking_only": args.blocking_only, "relation": args.relation, "all_databases": args.all_databases,
+        "limit": args.limit})
+
+
+async def blocking_pairs(ctx: ToolContext, limit: int = 50) -> list[Row]:
+    """Sessions waiting on a lock, each with the pids blocking it and how long it has waited."""
+    return await ctx.fetch(
+        "SELECT a.pid AS blocked_pid, a.usename, pg_blocking_pids(a.pid) AS blocked_by, "
+        "left(a.query, 300) AS query, round(extract(epoch FROM now() - a.query_start)::numeric, 3) "
+        "AS waiting_seconds FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' "
+        "AND cardinality(pg_blocking_pids(a.pid)) > 0 ORDER BY a.query_start LIMIT %s", (limit,))
+
+
+async def connection_counts(ctx: ToolContext) -> Row:
+    """Client connections by state, with max_connections and the reserved slots (PG 16 added reserved_connections)."""
+    row = await ctx.fetchone(
+        "SELECT count(*) AS total, count(*) FILTER (WHERE state = 'active') AS active, "
+        "count(*) FILTER (WHERE state = 'idle') AS idle, "
+        "count(*) FILTER (WHERE state LIKE 'idle in transaction%%') AS idle_in_transaction, "
+        "count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting_on_locks, "
+        "coalesce(max(extract(epoch FROM now() - state_change)) FILTER (WHERE state LIKE 'idle in transaction%%'), 0) "
+        "AS longest_idle_in_transaction_seconds, "
+        "current_setting('max_connections')::int AS max_connections, "
+        "current_setting('superuser_reserved_connections')::int "
+        "+ coalesce(current_setting('reserved_connections', true)::int, 0) AS reserved_connections "
+        "FROM pg_stat_activity WHERE backend_type = 'client backend'")
+    assert row is not None
+    usable = row["max_connections"] - row["reserved_connections"]
+    row["usage_ratio"] = ratio(row["total"], usable)
+    return row
+
+
+class ConnectionPoolOptimizeIn(ToolInput):
+    cpu_cores: int | None = Field(None, ge=1, le=4096, description="CPU cores of the database server, for the "
+                                                                   "pool-size rule (cores x 2 + 1)")
+    idle_threshold_seconds: int = Field(300, ge=1, le=86_400, description="Idle longer than this counts as "
+                                                                          "long-idle")
+
+
+@tool(group="performance", effect=Effect.READ)
+async def connection_pool_optimize(ctx: ToolContext, args: ConnectionPoolOptimizeIn) -> dict[str, Any]:
+    """Connection usage against max_connections, idle and idle-in-transaction sessions, and pool advice.
+
+    The suggested pool size follows the PostgreSQL wiki rule (cores x 2 + 1) when cpu_cores is given,
+    and otherwise the current number of active sessions with headroom.
+    """
+    counts = await connection_counts(ctx)
+    settings = await ctx.fetchone(
+        "SELECT current_setting('idle_in_transaction_session_timeout') AS idle_in_transaction_session_timeout, "
+        "current_setting('idle_session_timeout', true) AS idle_session_timeout, "
+        "current_setting('tcp_keepalives_idle') AS tcp_keepalives_idle, "
+        "pg_size_bytes(current_setting('work_mem')) AS work_mem_bytes")
+    long_idle = await ctx.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'idle' "
+        "AND now() - state_change > make_interval(secs => %s)", (args.idle_threshold_seconds,))
+    by_app = await ctx.fetch(
+        "SELECT coalesce(nullif(application_name, ''), '(none)') AS application_name, usename, count(*) AS total, "
+        "count(*) FILTER (WHERE state = 'active') AS active, count(*) FILTER (WHERE state = 'idle') AS idle "
+        "FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20")
+    assert settings is not None
+    findings = _pool_findings(counts, settings, long_idle, args.idle_threshold_seconds)
+    if args.cpu_cores:
+        size, basis = args.cpu_cores * 2 + 1, "cpu_cores x 2 + 1 (PostgreSQL wiki)"
+    else:
+        size, basis = max(10, counts["active"] * 2), "twice the sessions active now (at least 10); give cpu_cores"
+    return {"connections": counts, "long_idle": long_idle, "settings": settings, "by_application": by_app,
+            "suggested_pool_size": {"size": min(size, counts["max_connections"] - counts["reserved_connections"]),
+                                    "basis": basis},
+            "findings": findings}
+
+
+def _pool_findings(counts: Row, settings: Row, long_idle: int, idle_threshold: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def add(severity: str, finding: str, advice: str) -> None:
+        out.append({"severity": severity, "finding": finding, "advice": advice})
+
+    usage = counts["usage_ratio"] or 0
+    if usage >= 0.9:
+        add("critical", f"{counts['total']} connections use {usage:.0%} of the available slots",
+            "put a pooler (PgBouncer in transaction mode) in front, or raise max_connections")
+    elif usage >= 0.7:
+        add("warning", f"{counts['total']} connections use {usage:.0%} of the available slots",
+            "plan for a pooler before the limit is reached")
+    if counts["total"] >= 20 and counts["idle"] / counts["total"] >= 0.5:
+        add("warning", f"{counts['idle']} of {counts['total']} connections are idle",
+            "application pools are larger than needed: lower their maximum size or share one pooler")
+    if long_idle:
+        add("info", f"{long_idle} connections idle longer than {idle_threshold} s",
+            "set an idle timeout in the application pool or idle_session_timeout (PostgreSQL 14+)")
+    if counts["idle_in_transaction"]:
+        add("warning", f"{counts['idle_in_transaction']} sessions idle in transaction (longest "
+                       f"{float(counts['longest_idle_in_transaction_seconds']):.0f} s)",
+            "they hold locks and snapshots: commit promptly, and set idle_in_transaction_session_timeout")
+    if settings["idle_in_transaction_session_timeout"] in ("0", "0ms"):
+        add("info", "idle_in_transaction_session_timeout is off",
+            "set it (e.g. 60s) so forgotten transactions do not hold locks and block vacuum")
+    if counts["max_connections"] > 500:
+        add("warning", f"max_connections is {counts['max_connections']}",
+            "each connection costs memory and snapshot work; a pooler with fewer server connections scales better")
+    return out
+
+
+class DetectConnectionSpikeIn(ToolInput):
+    window_seconds: int = Field(60, ge=1, le=86_400, description="Connections opened within this window count as "
+                                                                 "recent")
+    concentration_threshold: float = Field(0.5, gt=0, le=1, description="Flag a user, application, client, state "
+                                                                        "or wait event holding this share or more")
+    min_connections: int = Field(10, ge=1, description="Only flag groups with at least this many connections")
+    limit: int = Field(10, ge=1, le=100, description="Most groups listed per dimension")
+
+
+_DIMENSIONS = {
+    "user": "coalesce(usename, '(none)')",
+    "application": "coalesce(nullif(application_name, ''), '(none)')",
+    "client": "coalesce(host(client_addr), 'local')",
+    "state": "coalesce(state, 'unknown')",
+    "wait_event": "coalesce(wait_event_type || ':' || wait_event, 'not waiting')",
+    "database": "coalesce(datname, '(none)')",
+}
+# Concentrations that are normal: most sessions idle or active, idle sessions waiting for their client.
+_USUAL = {("state", "active"), ("state", "idle"), ("wait_event", "not waiting"), ("wait_event", "Client:ClientRead")}
+
+
+@tool(group="performance", effect=Effect.READ)
+async def detect_connection_spike(ctx: ToolContext, args: DetectConnectionSpikeIn) -> dict[str, Any]:
+    """Unusual connection patterns: concentration by user, application, client, state and wait event.
+
+    Also how many connections opened within the window. Each group holding at least concentration_threshold
+    of the connections (and min_connections) becomes a finding, as do a burst of new connections and usage
+    near max_connections.
+    """
+    counts = await connection_counts(ctx)
+    total = counts["total"]
+    groups: dict[str, list[Row]] = {}
+    for name, expr in _DIMENSIONS.items():
+        rows = await ctx.fetch(sql.SQL(
+            "SELECT {} AS key, count(*) AS count FROM pg_stat_activity WHERE backend_type = 'client backend' "
+            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %s").format(sql.SQL(expr)), (args.limit,))
+        for r in rows:
+            r["share"] = ratio(r["count"], total)
+        groups[name] = rows
+    recent = await ctx.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+        "AND backend_start > now() - make_interval(secs => %s)", (args.window_seconds,))
+    findings = []
+    for name, rows in groups.items():
+        for r in rows:
+            if (r["count"] >= args.min_connections and (r["share"] or 0) >= args.concentration_threshold
+                    and (name, r["key"]) not in _USUAL and name != "database"):
+                severity = "warning" if name in ("state", "wait_event") else "info"
+                findings.append({"dimension": name, "key": r["key"], "count": r["count"], "share": r["share"],
+                                 "severity": severity,
+                                 "message": f"{r['count']} of {total} connections share {name} {r['key']!r}"})
+    recent_share = ratio(recent, total)
+    if recent >= args.min_connections and (recent_share or 0) >= args.concentration_threshold:
+        findings.append({"dimension": "recent", "key": f"last {args.window_seconds} s", "count": recent,
+                         "share": recent_share, "severity": "warning",
+                         "message": f"{recent} of {total} connections opened in the last {args.window_seconds} s"})
+    if (counts["usage_ratio"] or 0) >= 0.8:
+        findings.append({"dimension": "capacity", "key": "max_connections", "count": total,
+                         "share": counts["usage_ratio"], "severity": "critical",
+                         "message": f"connections at {counts['usage_ratio']:.0%} of the available slots"})
+    return {"connections": counts, "recent_connections": {"window_seconds": args.window_seconds, "count": recent,
+                                                          "share": recent_share},
+            "by": groups, "findings": findings, "spike_detected": bool(findings)}
