@@ -7,7 +7,7 @@ import time
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from pgcode.config import Settings
 from pgcode.errors import ErrorCode, ToolError
@@ -25,7 +25,7 @@ def rate_class(spec: ToolSpec) -> str:
 
 
 class RateLimiter:
-    """A moving window per (principal, class); Redis storage lets several server processes share it."""
+    """A sliding window per (principal, class); Redis storage lets several server processes share it."""
 
     def __init__(self, settings: Settings) -> None:
         self.items: dict[str, RateLimitItem] = {
@@ -36,7 +36,8 @@ class RateLimiter:
             storage = RedisStorage(url if url.startswith("async+") else f"async+{url}")
         else:
             storage = MemoryStorage()
-        self._limiter = MovingWindowRateLimiter(storage)
+        # Sliding-window counter: O(1) per key (a moving window keeps one entry per call in the window).
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._warned = 0.0
 
     async def hit(self, subject: str, cls: str) -> None:
