@@ -1,4 +1,4 @@
-"""`pgcode serve | stdio | tools | call | demo`: the command line over the same registry and invoke()."""
+"""`pgcode serve | stdio | tools | call | run | report | demo`: the command line over the same registry and invoke()."""
 
 from __future__ import annotations
 
@@ -39,6 +39,16 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("call", help="call one tool and print its JSON result")
     c.add_argument("tool", help="tool name, e.g. pg_list_tables")
     c.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments (default {})")
+    r = sub.add_parser("run", help="run a code-mode script: result JSON on stdout, logs on stderr")
+    r.add_argument("file", help="a .js or .ts file, or - for standard input")
+    r.add_argument("--readonly", action="store_true", help="allow only read tools, in READ ONLY transactions")
+    r.add_argument("--input", dest="input_file", help="JSON file whose value the code sees as `input`")
+    r.add_argument("--timeout", type=int, help="time limit in ms (default 30000)")
+    rep = sub.add_parser("report", help="write a health report: findings worst first, sizes, connections, cache")
+    rep.add_argument("--format", choices=("html", "md", "json"), help="html, md or json (default: from the "
+                     "--output suffix, else md)")
+    rep.add_argument("--output", help="file to write (default: standard output)")
+    rep.add_argument("--thresholds", help='JSON object overriding check thresholds, e.g. \'{"maxItems": 50}\'')
     return p
 
 
@@ -51,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     if args.command == "call":
         return _call(settings, args.tool, args.arguments)
+    if args.command == "run":
+        return _run(settings, args.file, args.input_file, readonly=args.readonly, timeout=args.timeout)
+    if args.command == "report":
+        return _report(settings, args.format, args.output, args.thresholds)
     if args.command == "stdio":
         return _stdio(settings)
     return _serve(settings, args.host, args.port, embedded=args.command == "demo", insecure=args.insecure)
@@ -99,6 +113,35 @@ def _call(settings: Settings, tool: str, raw: str) -> int:
         return 1
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _run(settings: Settings, path: str, input_file: str | None, *, readonly: bool, timeout: int | None) -> int:
+    from pgcode.codemode.cli_run import read_request, report
+
+    try:
+        arguments = read_request(path, input_file, readonly=readonly, timeout=timeout)
+    except (OSError, ValueError) as exc:
+        print(f"pgcode run: {exc}", file=sys.stderr)
+        return 2
+    settings, _handle = _with_database(settings)
+    from pgcode.runtime import Runtime
+
+    async def run() -> Any:
+        async with Runtime(settings) as rt:
+            return await rt.invoke("pg_execute_code", arguments, LOCAL_PRINCIPAL)
+
+    try:
+        return report(asyncio.run(run()))
+    except ToolError as err:
+        print(json.dumps({"error": err.to_dict()}, indent=2))
+        return 1
+
+
+def _report(settings: Settings, fmt: str | None, output: str | None, thresholds: str | None) -> int:
+    from pgcode.report.cli import report_command
+
+    settings, _handle = _with_database(settings)
+    return report_command(settings, fmt, output, thresholds)
 
 
 def _stdio(settings: Settings) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgcode.audit import AuditLog
 from pgcode.config import Settings
@@ -13,6 +13,9 @@ from pgcode.ratelimit import RateLimiter
 from pgcode.registry import Registry, load_registry
 from pgcode.txstore import TransactionStore
 from pgcode.types import Principal
+
+if TYPE_CHECKING:
+    from pgcode.codemode.engine import CodeMode
 
 
 class Runtime:
@@ -24,6 +27,7 @@ class Runtime:
         self.db = Database(settings)
         self.txstore = TransactionStore(self.db, settings)
         self.schema_ready = False  # pgcode's own schema (migrations) is writable and up to date
+        self._codemode: CodeMode | None = None
         self.limiter = RateLimiter(settings)
         self.audit = AuditLog(self.db, settings)
 
@@ -33,7 +37,19 @@ class Runtime:
         self.audit.start(self.schema_ready)
         self.txstore.start()
 
+    @property
+    def codemode(self) -> CodeMode:
+        """The code-mode engine (worker pool, execution history), created on first use."""
+        if self._codemode is None:
+            from pgcode.codemode.engine import CodeMode
+
+            self._codemode = CodeMode(self)
+        return self._codemode
+
     async def close(self) -> None:
+        if self._codemode is not None:
+            await self._codemode.close()
+            self._codemode = None
         await self.txstore.close()
         await self.audit.close()
         await self.db.close()

@@ -11,9 +11,7 @@ from pgcode.registry import load_registry
 
 CATALOG = Path(__file__).parent.parent / "docs" / "TOOLS.md"
 # Groups whose every catalog tool is built; a group joins this set when its last tool lands.
-COMPLETE_GROUPS = {"transactions", "jsonb", "text", "stats", "performance", "monitoring", "admin", "kcache"}
-# Tools of partly built groups that are built (core's three advisors come with the DBA toolkit).
-CORE_PENDING = {"pg_analyze_db_health", "pg_analyze_workload_indexes", "pg_analyze_query_indexes"}
+COMPLETE_GROUPS = {"core", "transactions", "jsonb", "text", "stats", "performance", "monitoring", "admin", "kcache"}
 # Tools beyond the 235 of the catalog: code mode and the audit log, in groups of their own.
 EXTRA_TOOLS = {"pg_execute_code", "pg_validate_code", "pg_script_save", "pg_script_list", "pg_script_get",
                "pg_script_update", "pg_script_delete", "pg_script_run", "pg_audit_log",
@@ -55,7 +53,7 @@ def test_registered_tool_matches_catalog(spec) -> None:  # type: ignore[no-untyp
 def test_every_catalog_tool_of_a_complete_group_is_registered() -> None:
     registered = {s.name for s in load_registry()}
     for name, row in _catalog().items():
-        if row["group"] in COMPLETE_GROUPS or (row["group"] == "core" and name not in CORE_PENDING):
+        if row["group"] in COMPLETE_GROUPS:
             assert name in registered, f"{name} ({row['group']}) is in the catalog but not registered"
 
 

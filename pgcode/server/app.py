@@ -12,7 +12,9 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from pgcode.runtime import Runtime
+from pgcode.server.codemode_routes import codemode_routes
 from pgcode.server.mcp import build_mcp_server
+from pgcode.server.report_routes import report_routes
 from pgcode.server.rest import rest_routes
 from pgcode.server.security import AuthMiddleware, metadata_routes
 
@@ -43,5 +45,5 @@ def create_app(rt: Runtime, *, allowed_hosts: list[str] | None = None, allowed_o
                 await rt.close()
 
     routes = [Route("/mcp", endpoint=StreamableHTTPASGIApp(session_manager)), *rest_routes(rt),
-              *metadata_routes(rt)]
+              *codemode_routes(rt), *report_routes(rt), *metadata_routes(rt)]
     return Starlette(routes=routes, middleware=[Middleware(AuthMiddleware, rt=rt)], lifespan=lifespan)

@@ -24,7 +24,7 @@ READER = Principal.with_scope("reader", Scope.READ)
 WRITER = Principal.with_scope("writer", Scope.WRITE)
 NOBODY = Principal("nobody", frozenset())
 MB = 1024 * 1024
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "codemode" / "examples"  # copies of shared/examples, kept identical
 
 
 def one(conn: psycopg.Connection[Any], query: Any, *params: Any) -> Any:

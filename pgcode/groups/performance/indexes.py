@@ -5,13 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import psycopg
 from psycopg import sql
 from pydantic import Field
 
 from pgcode.context import Row, ToolContext
 from pgcode.groups._common import IDENT_MAX, load_query
-from pgcode.groups.performance._plans import plan_nodes
 from pgcode.groups.performance._shared import SYSTEM_SCHEMAS, cut, resolve_table
 from pgcode.registry import ToolInput, tool
 from pgcode.types import Effect
@@ -82,55 +80,19 @@ async def index_recommendations(ctx: ToolContext, args: IndexRecommendationsIn) 
 
 
 async def _evaluate(ctx: ToolContext, candidates: list[Row]) -> None:
-    """Try each candidate as a hypothetical index; hypopg_reset() afterwards, whatever happens."""
+    """Try each candidate as a hypothetical index on an equality lookup of a typical value (pgcode.advisor)."""
+    from pgcode.advisor import hypothetical_indexes  # the advisor imports this package's helpers
+
     conn = await ctx.conn()
-    hypo = await ctx.fetchval("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-                              "WHERE e.extname = 'hypopg'")
-
-    def fn(name: str) -> sql.Composable:
-        return sql.Identifier(str(hypo), name)
-
-    # hypopg keeps its indexes in the backend's memory, outside any transaction: a savepoint lets us
-    # reach hypopg_reset() even after a failed statement, so the pooled connection never keeps one.
-    await ctx.execute("SAVEPOINT pgcode_hypopg")
-    try:
+    async with hypothetical_indexes(ctx) as hypo:
         for c in candidates:
             c["evaluation"] = None
             if c["sample_value"] is None:
                 continue
-            probe = sql.SQL("SELECT * FROM {} WHERE {} = {}").format(
-                sql.Identifier(c["schema"], c["table"]), sql.Identifier(c["column"]), sql.Literal(c["sample_value"]))
-            before = await _cost(ctx, probe)
-            ddl = sql.SQL("CREATE INDEX ON {} ({})").format(sql.Identifier(c["schema"], c["table"]),
-                                                           sql.Identifier(c["column"])).as_string(conn)
-            created = await ctx.fetchone(sql.SQL("SELECT indexrelid, indexname FROM {}(%s)").format(
-                fn("hypopg_create_index")), (ddl,))
-            assert created is not None
-            after_plan = await _plan(ctx, probe)
-            size = await ctx.fetchval(sql.SQL("SELECT {}(%s)").format(fn("hypopg_relation_size")),
-                                      (created["indexrelid"],))
-            await ctx.execute(sql.SQL("SELECT {}(%s)").format(fn("hypopg_drop_index")), (created["indexrelid"],))
-            after = after_plan["Plan"]["Total Cost"]
-            c["evaluation"] = {
-                "query": probe.as_string(conn), "cost_before": before, "cost_after": after,
-                "cost_gain": round(before - after, 2), "gain_ratio": round(1 - after / before, 4) if before else None,
-                "index_used": any(n["index"] == created["indexname"] for n in plan_nodes(after_plan)),
-                "estimated_size_bytes": size}
-    except psycopg.Error:
-        await ctx.execute("ROLLBACK TO SAVEPOINT pgcode_hypopg")
-        raise
-    finally:
-        await ctx.execute(sql.SQL("SELECT {}()").format(fn("hypopg_reset")))
-
-
-async def _plan(ctx: ToolContext, query: sql.Composable) -> dict[str, Any]:
-    doc = await ctx.fetchval(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(query))
-    plan: dict[str, Any] = doc[0]
-    return plan
-
-
-async def _cost(ctx: ToolContext, query: sql.Composable) -> float:
-    return float((await _plan(ctx, query))["Plan"]["Total Cost"])
+            table, column = sql.Identifier(c["schema"], c["table"]), sql.Identifier(c["column"])
+            probe = sql.SQL("SELECT * FROM {} WHERE {} = {}").format(table, column, sql.Literal(c["sample_value"]))
+            ddl = sql.SQL("CREATE INDEX ON {} ({})").format(table, column).as_string(conn)
+            c["evaluation"] = await hypo.evaluate(probe, ddl)
 
 
 class UnusedIndexesIn(ToolInput):

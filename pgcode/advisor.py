@@ -1,0 +1,272 @@
+"""The index advisor: candidate indexes from what statements filter, join and sort on, weighed as hypothetical
+indexes with hypopg when it is installed (planner costs before and after), by statistics otherwise.
+
+Candidates and placeholders: pgcode._advisor_candidates; the path without hypopg: pgcode._advisor_heuristics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from pglast import ast, parse_sql
+from psycopg import AsyncRawCursor, sql
+
+from pgcode._advisor_candidates import (
+    Candidate,
+    Choice,
+    Query,
+    candidates,
+    label,
+    pick,
+    prepare,
+    resolve,
+    sample_params,
+)
+from pgcode._advisor_heuristics import HEURISTIC_NOTE, cost_settings, with_heuristics
+from pgcode.context import ToolContext
+from pgcode.errors import ErrorCode, ToolError
+from pgcode.groups.performance._plans import plan_nodes
+from pgcode.groups.performance._shared import savepoint
+
+__all__ = ["Hypothetical", "Query", "advise", "explain", "hypothetical_indexes", "outline", "prepare"]
+
+
+# ---------------------------------------------------------------- EXPLAIN
+
+
+async def explain(ctx: ToolContext, query: Query | sql.Composable, *, analyze: bool = False) -> dict[str, Any]:
+    """The JSON plan (the object inside EXPLAIN's one-element array)."""
+    if not isinstance(query, Query):
+        doc = await ctx.fetchval(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(query))
+        return dict(doc[0])
+    options = "FORMAT JSON, VERBOSE true" + (", GENERIC_PLAN true" if query.generic else "") + (
+        ", ANALYZE true, BUFFERS false" if analyze else "")
+    text = f"EXPLAIN ({options}) {query.text}"
+    # The statement was checked alone; make sure the prefix did not change what it means.
+    whole = parse_sql(text)
+    if len(whole) != 1 or not isinstance(whole[0].stmt, ast.ExplainStmt):
+        raise ToolError(ErrorCode.INVALID_INPUT, "the statement cannot be explained as given")
+    conn = await ctx.conn()
+    async with AsyncRawCursor(conn) as cur:
+        await cur.execute(text, query.params or None)
+        row = await cur.fetchone()
+    assert row is not None
+    return dict(row[0][0])
+
+
+def cost(plan: dict[str, Any]) -> float:
+    return float(plan["Plan"]["Total Cost"])
+
+
+def outline(plan: dict[str, Any], names: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """A plan as a short list of nodes (type, relation, index, cost, rows); hypothetical index names resolved."""
+    out = []
+    for n in plan_nodes(plan):
+        index = n["index"]
+        out.append({"depth": n["depth"], "node_type": n["node_type"], "relation": n["relation"],
+                    "index": (names or {}).get(index, index) if index else None, "total_cost": n["total_cost"],
+                    "estimated_rows": n["estimated_rows"]})
+    return out
+
+
+def indexes_in(plan: dict[str, Any]) -> set[str]:
+    return {n["index"] for n in plan_nodes(plan) if n["index"]}
+
+
+# ---------------------------------------------------------------- hypothetical indexes (hypopg)
+
+
+class Hypothetical:
+    """Create, measure and drop hypothetical indexes on this call's connection (hypopg functions)."""
+
+    def __init__(self, ctx: ToolContext, schema: str) -> None:
+        self.ctx = ctx
+        self.schema = schema
+
+    def _fn(self, name: str) -> sql.Identifier:
+        return sql.Identifier(self.schema, name)
+
+    async def create(self, ddl: str) -> tuple[int, str]:
+        row = await self.ctx.fetchone(sql.SQL("SELECT indexrelid, indexname FROM {}(%s)").format(
+            self._fn("hypopg_create_index")), (ddl,))
+        assert row is not None
+        return int(row["indexrelid"]), str(row["indexname"])
+
+    async def drop(self, oid: int) -> None:
+        await self.ctx.execute(sql.SQL("SELECT {}(%s)").format(self._fn("hypopg_drop_index")), (oid,))
+
+    async def size(self, oid: int) -> int:
+        return int(await self.ctx.fetchval(sql.SQL("SELECT {}(%s)").format(self._fn("hypopg_relation_size")),
+                                           (oid,)))
+
+    async def evaluate(self, query: sql.Composable, ddl: str) -> dict[str, Any]:
+        """Cost of `query` before and with the one hypothetical index `ddl`, whether it is used, its size."""
+        before = cost(await explain(self.ctx, query))
+        oid, name = await self.create(ddl)
+        try:
+            after_plan = await explain(self.ctx, query)
+            size = await self.size(oid)
+        finally:
+            await self.drop(oid)
+        after = cost(after_plan)
+        conn = await self.ctx.conn()
+        return {"query": query.as_string(conn), "cost_before": before, "cost_after": after,
+                "cost_gain": round(before - after, 2), "gain_ratio": round(1 - after / before, 4) if before else None,
+                "index_used": name in indexes_in(after_plan), "estimated_size_bytes": size}
+
+
+@asynccontextmanager
+async def hypothetical_indexes(ctx: ToolContext) -> AsyncIterator[Hypothetical]:
+    """hypopg on this call's connection; hypopg_reset() afterwards, whatever happens.
+
+    hypopg keeps its indexes in the backend's memory, outside any transaction, and DISCARD ALL does not
+    clear them: the reset must run before the connection goes back to the pool. A savepoint lets it run
+    after a failed statement too; if even the reset fails, the connection is closed so nobody reuses it.
+    """
+    schema = await ctx.fetchval("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                                "WHERE e.extname = 'hypopg'")
+    if schema is None:
+        raise ToolError(ErrorCode.EXTENSION_MISSING, "hypopg is not installed", details={"extension": "hypopg"})
+    hypo = Hypothetical(ctx, str(schema))
+    await ctx.execute("SAVEPOINT pgcode_hypopg")
+    try:
+        yield hypo
+    except BaseException:
+        with contextlib.suppress(psycopg.Error):
+            await ctx.execute("ROLLBACK TO SAVEPOINT pgcode_hypopg")
+        raise
+    finally:
+        try:
+            await ctx.execute(sql.SQL("SELECT {}()").format(hypo._fn("hypopg_reset")))
+        except BaseException:
+            conn = await ctx.conn()
+            with contextlib.suppress(Exception):
+                await conn.close()
+            raise
+
+
+async def with_hypopg(ctx: ToolContext, queries: list[Query], before: list[dict[str, Any]],
+                      cands: list[Candidate], *, max_indexes: int,
+                      min_improvement: float) -> tuple[list[Choice], list[dict[str, Any]], dict[str, str]]:
+    """Greedy selection with hypothetical indexes: each round adds the candidate that cuts the planner cost of
+    the workload most (ties to the smaller index), until none gains min_improvement or max_indexes are chosen.
+    Returns the choices the final plans use, those plans, and hypothetical index name -> description."""
+    current = [cost(p) for p in before]
+    chosen: list[Choice] = []
+    names: dict[str, str] = {}  # hypothetical index name -> description
+    chosen_name: dict[int, str] = {}
+    conn = await ctx.conn()
+    async with hypothetical_indexes(ctx) as hypo:
+        remaining = list(cands)
+        while remaining and len(chosen) < max_indexes:
+            trials = []
+            for cand in list(remaining):
+                trial = await _trial(ctx, hypo, cand, queries, current)
+                if trial is None:  # hypopg cannot model it (a partitioned table, say): not a candidate
+                    remaining.remove(cand)
+                else:
+                    trials.append(trial)
+            best = pick(trials, min_improvement)
+            if best is None:
+                break
+            chosen.append(best)
+            remaining.remove(best.candidate)
+            _, name = await hypo.create(best.candidate.ddl().as_string(conn))
+            names[name] = label(best.candidate)
+            chosen_name[id(best)] = name
+            for i in best.candidate.queries:
+                current[i] = cost(await explain(ctx, queries[i]))
+        after = [await explain(ctx, q) for q in queries]
+    used = set().union(*(indexes_in(p) for p in after)) if after else set()
+    # a later choice can make an earlier one redundant: keep what the final plans use
+    return [c for c in chosen if chosen_name[id(c)] in used], after, names
+
+
+async def _trial(ctx: ToolContext, hypo: Hypothetical, cand: Candidate, queries: list[Query],
+                 current: list[float]) -> Choice | None:
+    """The candidate as one more hypothetical index: the cost it removes from the queries it may help."""
+    oid = None
+    conn = await ctx.conn()
+    try:
+        async with savepoint(ctx, "pgcode_candidate"):
+            oid, _ = await hypo.create(cand.ddl().as_string(conn))
+            costs = {i: cost(await explain(ctx, queries[i])) for i in cand.queries}
+            size = await hypo.size(oid)
+    except psycopg.Error:
+        return None
+    finally:
+        if oid is not None:  # after the savepoint's rollback, if it failed: hypopg's memory is not transactional
+            await hypo.drop(oid)
+    per_query = {i: current[i] - c for i, c in costs.items() if c < current[i]}
+    gain = sum(queries[i].weight * g for i, g in per_query.items())
+    base = sum(queries[i].weight * current[i] for i in cand.queries) or 1.0
+    return Choice(cand, gain, gain / base, size, per_query)
+
+
+# ---------------------------------------------------------------- the advice
+
+
+async def advise(ctx: ToolContext, queries: list[Query], *, max_indexes: int, min_improvement: float,
+                 include_plans: bool = True) -> dict[str, Any]:
+    """Recommend indexes for the queries (each already through prepare()): hypopg when installed, else
+    heuristics; with the DDL, estimated size and cost gain of each, and every query's cost before and after."""
+    tables = await resolve(ctx, queries)
+    planned: list[Query] = []
+    before: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for q in queries:
+        sample_params(q, tables)
+        try:
+            async with savepoint(ctx, "pgcode_advisor"):
+                before.append(await explain(ctx, q))
+            planned.append(q)
+        except (psycopg.Error, ToolError) as exc:
+            reason = exc.message if isinstance(exc, ToolError) else (exc.diag.message_primary or str(exc))
+            skipped.append({"query": q.label or q.text[:300], "reason": f"could not be planned: {reason}"})
+    cands = candidates(planned, tables)
+    hypopg = ctx.caps.has_extension("hypopg")
+    names: dict[str, str] = {}
+    after: list[dict[str, Any]] | None = None
+    if hypopg:
+        chosen, after, names = (await with_hypopg(ctx, planned, before, cands, max_indexes=max_indexes,
+                                                  min_improvement=min_improvement)) if cands else ([], before, {})
+    else:
+        chosen = with_heuristics(planned, before, cands, tables, await cost_settings(ctx), max_indexes=max_indexes,
+                                 min_improvement=min_improvement)
+    conn = await ctx.conn()
+    recommendations = [{
+        "schema": c.candidate.table.schema, "table": c.candidate.table.name, "columns": list(c.candidate.columns),
+        "clauses": list(c.candidate.uses), "ddl": c.candidate.ddl(concurrently=True).as_string(conn),
+        "estimated_size_bytes": c.size, "cost_gain": round(c.gain, 2), "gain_ratio": round(c.gain_ratio, 4),
+        "queries": sorted(c.per_query)} for c in chosen]
+    per_query = []
+    for i, (q, plan) in enumerate(zip(planned, before, strict=True)):
+        cost_before = cost(plan)
+        if after is not None:
+            cost_after = cost(after[i])
+            used = sorted(names[n] for n in indexes_in(after[i]) if n in names)
+        else:
+            helped = [c for c in chosen if i in c.per_query]
+            cost_after = max(cost_before - sum(c.per_query[i] for c in helped), 0.0)
+            used = [label(c.candidate) for c in helped]
+        entry: dict[str, Any] = {
+            "query": q.label or q.text, "weight": q.weight, "params": "generic plan" if q.generic else q.params,
+            "cost_before": cost_before, "cost_after": round(cost_after, 2),
+            "gain_ratio": round(1 - cost_after / cost_before, 4) if cost_before else None, "indexes": used}
+        if include_plans:
+            entry["plan_before"] = outline(plan)
+            entry["plan_after"] = outline(after[i], names) if after is not None else None
+        per_query.append(entry)
+    out: dict[str, Any] = {
+        "method": "hypopg" if hypopg else "heuristic", "recommendations": recommendations,
+        "count": len(recommendations), "queries": per_query, "candidates_considered": len(cands),
+        "total_cost_before": round(sum(q.weight * cost(p) for q, p in zip(planned, before, strict=True)), 2),
+        "total_cost_after": round(sum(q.weight * e["cost_after"] for q, e in zip(planned, per_query, strict=True)), 2),
+        "skipped": skipped}
+    if not hypopg:
+        out["note"] = HEURISTIC_NOTE
+    return out

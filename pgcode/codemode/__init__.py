@@ -1,0 +1,1 @@
+"""Code mode: JavaScript/TypeScript run in pre-forked QuickJS workers, calling tools through invoke()."""

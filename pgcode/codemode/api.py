@@ -1,0 +1,156 @@
+"""The `pg` API as code mode shows it: built from the registry, for the prelude, pg.help() and /v1/docs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from pgcode.registry import Registry, ToolSpec
+
+CODEMODE_GROUP = "codemode"
+"""Tools of this group (pg_execute_code, pg_script_*, ...) are never callable from inside the sandbox."""
+
+LANGUAGES = [
+    {"name": "javascript", "extensions": [".js", ".mjs"], "engine": "QuickJS-ng (ES2023)",
+     "notes": "the code is the body of an async function: use await, and return the result"},
+    {"name": "typescript", "extensions": [".ts"], "engine": "QuickJS-ng after type stripping (sucrase)",
+     "notes": "annotations, interfaces, generics and enums are removed; types are not checked"},
+]
+
+USAGE = ("The code is the body of an async function: `return` gives the result. Call tools with "
+         "`await pg.<group>.<method>({...})` or `await pg.call('pg_<name>', {...})`; calls in Promise.all run "
+         "concurrently. A failed call throws an Error with .code and .message. `input` holds the request's input, "
+         "`args` a saved script's arguments; console.log/info/warn/error/debug are captured. There is no eval, "
+         "Function, import/require, timers, network, files or environment.")
+
+ERROR_CODES = {
+    "MISSING_CODE": "no code was given",
+    "INVALID_INPUT": "the code or input is too large, or an argument is out of range",
+    "SYNTAX_ERROR": "the code is neither valid JavaScript nor valid TypeScript; nothing ran",
+    "RUNTIME_ERROR": "the code threw an error it did not catch",
+    "TIMEOUT": "the code ran past its time limit (the worker was stopped)",
+    "SECURITY_ERROR": "the code reached for something code mode does not allow",
+    "RESULT_TOO_LARGE": "the returned value is larger than the result limit as JSON",
+    "RATE_LIMITED": "too many executions for this caller (a tool error, HTTP 429, before the code runs)",
+    "READ_ONLY": "a readonly execution called a tool that changes the database",
+    "EXECUTION_FAILED": "the sandbox could not finish: out of memory, too many tool calls, or a crashed worker",
+}
+
+
+def sandbox_tools(registry: Registry) -> list[ToolSpec]:
+    return [s for s in registry if s.group != CODEMODE_GROUP]
+
+
+def _type_of(schema: dict[str, Any], defs: dict[str, Any]) -> str:
+    if "$ref" in schema:
+        name = str(schema["$ref"]).rsplit("/", 1)[-1]
+        target = defs.get(name, {})
+        return _type_of(target, defs) if "enum" in target else name
+    if "enum" in schema:
+        return " | ".join(repr(v) for v in schema["enum"])
+    if "anyOf" in schema:
+        parts = [_type_of(s, defs) for s in schema["anyOf"] if s.get("type") != "null"]
+        return " | ".join(parts) or "null"
+    kind = schema.get("type", "any")
+    if kind == "array":
+        return f"{_type_of(schema.get('items', {}), defs)}[]"
+    return str(kind)
+
+
+def arguments(spec: ToolSpec) -> list[dict[str, Any]]:
+    """Each argument of a tool: name (camelCase), type, required, default, description."""
+    schema = spec.input_schema
+    defs = schema.get("$defs", {})
+    required = set(schema.get("required", []))
+    out = []
+    for name, prop in schema.get("properties", {}).items():
+        arg: dict[str, Any] = {"name": name, "type": _type_of(prop, defs), "required": name in required,
+                               "description": prop.get("description", "")}
+        if "default" in prop:
+            arg["default"] = prop["default"]
+        out.append(arg)
+    return out
+
+
+@dataclass(frozen=True)
+class SandboxApi:
+    """Everything the sandbox and its docs need to know about the registry, computed once."""
+
+    registry: Registry
+
+    @cached_property
+    def tools(self) -> dict[str, ToolSpec]:
+        return {s.name: s for s in sandbox_tools(self.registry)}
+
+    @cached_property
+    def groups(self) -> dict[str, list[tuple[str, ToolSpec]]]:
+        """{group: [(method, spec), ...]}, aliases included (an alias may sit in another group)."""
+        out: dict[str, list[tuple[str, ToolSpec]]] = {}
+        for spec in self.tools.values():
+            for group, method in spec.method_paths:
+                out.setdefault(group, []).append((method, spec))
+        return {g: sorted(out[g], key=lambda e: e[0]) for g in sorted(out)}
+
+    def prelude_map(self) -> str:
+        """"group:method=tool,method=tool;group:..." with every alias as a method of its own.
+
+        One string, not a JS object literal: QuickJS parses a string about ten times faster (prelude.js).
+        """
+        return ";".join(f"{g}:" + ",".join(f"{m}={s.name}" for m, s in entries) for g, entries in self.groups.items())
+
+    def method_doc(self, group: str, method: str, spec: ToolSpec) -> dict[str, Any]:
+        here = f"pg.{group}.{method}"
+        return {"method": here, "name": method, "aliases": [f"pg.{g}.{m}" for g, m in spec.method_paths
+                                                             if f"pg.{g}.{m}" != here],
+                "tool": spec.name, "effect": spec.effect.value, "description": spec.title,
+                "extensions": list(spec.extensions), "arguments": arguments(spec), "inputSchema": spec.input_schema}
+
+    def _group_docs(self) -> dict[str, list[dict[str, Any]]]:
+        return {g: [self.method_doc(g, m, s) for m, s in entries] for g, entries in self.groups.items()}
+
+    def help_payload(self) -> dict[str, Any]:
+        """What pg.help() returns, and pg.<group>.help() per group."""
+        index = {"usage": USAGE,
+                 "groups": {g: {"count": len(entries), "methods": [m for m, _ in entries], "help": f"pg.{g}.help()"}
+                            for g, entries in self.groups.items()},
+                 "call": "pg.call('pg_<name>', args) calls any tool by its MCP name"}
+        groups = {g: {"group": g, "methods": docs} for g, docs in self._group_docs().items()}
+        return {"index": index, "groups": groups}
+
+    def worker_init(self, js_limits: dict[str, int]) -> dict[str, Any]:
+        return {"api": self.prelude_map(), "help": self.help_payload(), "limits": js_limits}
+
+    def docs(self, limits: dict[str, Any]) -> dict[str, Any]:
+        return {"usage": USAGE, "languages": LANGUAGES, "limits": limits, "errorCodes": ERROR_CODES,
+                "globals": ["pg", "input", "args", "console"],
+                "groups": [{"group": g, "methods": docs} for g, docs in self._group_docs().items()]}
+
+    def docs_markdown(self, limits: dict[str, Any]) -> str:
+        lines = ["# pgcode code mode: the `pg` API", "", USAGE, "",
+                 "```js", "const tables = await pg.core.listTables();",
+                 "const [stats, sizes] = await Promise.all([pg.performance.databaseStats(), "
+                 "pg.monitoring.tableSizes()]);", "return {tables: tables.length, stats, sizes};", "```", "",
+                 "## Limits", ""]
+        lines += [f"- {k}: {v}" for k, v in limits.items()]
+        lines += ["", "## Error codes", ""]
+        lines += [f"- `{code}`: {text}" for code, text in ERROR_CODES.items()]
+        for group, entries in self.groups.items():
+            lines += ["", f"## pg.{group} ({len(entries)})", ""]
+            for method, spec in entries:
+                home = f"pg.{spec.group}.{spec.method}"
+                also = "" if home == f"pg.{group}.{method}" else f" (alias of `{home}`)"
+                lines += [f"### `pg.{group}.{method}(args)`{also}", "",
+                          f"{spec.title} Tool `{spec.name}`, effect `{spec.effect.value}`.", ""]
+                args = arguments(spec)
+                if args:
+                    lines += ["| argument | type | required | default | description |", "|---|---|---|---|---|"]
+                    for a in args:
+                        default = f"`{json.dumps(a['default'])}`" if "default" in a else ""
+                        desc = a["description"].replace("|", "\\|").replace("\n", " ")
+                        kind = a["type"].replace("|", "\\|")
+                        lines.append(f"| `{a['name']}` | {kind} | {'yes' if a['required'] else ''} | {default} "
+                                     f"| {desc} |")
+                    lines.append("")
+        return "\n".join(lines) + "\n"

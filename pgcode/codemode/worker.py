@@ -1,0 +1,309 @@
+"""The sandbox worker: a forked process that runs one execution at a time in a fresh QuickJS context.
+
+Runs in a child of the zygote, never in the server. Standard library and dukpy only. The server is
+the only peer; JavaScript reaches nothing but the prelude's API, and each host call travels to the
+server as data (research/sandbox-probe.md, sections 3, 4 and 7).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources as pkg_resources
+from typing import Any
+
+from dukpy import JSRuntimeError, _dukpy
+
+from pgcode.codemode._harden import harden_process
+from pgcode.codemode._outcome import (
+    COMPILE_ERROR_RE,
+    OOM,
+    PAD_LINES,
+    TAMPERED,
+    error,
+    from_engine,
+    from_rejection,
+    syntax_error,
+)
+from pgcode.codemode.protocol import MAX_FRAME, Kind, recv_frame, send_frame
+
+_WRAP_HEAD = "\n" * PAD_LINES + "__pgcode_start(); (async () => {\n"
+_WRAP_TAIL = "\n})().then(__pgcode_ok, __pgcode_fail);\n({toJSON: __pgcode_state});"
+_VALIDATE_HEAD = "\n" * PAD_LINES + "(async () => {\n"
+_VALIDATE_TAIL = "\n});0"
+_SETTLE = b"__pgcode_settle(dukpy.r)"
+_REARM_S = 0.005  # after the soft deadline the alarm repeats, so a swallowed one cannot stop it
+
+
+class _SoftTimeout(Exception):
+    pass
+
+
+_ARMED = False
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    if _ARMED:
+        raise _SoftTimeout
+
+
+@contextmanager
+def _soft_deadline(deadline: float) -> Iterator[None]:
+    """SIGALRM at `deadline` while JS runs: dukpy's interrupt handler polls PyErr_CheckSignals (probe 3b)."""
+    global _ARMED
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _SoftTimeout
+    _ARMED = True
+    signal.setitimer(signal.ITIMER_REAL, left, _REARM_S)
+    try:
+        yield
+    finally:
+        _ARMED = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What every worker of one pool shares; built once in the zygote from the server's init message."""
+
+    prelude: bytes
+    help_index: bytes
+    help_groups: dict[str, bytes]
+    max_result_bytes: int
+
+    @classmethod
+    def from_init(cls, init: dict[str, Any]) -> WorkerConfig:
+        source = pkg_resources.files("pgcode.codemode").joinpath("prelude.js").read_text("utf-8")
+        limits = init["limits"]
+        prelude = (source.replace("__API__", json.dumps(init["api"]))
+                   .replace("__LIMITS__", json.dumps(limits)) + ";0").encode()
+        groups = {g: json.dumps(body).encode() for g, body in init["help"]["groups"].items()}
+        return cls(prelude=prelude, help_index=json.dumps(init["help"]["index"]).encode(), help_groups=groups,
+                   max_result_bytes=int(limits["maxResultBytes"]))
+
+
+class _Host:
+    """The only Python object QuickJS sees: a fresh runtime; it exports one function, `help`.
+
+    No `loader` and no `_normalize_module`: dynamic import() fails closed inside dukpy's C loader.
+    """
+
+    __slots__ = ("_config", "_ctx", "late")
+
+    def __init__(self, config: WorkerConfig | None) -> None:
+        self._ctx = _dukpy.create_context()
+        self._config = config
+        self.late = False  # a soft-timeout signal landed in Python while JS called help()
+
+    def _check_exported_function_exists(self, name: bytes) -> bool:
+        return name == b"help" and self._config is not None
+
+    def _call_python(self, name: bytes, json_args: bytes) -> bytes:
+        try:
+            config = self._config
+            assert config is not None
+            args = json.loads(json_args)
+            group = args[0] if isinstance(args, list) and args else None
+            if group is None:
+                return config.help_index
+            if isinstance(group, str) and group in config.help_groups:
+                return config.help_groups[group]
+            return json.dumps({"error": f"there is no group {str(group)[:64]!r}; pg.help() lists them"}).encode()
+        except _SoftTimeout:
+            self.late = True  # the repeating alarm interrupts the JS that runs next
+            return b"null"
+
+
+def _eval(host: _Host, code: bytes, variables: bytes, deadline: float) -> dict[str, Any]:
+    with _soft_deadline(deadline):
+        raw = _dukpy.eval_string(host, code, variables)
+    if host.late:
+        raise _SoftTimeout
+    state = json.loads(raw) if raw else None
+    if not isinstance(state, dict):
+        raise JSRuntimeError("the bridge state was replaced by the code")
+    return state
+
+
+def _eval_bare(code: bytes, deadline: float) -> None:
+    with _soft_deadline(deadline):
+        _dukpy.eval_string(_Host(None), code, b"{}")
+
+
+def load_sucrase() -> _Host:
+    """A context holding the bundled sucrase build (about 35 ms to load; the zygote does it once)."""
+    host = _Host(None)
+    bundle = pkg_resources.files("pgcode.codemode").joinpath("vendor", "sucrase.js").read_bytes()
+    _dukpy.eval_string(host, bundle + b";0", b"{}")
+    return host
+
+
+class Worker:
+    """One worker process: a prepared context waiting for the next RUN, and the TypeScript stripper."""
+
+    def __init__(self, sock: socket.socket, config: WorkerConfig, sucrase: _Host | None) -> None:
+        self.sock = sock
+        self.config = config
+        self._sucrase = sucrase
+        self._next: _Host | None = None
+        self._spent: _Host | None = None  # freed after the answer is sent: freeing a runtime takes ~75 us
+
+    def serve(self) -> None:
+        while True:
+            self._prepare()
+            try:
+                kind, arg, body = recv_frame(self.sock)
+            except EOFError:
+                os._exit(0)
+            if kind is not Kind.RUN:
+                continue  # nothing else starts an execution
+            request = json.loads(body)
+            deadline = time.monotonic() + arg / 1000
+            try:
+                if request.get("validate"):
+                    meta, value = self._validate(request["code"], deadline), b""
+                else:
+                    meta, value = self._run(request, deadline)
+            except _SoftTimeout:
+                meta, value = {"ok": False, "error": error("TIMEOUT", "the code ran past its time limit")}, b""
+            except MemoryError:
+                meta, value = {"ok": False, "error": error("EXECUTION_FAILED", OOM)}, b""
+            meta_bytes = json.dumps(meta).encode()
+            send_frame(self.sock, Kind.DONE, meta_bytes + value, len(meta_bytes))
+            self._spent = None
+
+    def _prepare(self) -> None:
+        """The next execution's context: fresh, with the prelude run (about 1 ms, done while idle)."""
+        if self._next is None:
+            host = _Host(self.config)
+            _dukpy.eval_string(host, self.config.prelude, b"{}")
+            self._next = host
+
+    def _take(self) -> _Host:
+        self._prepare()
+        host, self._next = self._next, None
+        assert host is not None
+        self._spent = host
+        return host
+
+    def _run(self, request: dict[str, Any], deadline: float) -> tuple[dict[str, Any], bytes]:
+        code: str = request["code"]
+        user_lines = code.count("\n") + 1
+        variables = json.dumps({"input": request.get("input"), "args": request.get("args")}).encode()
+        state, language = self._start(self._take(), code, variables, user_lines, deadline)
+        if "problem" in state:
+            return {"ok": False, "error": state["problem"], "language": language}, b""
+        host = self._spent
+        assert host is not None
+        try:
+            while not state.get("done"):
+                calls = state.get("calls")
+                if not isinstance(calls, list):
+                    return {"ok": False, "error": error("SECURITY_ERROR", TAMPERED), "language": language}, b""
+                if not calls:
+                    problem = error("RUNTIME_ERROR", "the code awaits a promise that never settles "
+                                                     "(code mode has no timers or events)")
+                    return {"ok": False, "error": problem, "logs": state.get("logs"), "language": language}, b""
+                frame = json.dumps({"calls": calls, "logs": state.get("logs")}).encode()
+                if len(frame) > MAX_FRAME:
+                    problem = error("EXECUTION_FAILED", f"the tool calls of one step carry {len(frame)} bytes of "
+                                                        f"arguments; at most {MAX_FRAME} fit")
+                    return {"ok": False, "error": problem, "language": language}, b""
+                send_frame(self.sock, Kind.CALLS, frame)
+                kind, arg, body = recv_frame(self.sock)
+                if kind is not Kind.RESULTS:
+                    return {"ok": False, "error": error("EXECUTION_FAILED", "the server broke the protocol")}, b""
+                state = _eval(host, _SETTLE, body, time.monotonic() + arg / 1000)
+        except JSRuntimeError as exc:
+            return {"ok": False, "error": from_engine(str(exc), user_lines), "language": language}, b""
+        return self._finish(state, user_lines, language)
+
+    def _start(self, host: _Host, code: str, variables: bytes, user_lines: int,
+               deadline: float) -> tuple[dict[str, Any], str]:
+        """The first eval: as JavaScript, then after a parse error (nothing ran) as TypeScript, types stripped."""
+        try:
+            return _eval(host, (_WRAP_HEAD + code + _WRAP_TAIL).encode(), variables, deadline), "javascript"
+        except JSRuntimeError as exc:
+            compile_error = COMPILE_ERROR_RE.match(str(exc))
+            if compile_error is None:
+                return {"problem": from_engine(str(exc), user_lines)}, "javascript"
+        stripped, ts_problem = self._strip_types(code, deadline)
+        if stripped is None:
+            return {"problem": syntax_error(compile_error, user_lines, ts_problem)}, "javascript"
+        try:  # the context is still pristine: the failed parse ran nothing
+            return _eval(host, (_WRAP_HEAD + stripped + _WRAP_TAIL).encode(), variables, deadline), "typescript"
+        except JSRuntimeError as exc2:
+            again = COMPILE_ERROR_RE.match(str(exc2))
+            return {"problem": syntax_error(again, user_lines, None) if again
+                    else from_engine(str(exc2), user_lines)}, "typescript"
+
+    def _finish(self, state: dict[str, Any], user_lines: int, language: str) -> tuple[dict[str, Any], bytes]:
+        meta: dict[str, Any] = {"ok": state.get("error") is None, "logs": state.get("logs"),
+                                "logsDropped": state.get("logsDropped", 0), "unawaited": state.get("unawaited", 0),
+                                "language": language}
+        if not meta["ok"]:
+            err = state["error"]
+            meta["error"] = (from_rejection(err, user_lines) if isinstance(err, dict)
+                             else error("RUNTIME_ERROR", "the code failed"))
+            return meta, b""
+        value = state.get("value")
+        encoded = value.encode() if isinstance(value, str) else b"null"
+        if len(encoded) > self.config.max_result_bytes:
+            meta["ok"] = False
+            meta["error"] = error("RESULT_TOO_LARGE", f"the result is {len(encoded)} bytes of JSON; code mode "
+                                                      f"returns at most {self.config.max_result_bytes}")
+            return meta, b""
+        return meta, encoded
+
+    def _validate(self, code: str, deadline: float) -> dict[str, Any]:
+        """Parse without running: the code becomes the body of a function that is never called."""
+        user_lines = code.count("\n") + 1
+        try:
+            _eval_bare((_VALIDATE_HEAD + code + _VALIDATE_TAIL).encode(), deadline)
+            return {"ok": True, "language": "javascript"}
+        except JSRuntimeError as exc:
+            compile_error = COMPILE_ERROR_RE.match(str(exc))
+            if compile_error is None:
+                return {"ok": True, "language": "javascript"}  # it parsed; what ran was the code escaping the wrapper
+        stripped, ts_problem = self._strip_types(code, deadline)
+        if stripped is not None:
+            try:
+                _eval_bare((_VALIDATE_HEAD + stripped + _VALIDATE_TAIL).encode(), deadline)
+                return {"ok": True, "language": "typescript"}
+            except JSRuntimeError as exc2:
+                again = COMPILE_ERROR_RE.match(str(exc2))
+                if again is None:
+                    return {"ok": True, "language": "typescript"}
+                return {"ok": False, "language": "typescript", "error": syntax_error(again, user_lines, None)}
+        return {"ok": False, "error": syntax_error(compile_error, user_lines, ts_problem)}
+
+    def _strip_types(self, code: str, deadline: float) -> tuple[str | None, str | None]:
+        """TypeScript → JavaScript with sucrase (types blanked, lines kept); (None, why) if it is not TypeScript."""
+        if self._sucrase is None:
+            self._sucrase = load_sucrase()
+        try:
+            with _soft_deadline(deadline):
+                raw = _dukpy.eval_string(self._sucrase, b"sucraseStrip(dukpy.src)",
+                                         json.dumps({"src": code}).encode())
+        except JSRuntimeError as exc:
+            return None, str(exc).split("\n", 1)[0]
+        except _SoftTimeout:
+            self._sucrase = None  # interrupted mid-transform: its context may be unusable
+            raise
+        out = json.loads(raw) if raw else None
+        return (out, None) if isinstance(out, str) else (None, "the TypeScript transform returned nothing")
+
+
+def serve(sock: socket.socket, config: WorkerConfig, sucrase: _Host | None) -> None:
+    """Entry point in the forked child: harden, then serve executions until the server goes away."""
+    try:
+        harden_process(sock.fileno(), _on_alarm)
+        Worker(sock, config, sucrase).serve()
+    finally:
+        os._exit(0)

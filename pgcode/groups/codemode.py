@@ -1,0 +1,250 @@
+"""codemode group: run code against the pg API, check it, read its history, keep scripts (pgcode/codemode/)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from pgcode.codemode import history, scripts
+from pgcode.codemode.engine import ExecRequest
+from pgcode.codemode.settings import ABSOLUTE_MAX_TIMEOUT_MS
+from pgcode.codemode.validate import static_problems
+from pgcode.context import ToolContext
+from pgcode.errors import ErrorCode, ToolError
+from pgcode.registry import ToolInput, tool
+from pgcode.types import Effect, TxMode
+
+_MAX_FIELD = 1_000_000  # far above the 50 KB code limit: larger code gets a clear INVALID_INPUT output
+Timeout = Field(30_000, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS,
+                description="Time limit in ms (default 30000; the server may lower it, 300000 at most)")
+
+
+class ExecuteCodeIn(ToolInput):
+    code: str = Field("", max_length=_MAX_FIELD,
+                      description="JavaScript or TypeScript, the body of an async function: `await pg.core."
+                                  "listTables()` ... `return` the result. At most 50 KB")
+    readonly: bool = Field(False, description="Allow only read tools; every call runs in a READ ONLY transaction")
+    timeout: int = Timeout
+    input: Any = Field(None, description="Any JSON value, visible as `input` in the code")
+
+
+@tool(group="codemode", effect=Effect.ADMIN, tx=TxMode.NONE)
+async def execute_code(ctx: ToolContext, args: ExecuteCodeIn) -> dict[str, Any]:
+    """Run JavaScript/TypeScript calling tools as `await pg.<group>.<method>(args)`; returns {success, result, ...}.
+
+    The code runs in an isolated QuickJS sandbox (no eval, modules, timers, network, files or environment) and
+    is the body of an async function: `return` gives `result`. Tool calls run through the same checks as
+    direct calls, with your scopes; Promise.all runs them concurrently. A failed call throws an Error with
+    .code and .message. A failed run is not a tool error: `success` is false and `error` has
+    {code, message, line} (codes: MISSING_CODE, INVALID_INPUT, SYNTAX_ERROR, RUNTIME_ERROR, TIMEOUT,
+    SECURITY_ERROR, RESULT_TOO_LARGE, READ_ONLY, EXECUTION_FAILED, or the code of an uncaught tool error).
+    pg.help() and pg.<group>.help() describe the API inside the code; pg_codemode_docs outside it.
+    """
+    request = ExecRequest(code=args.code, input=args.input, readonly=args.readonly, timeout_ms=args.timeout)
+    return await ctx.rt.codemode.execute(request, ctx.principal)
+
+
+class ValidateCodeIn(ToolInput):
+    code: str = Field(max_length=_MAX_FIELD, description="JavaScript or TypeScript to check without running it")
+    readonly: bool = Field(False, description="Also report calls of tools that readonly execution refuses")
+
+
+@tool(group="codemode", effect=Effect.READ, tx=TxMode.NONE)
+async def validate_code(ctx: ToolContext, args: ValidateCodeIn) -> dict[str, Any]:
+    """Check code without running it: syntax errors with their line, unknown pg methods, forbidden features."""
+    cm = ctx.rt.codemode
+    errors: list[dict[str, Any]] = []
+    size = len(args.code.encode())
+    if not args.code.strip():
+        errors.append({"code": "MISSING_CODE", "message": "there is no code", "line": None})
+        return {"valid": False, "language": None, "errors": errors, "warnings": [], "toolCalls": []}
+    if size > cm.settings.max_code_bytes:
+        errors.append({"code": "INVALID_INPUT", "message": f"the code is {size} bytes; code mode takes at most "
+                                                           f"{cm.settings.max_code_bytes}", "line": None})
+    syntax = await cm.check_syntax(args.code)
+    if not syntax["ok"]:
+        errors.append(syntax["error"])
+        return {"valid": False, "language": syntax.get("language"), "errors": errors, "warnings": [],
+                "toolCalls": []}
+    found, warnings, calls = static_problems(args.code, cm.api, readonly=args.readonly)
+    errors += found
+    return {"valid": not errors, "language": syntax["language"], "errors": errors, "warnings": warnings,
+            "toolCalls": calls}
+
+
+class CodemodeDocsIn(ToolInput):
+    format: Literal["json", "markdown"] = Field("json", description="json (structured) or markdown (to read)")
+
+
+@tool(group="codemode", effect=Effect.READ, tx=TxMode.NONE)
+async def codemode_docs(ctx: ToolContext, args: CodemodeDocsIn) -> dict[str, Any]:
+    """The code-mode API reference: every pg.<group>.<method> with its arguments, plus globals, limits, errors."""
+    cm = ctx.rt.codemode
+    if args.format == "markdown":
+        return {"format": "markdown", "markdown": cm.api.docs_markdown(cm.limits())}
+    return cm.api.docs(cm.limits())
+
+
+# -- execution history -------------------------------------------------------------------------------
+
+class ExecutionListIn(ToolInput):
+    limit: int = Field(50, ge=1, le=1000, description="Most executions to return, newest first")
+    offset: int = Field(0, ge=0, le=1_000_000, description="Skip this many (for paging)")
+    outcome: Literal["success", "error", "timeout"] | None = Field(None, description="Only this outcome")
+    principal: str | None = Field(None, max_length=200,
+                                  description="Only this principal's (reading others' needs the admin scope)")
+
+
+@tool(group="codemode", effect=Effect.READ)
+async def execution_list(ctx: ToolContext, args: ExecutionListIn) -> dict[str, Any]:
+    """Recent code-mode executions: who, when, how long, outcome, error code, tool calls, result size."""
+    history.require_history(ctx)
+    await ctx.rt.codemode.history.flush()
+    return await history.list_executions(ctx, history.visible_principal(ctx, args.principal), args.outcome,
+                                         args.limit, args.offset)
+
+
+class ExecutionGetIn(ToolInput):
+    id: uuid.UUID = Field(description="The executionId that pg_execute_code returned")
+
+
+@tool(group="codemode", effect=Effect.READ)
+async def execution_get(ctx: ToolContext, args: ExecutionGetIn) -> dict[str, Any]:
+    """One code-mode execution with its code (first 64 KB), outcome and metrics."""
+    history.require_history(ctx)
+    await ctx.rt.codemode.history.flush()
+    return await history.get_execution(ctx, args.id, history.visible_principal(ctx, None))
+
+
+class ExecutionStatsIn(ToolInput):
+    hours: int = Field(720, ge=1, le=87_600, description="Look back this many hours (default 720 = 30 days)")
+    principal: str | None = Field(None, max_length=200, description="Only this principal")
+
+
+@tool(group="codemode", effect=Effect.READ)
+async def execution_stats(ctx: ToolContext, args: ExecutionStatsIn) -> dict[str, Any]:
+    """Code-mode statistics per principal: executions, success rate, mean and p95 duration, timeouts."""
+    history.require_history(ctx)
+    await ctx.rt.codemode.history.flush()
+    return await history.execution_stats(ctx, history.visible_principal(ctx, args.principal), args.hours)
+
+
+# -- saved scripts -----------------------------------------------------------------------------------
+
+class ScriptRef(ToolInput):
+    id: int | None = Field(None, ge=1, description="The script's id")
+    name: str | None = Field(None, max_length=200, description="The script's name (yours)")
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> ScriptRef:
+        if (self.id is None) == (self.name is None):
+            raise ValueError("give the script's id or its name (one of them)")
+        return self
+
+
+class ScriptSaveIn(ToolInput):
+    name: str = Field(max_length=200, description="Unique among your scripts: a letter, then letters, digits, _ . -")
+    code: str = Field(max_length=_MAX_FIELD, description="JavaScript or TypeScript (at most 50 KB); `args` holds "
+                                                          "the arguments of a run")
+    description: str = Field("", max_length=2000, description="What the script does")
+    readonly: bool = Field(False, description="Run readonly unless a run says otherwise")
+    timeout: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS, description="Default time limit in ms")
+
+
+async def _checked_code(ctx: ToolContext, code: str) -> str:
+    """Refuse oversize code and code that does not parse; return its language."""
+    scripts.check_code(code, ctx.rt.codemode.settings.max_code_bytes)
+    syntax = await ctx.rt.codemode.check_syntax(code)
+    if not syntax["ok"]:
+        err = syntax["error"]
+        raise ToolError(ErrorCode.INVALID_INPUT, f"the code does not parse: line {err.get('line')}: {err['message']}",
+                        details={"error": err})
+    return str(syntax["language"])
+
+
+@tool(group="codemode", effect=Effect.WRITE)
+async def script_save(ctx: ToolContext, args: ScriptSaveIn) -> dict[str, Any]:
+    """Save a code-mode script under a name of yours, to run later with pg_script_run."""
+    scripts.require_scripts(ctx)
+    scripts.check_name(args.name)
+    language = await _checked_code(ctx, args.code)
+    return await scripts.save(ctx, ctx.principal.subject, {
+        "name": args.name, "description": args.description, "code": args.code, "language": language,
+        "readonly": args.readonly, "timeout_ms": args.timeout})
+
+
+class ScriptListIn(ToolInput):
+    search: str | None = Field(None, max_length=200, description="Only names or descriptions containing this")
+    limit: int = Field(100, ge=1, le=1000, description="Most scripts to return, by name")
+    offset: int = Field(0, ge=0, description="Skip this many (for paging)")
+
+
+@tool(group="codemode", effect=Effect.READ)
+async def script_list(ctx: ToolContext, args: ScriptListIn) -> dict[str, Any]:
+    """Your saved scripts: id, name, description, readonly, timeout, runs (without their code)."""
+    scripts.require_scripts(ctx)
+    return await scripts.list_scripts(ctx, ctx.principal.subject, args.search, args.limit, args.offset)
+
+
+@tool(group="codemode", effect=Effect.READ)
+async def script_get(ctx: ToolContext, args: ScriptRef) -> dict[str, Any]:
+    """One of your saved scripts, with its code."""
+    scripts.require_scripts(ctx)
+    return await scripts.get(ctx, ctx.principal.subject, args.id, args.name)
+
+
+class ScriptUpdateIn(ScriptRef):
+    new_name: str | None = Field(None, max_length=200, description="Rename the script")
+    code: str | None = Field(None, max_length=_MAX_FIELD, description="New code")
+    description: str | None = Field(None, max_length=2000, description="New description")
+    readonly: bool | None = Field(None, description="New default for readonly")
+    timeout: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS, description="New default time limit in ms")
+
+
+@tool(group="codemode", effect=Effect.WRITE)
+async def script_update(ctx: ToolContext, args: ScriptUpdateIn) -> dict[str, Any]:
+    """Change a saved script: its code, name, description or defaults."""
+    scripts.require_scripts(ctx)
+    changes: dict[str, Any] = {}
+    if args.new_name is not None:
+        scripts.check_name(args.new_name)
+        changes["name"] = args.new_name
+    if args.code is not None:
+        changes["language"] = await _checked_code(ctx, args.code)
+        changes["code"] = args.code
+    for field, column in (("description", "description"), ("readonly", "readonly"), ("timeout", "timeout_ms")):
+        if getattr(args, field) is not None:
+            changes[column] = getattr(args, field)
+    if not changes:
+        raise ToolError(ErrorCode.INVALID_INPUT, "nothing to change: give newName, code, description, readonly "
+                                                 "or timeout")
+    return await scripts.update(ctx, ctx.principal.subject, args.id, args.name, changes)
+
+
+@tool(group="codemode", effect=Effect.DESTRUCTIVE)
+async def script_delete(ctx: ToolContext, args: ScriptRef) -> dict[str, Any]:
+    """Delete one of your saved scripts."""
+    scripts.require_scripts(ctx)
+    return await scripts.delete(ctx, ctx.principal.subject, args.id, args.name)
+
+
+class ScriptRunIn(ScriptRef):
+    args: Any = Field(None, description="Any JSON value, visible as `args` in the script")
+    input: Any = Field(None, description="Any JSON value, visible as `input` in the script")
+    readonly: bool | None = Field(None, description="Override the script's readonly default")
+    timeout: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS, description="Override its time limit (ms)")
+
+
+@tool(group="codemode", effect=Effect.ADMIN, tx=TxMode.NONE)
+async def script_run(ctx: ToolContext, args: ScriptRunIn) -> dict[str, Any]:
+    """Run one of your saved scripts with `args`; returns what pg_execute_code returns."""
+    scripts.require_scripts(ctx)
+    script = await scripts.load_for_run(ctx.rt.db, ctx.principal.subject, args.id, args.name)
+    readonly = script["readonly"] if args.readonly is None else args.readonly
+    request = ExecRequest(code=script["code"], input=args.input, args=args.args, readonly=readonly,
+                          timeout_ms=args.timeout or script["timeout_ms"], script_id=script["id"])
+    out = await ctx.rt.codemode.execute(request, ctx.principal)
+    await scripts.count_run(ctx.rt.db, script["id"])
+    return {**out, "script": {"id": script["id"], "name": script["name"]}}

@@ -1,0 +1,170 @@
+"""core: the advisors: database health checks, and index advice for a workload or one query (hypopg when installed)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pglast import ast, parse_sql
+from pglast.parser import ParseError
+from pydantic import Field
+
+from pgcode import health
+from pgcode.advisor import Query, advise, explain, outline, prepare
+from pgcode.context import ToolContext
+from pgcode.errors import ErrorCode, ToolError
+from pgcode.groups.performance._shared import QUERY_TEXT_MAX
+from pgcode.groups.performance.explain import Kind, Statement, inspect
+from pgcode.groups.performance.statements import select_statements
+from pgcode.registry import ToolInput, tool
+from pgcode.types import Effect
+
+_MAX_SQL = 1_000_000
+
+
+class AnalyzeDbHealthIn(ToolInput):
+    checks: list[str] | None = Field(None, max_length=100,
+                                     description="Only these checks or areas (default: all). Areas: "
+                                                 + ", ".join(health.AREAS) + ". Checks: "
+                                                 + ", ".join(health.CHECKS))
+    thresholds: health.Thresholds = Field(default_factory=health.Thresholds,
+                                          description="Override any threshold (the rest keep their defaults), "
+                                                      "e.g. {longQueryWarningSeconds: 60, maxItems: 50}")
+    include_ok: bool = Field(True, description="Also list the checks that found nothing")
+
+
+@tool(group="core", effect=Effect.READ)
+async def analyze_db_health(ctx: ToolContext, args: AnalyzeDbHealthIn) -> dict[str, Any]:
+    """Database health: every check's status (ok, warning, critical, unknown), worst first, with numbers and advice.
+
+    Checks wraparound (transaction IDs, multixacts), sequence and integer overflow, invalid indexes and
+    unvalidated constraints, duplicate, unused and bloated indexes, table bloat, dead tuples, vacuum/analyze
+    staleness, seq-scan heavy tables, unindexed foreign keys, long queries, idle-in-transaction and prepared
+    transactions, lock waits, connections, cache hit ratios, memory settings, replication lag and slots,
+    archiving, checkpoints, and security (superuser logins, CREATE on public, SECURITY DEFINER search_path).
+    Each result is {check, area, status, summary, value, threshold, details, advice}; a check that cannot
+    run (privilege, version) is unknown with the reason. Session checks cover this database.
+    """
+    try:
+        selected = health.select(args.checks)
+    except ValueError as exc:
+        raise ToolError(ErrorCode.INVALID_INPUT, f"unknown check or area {exc}",
+                        details={"areas": list(health.AREAS), "checks": list(health.CHECKS)}) from None
+    started = time.perf_counter()
+    results = await health.run_checks(ctx, args.thresholds, selected)
+    out = health.summarize(results)
+    if not args.include_ok:
+        out["checks"] = [r for r in out["checks"] if r["status"] != "ok"]
+    return {**out, "database": ctx.caps.database, "server_version": ctx.caps.server_version,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "thresholds": args.thresholds.model_dump()}
+
+
+class AnalyzeWorkloadIndexesIn(ToolInput):
+    top_queries: int = Field(20, ge=1, le=200, description="How many statements to analyze, by total execution time")
+    min_calls: int = Field(1, ge=1, description="Only statements called at least this often")
+    search: str | None = Field(None, min_length=1, max_length=1000,
+                               description="Only statements whose text contains this (case-insensitive)")
+    max_indexes: int = Field(5, ge=1, le=20, description="Most indexes to recommend")
+    min_improvement: float = Field(0.1, gt=0, le=1, description="An index must cut the cost of the statements it "
+                                                                "helps by at least this share (0-1)")
+    include_plans: bool = Field(False, description="Add each statement's plan outline before and after")
+
+
+@tool(group="core", effect=Effect.READ, extensions=("pg_stat_statements",))
+async def analyze_workload_indexes(ctx: ToolContext, args: AnalyzeWorkloadIndexesIn) -> dict[str, Any]:
+    """Indexes the busiest statements (pg_stat_statements, by total time) need: DDL, size, cost gain per query.
+
+    Candidates are the columns the statements filter, join and sort on (parsed with pglast). With hypopg
+    installed each is planned as a hypothetical index and chosen greedily by planner-cost gain weighted by
+    calls (ties go to the smaller index); without it, gains are estimated from pg_stats and the result says
+    method "heuristic". $n placeholders get a generic plan on PostgreSQL 16+, and typical values from
+    pg_stats before. Statements other than SELECT, UPDATE and DELETE are skipped, and say why; EXPLAIN
+    statements (tools planning queries, this one included) are left out.
+    """
+    rows, _ = await select_statements(ctx, order="total_time", limit=args.top_queries, qlen=QUERY_TEXT_MAX,
+                                      min_calls=args.min_calls, search=args.search)
+    queries, skipped = [], []
+    for r in rows:
+        if _explain(r["query"]):
+            continue  # EXPLAIN statements are tools planning something (this one's included), not workload
+        label = r["query"] if len(r["query"]) <= 500 else r["query"][:500] + "…"
+        try:
+            _advisable(r["query"])
+            q = Query(r["query"], weight=float(r["calls"]), label=label)
+            await prepare(ctx, q)
+        except ToolError as err:
+            skipped.append({"queryid": r["queryid"], "query": label, "reason": err.message})
+            continue
+        queries.append(q)
+    out = await advise(ctx, queries, max_indexes=args.max_indexes, min_improvement=args.min_improvement,
+                       include_plans=args.include_plans)
+    for entry in out["queries"]:
+        entry["calls"] = int(entry.pop("weight"))
+    out["skipped"] = skipped + out["skipped"]
+    out["statements_analyzed"] = len(out["queries"])
+    return out
+
+
+def _explain(text: str) -> bool:
+    try:
+        stmts = parse_sql(text)
+    except ParseError:
+        return False
+    return len(stmts) == 1 and isinstance(stmts[0].stmt, ast.ExplainStmt)
+
+
+def _advisable(text: str) -> Statement:
+    """Check a statement for EXPLAIN (sqlpolicy rules) and that it is a SELECT, UPDATE or DELETE: the statements
+    whose conditions an index serves. EXPLAIN plans a write without running it."""
+    stmt = inspect(text)
+    node = parse_sql(text)[0].stmt
+    if stmt.kind is Kind.DDL or not isinstance(node, ast.SelectStmt | ast.UpdateStmt | ast.DeleteStmt):
+        raise ToolError(ErrorCode.INVALID_INPUT, "index advice takes SELECT, UPDATE or DELETE",
+                        hint="INSERT, MERGE and DDL have no conditions an index would serve")
+    return stmt
+
+
+class AnalyzeQueryIndexesIn(ToolInput):
+    sql: str = Field(max_length=_MAX_SQL, description="One SELECT (or UPDATE/DELETE, planned only) to find indexes "
+                                                      "for; $1, $2 ... for parameters")
+    params: list[Any] | None = Field(None, max_length=1000,
+                                     description="Values for $1, $2 ...; without them a generic plan (PostgreSQL "
+                                                 "16+) or typical values from pg_stats are used")
+    analyze: bool = Field(False, description="Also run the query (EXPLAIN ANALYZE, reads only) for its actual time; "
+                                             "hypothetical indexes are planned, never run")
+    max_indexes: int = Field(3, ge=1, le=10, description="Most indexes to recommend")
+    min_improvement: float = Field(0.1, gt=0, le=1, description="An index must cut the query's cost by at least "
+                                                                "this share (0-1)")
+
+
+@tool(group="core", effect=Effect.READ)
+async def analyze_query_indexes(ctx: ToolContext, args: AnalyzeQueryIndexesIn) -> dict[str, Any]:
+    """Indexes one query needs: DDL, estimated size, cost before and after, and both plans.
+
+    Candidates come from the query's WHERE conditions, join keys and ORDER BY (parsed with pglast). With
+    hypopg each is planned as a hypothetical index (never built) and chosen greedily by cost gain against
+    size; without hypopg gains are estimated from pg_stats and method is "heuristic". The query is planned,
+    not run, unless analyze is true (reads only, in a READ ONLY transaction).
+    """
+    stmt = _advisable(args.sql)
+    if args.analyze and stmt.kind is not Kind.READ:
+        raise ToolError(ErrorCode.INVALID_INPUT, "analyze runs the statement, so only reads may be analyzed",
+                        hint="leave analyze false to plan it without running it")
+    q = Query(args.sql, params=args.params)
+    await prepare(ctx, q)
+    actual = None
+    if args.analyze:
+        if q.generic or (q.params is None and stmt.params):
+            raise ToolError(ErrorCode.INVALID_INPUT, f"analyze runs the query: give params for $1..${stmt.params}")
+        plan = await explain(ctx, q, analyze=True)
+        actual = {"execution_time_ms": plan.get("Execution Time"), "planning_time_ms": plan.get("Planning Time"),
+                  "actual_rows": plan["Plan"].get("Actual Rows"), "plan": outline(plan)}
+    out = await advise(ctx, [q], max_indexes=args.max_indexes, min_improvement=args.min_improvement)
+    query = out.pop("queries")
+    out["query"] = query[0] if query else None
+    if query:
+        query[0].pop("weight", None)
+    if actual is not None:
+        out["actual"] = actual
+    return out

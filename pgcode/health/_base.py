@@ -1,0 +1,196 @@
+"""What every health check shares: the result shape, the thresholds, grading, and the check registry."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+from pydantic import Field
+
+from pgcode.context import Row, ToolContext
+from pgcode.groups._common import load_query
+from pgcode.groups.performance._shared import SYSTEM_SCHEMAS
+from pgcode.registry import ToolInput
+
+Status = Literal["ok", "warning", "critical", "unknown"]
+RANK: dict[str, int] = {"critical": 3, "warning": 2, "unknown": 1, "ok": 0}
+XID_SPACE = 2**31  # transaction IDs and multixacts wrap around after 2^31
+MB = 1024 * 1024
+GB = 1024 * MB
+
+
+class CheckResult(TypedDict):
+    """One check's verdict: what was measured, against what, what was found, and what to do."""
+
+    check: str
+    area: str
+    status: Status
+    summary: str
+    value: Any
+    threshold: Any
+    details: dict[str, Any]
+    advice: str
+
+
+class Thresholds(ToolInput):
+    """Limits the checks grade against; every one has a default and may be overridden by the caller."""
+
+    max_items: int = Field(20, ge=1, le=10_000, description="Most objects (tables, indexes, sessions ...) listed "
+                                                             "per check; the count covers them all")
+    wraparound_warning_ratio: float = Field(1.25, gt=0, description="Warn when the oldest transaction-ID (or "
+                                            "multixact) age exceeds this multiple of autovacuum_freeze_max_age "
+                                            "(autovacuum_multixact_freeze_max_age)")
+    wraparound_critical_fraction: float = Field(0.5, gt=0, le=1, description="Critical when the age uses this "
+                                                "share of the 2^31 ID space (wraparound stops writes near 1.0)")
+    overflow_warning_ratio: float = Field(0.75, gt=0, le=1, description="Warn when a sequence or integer column "
+                                          "has used this share of its type's range")
+    overflow_critical_ratio: float = Field(0.9, gt=0, le=1, description="Critical when a sequence or integer "
+                                           "column has used this share of its type's range")
+    unused_index_min_bytes: int = Field(MB, ge=0, description="Only never-scanned indexes at least this large count")
+    unused_index_critical_bytes: int = Field(GB, ge=0, description="Critical when never-scanned indexes take this "
+                                             "many bytes together (and the statistics cover min_observed_days)")
+    min_observed_days: float = Field(7, ge=0, description="Statistics younger than this (since stats_reset) make "
+                                     "usage-based findings low-confidence: at most a warning")
+    bloat_min_bytes: int = Field(10 * MB, ge=0, description="Only tables and indexes with at least this many "
+                                 "wasted bytes count as bloated")
+    bloat_warning_ratio: float = Field(0.3, gt=0, le=1, description="Warn at this estimated share of wasted space")
+    bloat_critical_ratio: float = Field(0.6, gt=0, le=1, description="Critical at this estimated share of wasted "
+                                        "space")
+    dead_tuples_min: int = Field(1000, ge=0, description="Only tables with at least this many dead tuples count")
+    dead_tuple_warning_ratio: float = Field(0.2, gt=0, le=1, description="Warn when dead / (live + dead) tuples "
+                                            "reaches this")
+    dead_tuple_critical_ratio: float = Field(0.5, gt=0, le=1, description="Critical when dead / (live + dead) "
+                                             "tuples reaches this")
+    stale_days: float = Field(7, gt=0, description="A table changed since its last vacuum or analyze that is "
+                              "older than this many days is stale")
+    stale_min_modified_ratio: float = Field(0.2, ge=0, description="Only tables with at least this share of rows "
+                                            "modified since the last analyze count as stale")
+    seq_scan_min_rows: int = Field(10_000, ge=0, description="Only tables with at least this many live rows count "
+                                   "as seq-scan heavy")
+    seq_scan_min_scans: int = Field(100, ge=0, description="Only tables sequentially scanned at least this often")
+    seq_scan_ratio: float = Field(0.5, ge=0, le=1, description="Seq scans / all scans at or above this is heavy")
+    fk_min_rows: int = Field(1000, ge=0, description="Only referencing tables with at least this many rows need "
+                             "an index on their foreign key")
+    long_query_warning_seconds: float = Field(300, gt=0, description="Warn about queries running this long")
+    long_query_critical_seconds: float = Field(1800, gt=0, description="Critical for queries running this long")
+    idle_in_transaction_warning_seconds: float = Field(60, gt=0, description="Warn about sessions idle in a "
+                                                       "transaction this long")
+    idle_in_transaction_critical_seconds: float = Field(600, gt=0, description="Critical for sessions idle in a "
+                                                        "transaction this long")
+    prepared_xact_warning_seconds: float = Field(300, gt=0, description="Warn about prepared transactions this old")
+    prepared_xact_critical_seconds: float = Field(3600, gt=0, description="Critical for prepared transactions "
+                                                  "this old")
+    lock_wait_warning_seconds: float = Field(10, ge=0, description="Warn about sessions waiting on a lock this long")
+    lock_wait_critical_seconds: float = Field(300, ge=0, description="Critical for lock waits this long")
+    connections_warning_ratio: float = Field(0.75, gt=0, le=1, description="Warn when client connections use this "
+                                             "share of the slots ordinary roles may use")
+    connections_critical_ratio: float = Field(0.9, gt=0, le=1, description="Critical at this share of the slots")
+    cache_hit_warning: float = Field(0.95, gt=0, le=1, description="Warn when a cache hit ratio falls below this")
+    cache_hit_critical: float = Field(0.9, gt=0, le=1, description="Critical when a cache hit ratio falls below this")
+    cache_min_blocks: int = Field(10_000, ge=0, description="Below this many block requests a hit ratio is not "
+                                  "judged")
+    replication_lag_warning_bytes: int = Field(256 * MB, ge=0, description="Warn when a standby's replay is this "
+                                               "many bytes behind")
+    replication_lag_critical_bytes: int = Field(GB, ge=0, description="Critical at this many bytes of replay lag")
+    replication_lag_warning_seconds: float = Field(60, ge=0, description="Warn at this replay lag in seconds")
+    replication_lag_critical_seconds: float = Field(300, ge=0, description="Critical at this replay lag in seconds")
+    slot_wal_warning_bytes: int = Field(GB, ge=0, description="Warn when a replication slot retains this much WAL")
+    slot_wal_critical_bytes: int = Field(10 * GB, ge=0, description="Critical when a slot retains this much WAL")
+    checkpoint_warning_ratio: float = Field(0.3, ge=0, le=1, description="Warn when this share of checkpoints was "
+                                            "requested (WAL volume) rather than timed")
+    checkpoint_critical_ratio: float = Field(0.6, ge=0, le=1, description="Critical at this share of requested "
+                                             "checkpoints")
+    checkpoint_min_count: int = Field(10, ge=0, description="Below this many checkpoints the ratio is not judged")
+
+
+CheckFunc = Callable[[ToolContext, Thresholds], Awaitable[CheckResult]]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    area: str
+    description: str
+    func: CheckFunc
+
+
+_CHECKS: dict[str, Check] = {}
+
+
+def check(name: str, area: str) -> Callable[[CheckFunc], CheckFunc]:
+    """Register `async (ctx, thresholds) -> CheckResult` as health check `name` of `area`."""
+
+    def register(func: CheckFunc) -> CheckFunc:
+        if name in _CHECKS:
+            raise ValueError(f"health check {name!r} registered twice")
+        doc = (func.__doc__ or "").strip()
+        if not doc:
+            raise ValueError(f"health check {name!r} needs a docstring saying what it looks for")
+        _CHECKS[name] = Check(name, area, doc.split("\n", 1)[0], func)
+        return func
+
+    return register
+
+
+def registered() -> dict[str, Check]:
+    return dict(_CHECKS)
+
+
+def result(name: str, area: str, status: Status, summary: str, value: Any, threshold: Any, advice: str,
+           details: dict[str, Any] | None = None) -> CheckResult:
+    return {"check": name, "area": area, "status": status, "summary": summary, "value": value,
+            "threshold": threshold, "details": details or {}, "advice": advice if status != "ok" else "none"}
+
+
+def grade(value: float | None, warning: float, critical: float, *, higher_is_worse: bool = True) -> Status:
+    """ok, warning or critical for a value against two limits; unknown when nothing was measured."""
+    if value is None:
+        return "unknown"
+    if higher_is_worse:
+        return "critical" if value >= critical else "warning" if value >= warning else "ok"
+    return "critical" if value <= critical else "warning" if value <= warning else "ok"
+
+
+def worst(statuses: list[Status]) -> Status:
+    return max(statuses, key=RANK.__getitem__, default="ok")
+
+
+def items(rows: list[Row], t: Thresholds, **extra: Any) -> dict[str, Any]:
+    """The details of an object-listing check: the first max_items rows and whether more were found."""
+    return {"items": rows[: t.max_items], "count": len(rows), "truncated": len(rows) > t.max_items, **extra}
+
+
+def limits(warning: Any, critical: Any, unit: str | None = None) -> dict[str, Any]:
+    out = {"warning": warning, "critical": critical}
+    if unit:
+        out["unit"] = unit
+    return out
+
+
+def size(n: float | int | None) -> str:
+    """Bytes for people: 1.5 MB."""
+    if n is None:
+        return "n/a"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+async def bloat(ctx: ToolContext, t: Thresholds, name: str, query: str, what: str, advice: str) -> CheckResult:
+    """Tables or indexes with estimated wasted space over the limits (the bloat_check estimate)."""
+    rows = await ctx.fetch(load_query(query), {
+        "schema": None, "table": None, "system": SYSTEM_SCHEMAS, "min_size": t.bloat_min_bytes,
+        "min_ratio": t.bloat_warning_ratio, "limit": 10_000})
+    rows = [r for r in rows if r["bloat_bytes"] >= t.bloat_min_bytes]
+    top = max((float(r["bloat_ratio"]) for r in rows), default=0.0)
+    wasted = sum(r["bloat_bytes"] for r in rows)
+    return result(name, "tables" if what == "tables" else "indexes",
+                  grade(top, t.bloat_warning_ratio, t.bloat_critical_ratio),
+                  f"{len(rows)} {what} with ≥ {t.bloat_warning_ratio:.0%} estimated bloat ({size(wasted)} wasted)",
+                  top, limits(t.bloat_warning_ratio, t.bloat_critical_ratio, "share of space wasted"), advice,
+                  items(rows, t, wasted_bytes=wasted, method="estimate from pg_stats and reltuples; run ANALYZE "
+                                                             "first, pgstattuple measures exactly"))

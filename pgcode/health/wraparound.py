@@ -1,0 +1,99 @@
+"""Health checks on running out of IDs: transaction-ID and multixact wraparound, sequence and integer overflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgcode.context import Row, ToolContext
+from pgcode.groups._common import load_query
+from pgcode.groups.performance._shared import SYSTEM_SCHEMAS
+from pgcode.health._base import XID_SPACE, CheckResult, Status, Thresholds, check, grade, items, limits, result
+
+AREA = "wraparound"
+
+_OLDEST_TABLES = """
+SELECT n.nspname AS schema, c.relname AS table, {age}(c.{column}) AS age,
+       pg_total_relation_size(c.oid) AS size_bytes
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'm', 't') AND {age}(c.{column}) > 0
+ORDER BY 3 DESC LIMIT 5
+"""
+
+
+async def _wraparound(ctx: ToolContext, t: Thresholds, *, name: str, age_fn: str, db_column: str,
+                      rel_column: str, setting: str, what: str) -> CheckResult:
+    row = await ctx.fetchone(
+        f"SELECT {age_fn}({db_column}) AS age, current_setting('{setting}')::bigint AS freeze_max_age "
+        "FROM pg_database WHERE datname = current_database()")
+    assert row is not None
+    age, fma = int(row["age"]), int(row["freeze_max_age"])
+    warning, critical = t.wraparound_warning_ratio * fma, t.wraparound_critical_fraction * XID_SPACE
+    status = grade(age, min(warning, critical), critical)
+    oldest = await ctx.fetch(_OLDEST_TABLES.format(age=age_fn, column=rel_column))
+    details = {"age": age, setting: fma, "ratio_to_freeze_max_age": round(age / fma, 4),
+               "share_of_id_space": round(age / XID_SPACE, 4), "oldest_tables": oldest}
+    return result(name, AREA, status,
+                  f"{what} age {age:,} is {age / fma:.0%} of {setting} and {age / XID_SPACE:.1%} of the "
+                  f"wraparound limit", age, limits(round(min(warning, critical)), round(critical), what),
+                  "VACUUM (FREEZE) the oldest tables (details.oldest_tables); end long transactions, prepared "
+                  "transactions and stale replication slots that hold the horizon back",
+                  details)
+
+
+@check("xid_wraparound", AREA)
+async def xid_wraparound(ctx: ToolContext, t: Thresholds) -> CheckResult:
+    """Transaction-ID age of this database against autovacuum_freeze_max_age and the 2^31 wraparound limit."""
+    return await _wraparound(ctx, t, name="xid_wraparound", age_fn="age", db_column="datfrozenxid",
+                             rel_column="relfrozenxid", setting="autovacuum_freeze_max_age",
+                             what="transaction ID")
+
+
+@check("multixact_wraparound", AREA)
+async def multixact_wraparound(ctx: ToolContext, t: Thresholds) -> CheckResult:
+    """Multixact age of this database against autovacuum_multixact_freeze_max_age and the wraparound limit."""
+    return await _wraparound(ctx, t, name="multixact_wraparound", age_fn="mxid_age", db_column="datminmxid",
+                             rel_column="relminmxid", setting="autovacuum_multixact_freeze_max_age",
+                             what="multixact")
+
+
+def _usage(r: Row) -> float:
+    limit = float(r["limit_value"])
+    return round(float(r["last_value"]) / limit, 4) if limit else 0.0
+
+
+@check("sequence_overflow", AREA)
+async def sequence_overflow(ctx: ToolContext, t: Thresholds) -> CheckResult:
+    """Sequences near their limit: their own maximum or the column type they feed (smallint, integer, identity)."""
+    rows = await ctx.fetch(load_query("health_sequences"), {"system": SYSTEM_SCHEMAS})
+    found: list[dict[str, Any]] = []
+    for r in rows:
+        used = _usage(r)
+        if used >= t.overflow_warning_ratio:
+            found.append({**r, "used_ratio": used, "remaining": int(r["limit_value"]) - int(r["last_value"])})
+    found.sort(key=lambda r: -r["used_ratio"])
+    top = found[0]["used_ratio"] if found else max((_usage(r) for r in rows), default=0.0)
+    status: Status = grade(top, t.overflow_warning_ratio, t.overflow_critical_ratio)
+    names = ", ".join(f"{r['schema']}.{r['sequence']}" for r in found[:3])
+    return result("sequence_overflow", AREA, status,
+                  f"{len(found)} sequences have used ≥ {t.overflow_warning_ratio:.0%} of their range"
+                  + (f" ({names})" if found else ""), top,
+                  limits(t.overflow_warning_ratio, t.overflow_critical_ratio, "share of range used"),
+                  "widen the column and sequence to bigint (ALTER TABLE ... ALTER COLUMN ... TYPE bigint; "
+                  "ALTER SEQUENCE ... AS bigint) before it runs out; inserts fail once it does",
+                  items(found, t, sequences_checked=len(rows)))
+
+
+@check("integer_column_overflow", AREA)
+async def integer_column_overflow(ctx: ToolContext, t: Thresholds) -> CheckResult:
+    """smallint and integer columns whose sampled values (pg_stats) approach the type's limit."""
+    rows = await ctx.fetch(load_query("health_integer_columns"), {"system": SYSTEM_SCHEMAS,
+                                                                  "min_ratio": t.overflow_warning_ratio})
+    for r in rows:
+        r["used_ratio"] = round(float(r["largest"]) / float(r["limit_value"]), 4)
+    top = rows[0]["used_ratio"] if rows else 0.0
+    return result("integer_column_overflow", AREA, grade(top, t.overflow_warning_ratio, t.overflow_critical_ratio),
+                  f"{len(rows)} smallint/integer columns hold values ≥ {t.overflow_warning_ratio:.0%} of the "
+                  "type's maximum", top,
+                  limits(t.overflow_warning_ratio, t.overflow_critical_ratio, "share of range used"),
+                  "ALTER TABLE ... ALTER COLUMN ... TYPE bigint (rewrites the table: plan the lock)",
+                  items(rows, t, source="pg_stats sample from the last ANALYZE"))

@@ -1,0 +1,43 @@
+"""GET /v1/report?format=html|md|json: the health report, built through invoke() as the request's principal."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from pgcode.errors import ErrorCode, ToolError
+from pgcode.report import FORMATS, collect, render
+from pgcode.runtime import Runtime
+from pgcode.server._principal import request_principal
+from pgcode.server.rest import error_response
+
+
+def _arguments(request: Request) -> tuple[str, dict[str, Any]]:
+    fmt = request.query_params.get("format", "html")
+    if fmt not in FORMATS:
+        raise ToolError(ErrorCode.INVALID_INPUT, f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    raw = request.query_params.get("thresholds")
+    try:
+        thresholds = json.loads(raw) if raw else {}
+    except ValueError:
+        raise ToolError(ErrorCode.INVALID_INPUT, "thresholds must be a JSON object") from None
+    if not isinstance(thresholds, dict):
+        raise ToolError(ErrorCode.INVALID_INPUT, "thresholds must be a JSON object")
+    return fmt, thresholds
+
+
+def report_routes(rt: Runtime) -> list[Route]:
+    async def report(request: Request) -> Response:
+        """Every tool the report uses runs with the caller's scopes: without read, 403."""
+        try:
+            fmt, thresholds = _arguments(request)
+            data = await collect(rt, request_principal(request), thresholds=thresholds)
+        except ToolError as err:
+            return error_response(err, request, rt)
+        return Response(render(data, fmt), media_type=FORMATS[fmt])
+
+    return [Route("/v1/report", report, methods=["GET"])]
