@@ -38,13 +38,20 @@ def start(data_dir: Path) -> tuple[Any, str]:
         srv.psql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements';")
         srv.cleanup()
         srv = _server(pgdata)
-    admin_url = srv.get_uri("postgres")
+    admin_url = _uri(srv, "postgres")
     with psycopg.connect(admin_url, autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DEMO_DATABASE,)).fetchone() is None:
             conn.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
-    url = srv.get_uri(DEMO_DATABASE)
+    url = _uri(srv, DEMO_DATABASE)
     load_demo(url)
     return srv, url
+
+
+def _uri(srv: Any, database: str) -> str:
+    """The server's socket URL with its port spelled out: a PGPORT in the environment must not redirect it."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(srv.get_uri(database), port=str(srv.get_postmaster_info().port))
 
 
 def load_demo(url: str) -> bool:
