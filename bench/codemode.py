@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from _timing import free_port, median_ms
 from mcp import Client
 
 from pgcode.callctx import IN_CODE_EXECUTION
@@ -38,24 +38,6 @@ ALL20 = "return (await Promise.all(Array.from({length: 20}, (_, i) => pg.core.re
         ".length"
 
 
-async def _median_ms(fn: Callable[[], Awaitable[object]], runs: int, *, pause_s: float = 0.0) -> float:
-    for _ in range(min(30, runs)):
-        await fn()
-    samples = []
-    for _ in range(runs):
-        if pause_s:
-            await asyncio.sleep(pause_s)
-        t0 = time.perf_counter()
-        await fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(samples)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def in_process(dsn: str, runs: int) -> dict[str, Any]:
@@ -75,9 +57,9 @@ async def in_process(dsn: str, runs: int) -> dict[str, Any]:
             return await rt.invoke("pg_read_query", SELECT1, LOCAL_PRINCIPAL)
 
         r["workers"] = rt.codemode.settings.workers
-        r["trivial_invoke_ms"] = await _median_ms(execute("return 1+1"), runs)
-        r["trivial_invoke_paced_ms"] = await _median_ms(execute("return 1+1"), min(runs, 500), pause_s=0.005)
-        r["read_query_invoke_ms"] = await _median_ms(read_query, runs)
+        r["trivial_invoke_ms"] = await median_ms(execute("return 1+1"), runs)
+        r["trivial_invoke_paced_ms"] = await median_ms(execute("return 1+1"), min(runs, 500), pause_s=0.005)
+        r["read_query_invoke_ms"] = await median_ms(read_query, runs)
         # "minus the tools' own time": time each host call's invoke() inside the execution and subtract it.
         tool_s = [0.0]
         invoke = rt.invoke
@@ -103,7 +85,7 @@ async def in_process(dsn: str, runs: int) -> dict[str, Any]:
         r["seq10_ms"] = statistics.median(seq10)
         r["seq10_minus_tools_ms"] = statistics.median(overhead)
         r["seq10_per_call_overhead_ms"] = (r["seq10_minus_tools_ms"] - r["trivial_invoke_ms"]) / 10
-        r["all4_ms"] = await _median_ms(execute(ALL4), max(50, runs // 5))
+        r["all4_ms"] = await median_ms(execute(ALL4), max(50, runs // 5))
 
         # Hard-timeout precision: how far past the deadline each kind of stuck execution ends.
         async def overshoot(code: str, timeout_ms: int, n: int, freeze: bool = False) -> list[float]:
@@ -147,7 +129,7 @@ async def in_process(dsn: str, runs: int) -> dict[str, Any]:
 
 
 async def over_http(dsn: str, runs: int) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PGCODE_DATABASE_URL": dsn, "PGCODE_RATE_LIMIT_READ": UNLIMITED,
            "PGCODE_RATE_LIMIT_CODE": UNLIMITED, "PGCODE_RATE_LIMIT_ADMIN": UNLIMITED}
     # Started once, before any timing: a blocking Popen is fine here.
@@ -173,11 +155,11 @@ async def over_http(dsn: str, runs: int) -> dict[str, Any]:
                     return data
                 return go
 
-            r["rest_read_query_ms"] = await _median_ms(post("/v1/tools/pg_read_query", SELECT1), runs)
-            r["rest_execute_trivial_ms"] = await _median_ms(post("/v1/execute", {"code": "return 1+1"}), runs)
+            r["rest_read_query_ms"] = await median_ms(post("/v1/tools/pg_read_query", SELECT1), runs)
+            r["rest_execute_trivial_ms"] = await median_ms(post("/v1/execute", {"code": "return 1+1"}), runs)
             r["rest_execute_vs_read_query"] = r["rest_execute_trivial_ms"] / r["rest_read_query_ms"]
-            r["rest_execute_seq20_ms"] = await _median_ms(post("/v1/execute", {"code": SEQ20}), max(30, runs // 10))
-            r["rest_execute_all20_ms"] = await _median_ms(post("/v1/execute", {"code": ALL20}), max(30, runs // 10))
+            r["rest_execute_seq20_ms"] = await median_ms(post("/v1/execute", {"code": SEQ20}), max(30, runs // 10))
+            r["rest_execute_all20_ms"] = await median_ms(post("/v1/execute", {"code": ALL20}), max(30, runs // 10))
         async with Client(f"{base}/mcp") as client:
 
             async def mcp20() -> object:
@@ -186,7 +168,7 @@ async def over_http(dsn: str, runs: int) -> dict[str, Any]:
                     assert not res.is_error
                 return None
 
-            r["mcp_20_calls_ms"] = await _median_ms(mcp20, max(20, runs // 25))
+            r["mcp_20_calls_ms"] = await median_ms(mcp20, max(20, runs // 25))
         r["speedup_seq20_vs_mcp"] = r["mcp_20_calls_ms"] / r["rest_execute_seq20_ms"]
         r["speedup_all20_vs_mcp"] = r["mcp_20_calls_ms"] / r["rest_execute_all20_ms"]
     finally:

@@ -10,15 +10,12 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx2
+from _timing import free_port, median_ms
 from mcp import Client
 
 from pgcode.config import Settings
@@ -29,22 +26,6 @@ ARGS = {"sql": "SELECT 1"}
 UNLIMITED = "100000000/minute"
 
 
-async def _median_ms(fn: Callable[[], Awaitable[object]], calls: int) -> float:
-    for _ in range(min(50, calls)):
-        await fn()
-    samples = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        await fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(samples)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def main(calls: int) -> dict[str, float]:
@@ -61,10 +42,10 @@ async def main(calls: int) -> dict[str, float]:
         async def via_invoke() -> object:
             return await rt.invoke("pg_read_query", ARGS, LOCAL_PRINCIPAL)
 
-        results["a_direct_psycopg_ms"] = await _median_ms(direct, calls)
-        results["b_invoke_ms"] = await _median_ms(via_invoke, calls)
+        results["a_direct_psycopg_ms"] = await median_ms(direct, calls, warmup=50)
+        results["b_invoke_ms"] = await median_ms(via_invoke, calls, warmup=50)
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PGCODE_DATABASE_URL": dsn, "PGCODE_RATE_LIMIT_READ": UNLIMITED}
     # Started once, before any timing: a blocking Popen is fine here.
     server = subprocess.Popen([sys.executable, "-m", "pgcode", "serve", "--port", str(port)], env=env,  # noqa: ASYNC220
@@ -84,13 +65,13 @@ async def main(calls: int) -> dict[str, float]:
                 resp.raise_for_status()
                 return resp.json()
 
-            results["c_rest_http_ms"] = await _median_ms(via_rest, calls)
+            results["c_rest_http_ms"] = await median_ms(via_rest, calls, warmup=50)
         async with Client(f"{base}/mcp") as client:
 
             async def via_mcp() -> object:
                 return await client.call_tool("pg_read_query", ARGS)
 
-            results["d_mcp_http_ms"] = await _median_ms(via_mcp, calls)
+            results["d_mcp_http_ms"] = await median_ms(via_mcp, calls, warmup=50)
     finally:
         server.terminate()
         server.wait(timeout=10)

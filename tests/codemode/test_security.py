@@ -90,7 +90,9 @@ ATTEMPTS: list[tuple[str, str, str, int]] = [
     ("catch-loop-tool-calls", "for (;;) { try { await pg.core.readQuery({sql: 'select pg_sleep(1)'}) } catch (e) {} }",
      "TIMEOUT", 400),
     ("catastrophic-regex", "return /(a+)+$/.test('a'.repeat(40) + 'b')", "TIMEOUT", 400),
-    ("huge-sort", "return new Array(3e6).fill(1).map((x, i) => i).sort((a, b) => b - a).length", "TIMEOUT", 150),
+    # CPU only: a 3e6 array also ran out of memory first on some runs, which is a different refusal.
+    ("huge-sort", "const a = Array.from({length: 2e5}, (_, i) => i); for (;;) a.sort((x, y) => y - x);",
+     "TIMEOUT", 150),
     # memory, stack, sizes
     ("memory-filled-arrays", "const a = []; while (true) a.push(new Array(1e6).fill(0))", "EXECUTION_FAILED", 20000),
     ("memory-holey-arrays", "const a = []; while (true) a.push(new Array(1e6))", "EXECUTION_FAILED", 20000),

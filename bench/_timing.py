@@ -1,0 +1,30 @@
+"""Timing helpers shared by the benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+
+
+async def median_ms(fn: Callable[[], Awaitable[object]], runs: int, *, warmup: int = 30, pause_s: float = 0.0) -> float:
+    """Median wall time of `fn` in ms over `runs` calls, after a warm-up."""
+    for _ in range(min(warmup, runs)):
+        await fn()
+    samples = []
+    for _ in range(runs):
+        if pause_s:
+            await asyncio.sleep(pause_s)
+        t0 = time.perf_counter()
+        await fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(samples)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
