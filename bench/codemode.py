@@ -23,9 +23,10 @@ import httpx2
 from _timing import free_port, median_ms
 from mcp import Client
 
-from pgcode.callctx import IN_CODE_EXECUTION
-from pgcode.config import Settings
-from pgcode.runtime import Runtime
+from pgcode.codemode.engine import engine
+from pgcode.core.callctx import IN_CODE_EXECUTION
+from pgcode.core.runtime import Runtime
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL
 
 UNLIMITED = "100000000/minute"
@@ -56,7 +57,7 @@ async def in_process(dsn: str, runs: int) -> dict[str, Any]:
         async def read_query() -> object:
             return await rt.invoke("pg_read_query", SELECT1, LOCAL_PRINCIPAL)
 
-        r["workers"] = rt.codemode.settings.workers
+        r["workers"] = engine(rt).settings.workers
         r["trivial_invoke_ms"] = await median_ms(execute("return 1+1"), runs)
         r["trivial_invoke_paced_ms"] = await median_ms(execute("return 1+1"), min(runs, 500), pause_s=0.005)
         r["read_query_invoke_ms"] = await median_ms(read_query, runs)
@@ -89,7 +90,7 @@ async def in_process(dsn: str, runs: int) -> dict[str, Any]:
 
         # Hard-timeout precision: how far past the deadline each kind of stuck execution ends.
         async def overshoot(code: str, timeout_ms: int, n: int, freeze: bool = False) -> list[float]:
-            pool = await rt.codemode.pool()
+            pool = await engine(rt).pool()
             out = []
             for _ in range(n):
                 t0 = time.perf_counter()

@@ -18,8 +18,8 @@ import httpx2
 from _timing import free_port, median_ms
 from mcp import Client
 
-from pgcode.config import Settings
-from pgcode.runtime import Runtime
+from pgcode.core.runtime import Runtime
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL
 
 ARGS = {"sql": "SELECT 1"}

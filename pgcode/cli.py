@@ -1,4 +1,6 @@
-"""`pgcode serve | stdio | tools | call | run | report | demo`: the command line over the same registry and invoke()."""
+"""`pgcode serve | stdio | tools | call | run | report | demo`: the command line, and the composition root.
+
+It builds the runtime and hands it to the faces and code mode; it may import every layer."""
 
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from pgcode import __version__
-from pgcode.config import Settings
+from pgcode.core.registry import load_registry
 from pgcode.errors import ToolError
-from pgcode.registry import load_registry
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL
 
 log = logging.getLogger("pgcode")
@@ -86,7 +88,7 @@ def _with_database(settings: Settings, *, embedded: bool = False) -> tuple[Setti
     """Use the configured database, or start the embedded demo server (returned handle keeps it alive)."""
     if not (embedded or settings.uses_embedded):
         return settings, None
-    from pgcode import embedded as emb
+    from pgcode.db import embedded as emb
 
     log.info("no database configured: starting the embedded PostgreSQL in %s", settings.embedded_dir)
     handle, url = emb.start(settings.embedded_dir)
@@ -100,7 +102,7 @@ def _call(settings: Settings, tool: str, raw: str) -> int:
         print(json.dumps({"error": {"code": "INVALID_INPUT", "message": "arguments are not valid JSON"}}))
         return 2
     settings, _handle = _with_database(settings)
-    from pgcode.runtime import Runtime
+    from pgcode.core.runtime import Runtime
 
     async def run() -> Any:
         async with Runtime(settings) as rt:
@@ -124,7 +126,7 @@ def _run(settings: Settings, path: str, input_file: str | None, *, readonly: boo
         print(f"pgcode run: {exc}", file=sys.stderr)
         return 2
     settings, _handle = _with_database(settings)
-    from pgcode.runtime import Runtime
+    from pgcode.core.runtime import Runtime
 
     async def run() -> Any:
         async with Runtime(settings) as rt:
@@ -147,7 +149,7 @@ def _report(settings: Settings, fmt: str | None, output: str | None, thresholds:
 def _stdio(settings: Settings) -> int:
     from mcp.server.stdio import stdio_server
 
-    from pgcode.runtime import Runtime
+    from pgcode.core.runtime import Runtime
     from pgcode.server.mcp import build_mcp_server
 
     settings, _handle = _with_database(settings)
@@ -174,7 +176,7 @@ def is_loopback(host: str) -> bool:
 def _serve(settings: Settings, host: str, port: int, *, embedded: bool, insecure: bool) -> int:
     import uvicorn
 
-    from pgcode.runtime import Runtime
+    from pgcode.core.runtime import Runtime
     from pgcode.server.app import create_app
 
     if not settings.auth_enabled:

@@ -1,4 +1,4 @@
-"""ToolError, its codes, and the one mapping from database errors to them."""
+"""ToolError, its codes, and the one mapping from database errors to them; a leaf every layer may import."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Leaf types shared by the registry, the groups and the servers (imports no pgcode module)."""
+"""Leaf types shared by every layer: effects, scopes, transaction modes, principals (imports no pgcode module)."""
 
 from __future__ import annotations
 

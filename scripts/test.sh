@@ -27,9 +27,10 @@ scripts/test-postgres.sh down
 scripts/test-postgres.sh up >/dev/null
 eval "$(scripts/test-postgres.sh env)"
 
-log "ruff and mypy"
+log "ruff, mypy and the import layers"
 .venv/bin/ruff check pgcode tests bench
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache
 
 log "tests against PostgreSQL 15 (${TEST_DATABASE_URL})"
 .venv/bin/python -m pytest "$@"

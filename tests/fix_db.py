@@ -17,9 +17,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgcode.config import Settings
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ToolError
-from pgcode.runtime import Runtime
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL, Principal
 
 _EMBEDDED: dict[str, Any] = {}
@@ -28,7 +28,7 @@ _EMBEDDED: dict[str, Any] = {}
 def _test_dsn() -> str:
     if os.environ.get("PGCODE_TEST_SERVER") == "embedded":
         if "url" not in _EMBEDDED:
-            from pgcode import embedded
+            from pgcode.db import embedded
 
             data_dir = Path(os.environ.get("PGCODE_TEST_EMBEDDED_DIR") or tempfile.mkdtemp(prefix="pgcode-emb-"))
             srv, demo_url = embedded.start(data_dir)

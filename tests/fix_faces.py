@@ -10,7 +10,7 @@ import pytest
 from mcp import Client
 from starlette.applications import Starlette
 
-from pgcode.runtime import Runtime
+from pgcode.core.runtime import Runtime
 from pgcode.server.app import create_app
 from pgcode.server.mcp import build_mcp_server
 

@@ -1,4 +1,4 @@
-"""The index advisor (pgcode.advisor) and its tools: pg_analyze_query_indexes and pg_analyze_workload_indexes
+"""The index advisor (pgcode.advisor.engine) and its tools: pg_analyze_query_indexes and pg_analyze_workload_indexes
 propose the index a seq-scan heavy query needs, with a positive cost gain (hypopg on PG 15, heuristics on the
 embedded PG 18, which lacks hypopg), and leave no hypothetical index on the pooled connection."""
 
@@ -10,9 +10,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgcode._querycols import Use, levels, param_count
-from pgcode.config import Settings
-from pgcode.runtime import Runtime
+from pgcode.advisor.querycols import Use, levels, param_count
+from pgcode.core.runtime import Runtime
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL, Principal, Scope
 from tests.fix_db import Call, assert_tool_error
 

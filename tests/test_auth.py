@@ -17,8 +17,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pgcode.auth import Authenticator, AuthError, scopes_from_claims
-from pgcode.config import Settings
+from pgcode.guard.auth import Authenticator, AuthError, scopes_from_claims
+from pgcode.settings import Settings
 from pgcode.types import Scope
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pgcode.registry import load_registry
+from pgcode.core.registry import load_registry
 
 CATALOG = Path(__file__).parent.parent / "docs" / "TOOLS.md"
 # Groups whose every catalog tool is built; a group joins this set when its last tool lands.

@@ -11,11 +11,11 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from pgcode.config import Settings
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.runtime import Runtime
 from pgcode.health import AREAS, CHECKS, Check, Thresholds, run_checks
 from pgcode.health._base import result
-from pgcode.runtime import Runtime
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL, Principal, Scope
 from tests._health_conditions import SESSION_THRESHOLDS, by_check, make_conditions, names_in
 from tests.fix_db import Call, assert_tool_error

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgcode.config import Settings
+from pgcode.core.invoke import visible_tools
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ToolError
-from pgcode.invoke import visible_tools
-from pgcode.runtime import Runtime
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL, Effect, Principal, Scope
 from tests.fix_db import Call, assert_tool_error, table_rows
 

@@ -7,9 +7,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgcode.config import Settings
-from pgcode.migrate import migrate, migration_files
-from pgcode.runtime import Runtime
+from pgcode.core.runtime import Runtime
+from pgcode.db.migrate import migrate, migration_files
+from pgcode.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

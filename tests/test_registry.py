@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from pydantic import Field
 
-from pgcode.context import ToolContext
-from pgcode.registry import Registry, ToolInput, ToolSpec, load_registry, method_name, tool
-from pgcode.runtime import Runtime
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import Registry, ToolInput, ToolSpec, load_registry, method_name, tool
+from pgcode.core.runtime import Runtime
 from pgcode.server.mcp import tool_definition
 from pgcode.types import Effect, Scope, TxMode
 

@@ -18,11 +18,11 @@ import httpx2
 import psycopg
 import pytest
 
-from pgcode.config import Settings
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ToolError
 from pgcode.report import collect, render
-from pgcode.runtime import Runtime
 from pgcode.server.app import create_app
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL, Principal
 from tests._health_conditions import SESSION_THRESHOLDS, make_conditions
 from tests.fix_db import assert_tool_error

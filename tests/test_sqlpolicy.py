@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgcode import sqlpolicy
+from pgcode.db import sqlpolicy
 from pgcode.errors import ToolError
 from pgcode.types import Scope
 from tests.fix_db import Call, assert_tool_error
@@ -477,7 +477,7 @@ def test_where_fragment_is_rebuilt_from_the_tree() -> None:
         "(a = 1 AND b = 'x;y')"
 
 
-# Unit level: pgcode.sqlpolicy on its own.
+# Unit level: pgcode.db.sqlpolicy on its own.
 
 
 @pytest.mark.parametrize("text", [
@@ -651,8 +651,8 @@ async def test_syntax_error_position_matches_the_database(call: Call, conn: psyc
 
 @pytest.mark.parametrize("where", ["id = $1", "pg_replication_origin_session_setup('x') IS NULL"])
 def test_where_fragment_refuses_parameters_and_replication_origins(where: str) -> None:
+    from pgcode.db.sqlpolicy import where_fragment
     from pgcode.errors import ToolError
-    from pgcode.sqlpolicy import where_fragment
 
     with pytest.raises(ToolError) as exc:
         where_fragment(where)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from pgcode.registry import Registry, ToolSpec
+from pgcode.core.registry import Registry, ToolSpec
 
 CODEMODE_GROUP = "codemode"
 """Tools of this group (pg_execute_code, pg_script_*, ...) are never callable from inside the sandbox."""

@@ -15,13 +15,13 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from pgcode.callctx import IN_CODE_EXECUTION
 from pgcode.codemode.api import CODEMODE_GROUP
 from pgcode.codemode.protocol import MAX_FRAME
 from pgcode.codemode.settings import CodeModeSettings
+from pgcode.core.callctx import IN_CODE_EXECUTION
+from pgcode.core.invoke import audit
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ToolError
-from pgcode.invoke import audit
-from pgcode.runtime import Runtime
 from pgcode.types import Effect, Principal
 
 log = logging.getLogger("pgcode.codemode")

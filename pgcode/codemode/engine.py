@@ -16,7 +16,7 @@ from pgcode.codemode.history import History, new_record
 from pgcode.codemode.pool import PoolClosed, WorkerHandle, WorkerPool
 from pgcode.codemode.protocol import Kind, ProtocolError, read_frame, write_frame
 from pgcode.codemode.settings import CodeModeSettings
-from pgcode.runtime import Runtime
+from pgcode.core.runtime import Runtime
 from pgcode.types import Principal
 
 _CODE_RE = re.compile(r"^[A-Z][A-Z_]{1,39}$")
@@ -75,8 +75,8 @@ class CodeMode:
         """Run `req` for `principal`; the output object, never an exception for what the code did.
 
         The per-principal rate limit is not here: invoke() applies it to pg_execute_code and pg_script_run
-        (pgcode.ratelimit, class "code", 60/minute by default) and raises RATE_LIMITED before this runs; the
-        host calls of an execution are exempt (pgcode.callctx.IN_CODE_EXECUTION, set by the bridge).
+        (pgcode.guard.ratelimit, class "code", 60/minute by default) and raises RATE_LIMITED before this runs; the
+        host calls of an execution are exempt (pgcode.core.callctx.IN_CODE_EXECUTION, set by the bridge).
         """
         loop = asyncio.get_running_loop()
         started, t0 = time.time(), loop.time()
@@ -254,3 +254,8 @@ def _clean_error(raw: Any) -> dict[str, Any]:
     line = raw.get("line") if type(raw.get("line")) is int and raw["line"] > 0 else None
     extra = {k: str(raw[k])[:500] for k in ("tool", "hint") if isinstance(raw.get(k), str)}
     return error(code, str(raw.get("message") or code)[:4000], line, **extra)
+
+
+def engine(rt: Runtime) -> CodeMode:
+    """The code-mode engine of `rt`, created on first use (its workers start with the first run)."""
+    return rt.component(CodeMode)

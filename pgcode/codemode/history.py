@@ -15,9 +15,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.runtime import Runtime
 from pgcode.types import Scope
 
 log = logging.getLogger("pgcode.codemode")

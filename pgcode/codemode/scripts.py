@@ -9,8 +9,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from pgcode.context import ToolContext
-from pgcode.db import Database
+from pgcode.core.context import ToolContext
+from pgcode.db.pool import Database
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.types import TxMode
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from functools import cache
-from importlib import resources
 from typing import Any
 
 from pglast import ast, parse_sql
@@ -15,10 +13,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput
+from pgcode.db.sqlpolicy import denied_function, walk
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.registry import ToolInput
-from pgcode.sqlpolicy import denied_function, walk
 
 IDENT_MAX = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer names silently
 
@@ -55,13 +53,6 @@ def split_name(name: str, schema: str | None, default_schema: str = "public") ->
         if head and tail:
             return head, tail
     return default_schema, name
-
-
-@cache
-def load_query(name: str) -> sql.SQL:
-    """The SQL file pgcode/sql/queries/<name>.sql as a template ({x} identifier slots, %(x)s values)."""
-    text = resources.files("pgcode").joinpath("sql", "queries", f"{name}.sql").read_text("utf-8")
-    return sql.SQL(text)
 
 
 async def relation_kind(ctx: ToolContext, schema: str, name: str) -> str | None:

@@ -6,9 +6,9 @@ from typing import Any
 
 from psycopg import sql
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups._common import load_query
 
 KCACHE_MIN_VERSION = (2, 2)  # 2.2 split every counter into plan_* and exec_* and added `top`
 

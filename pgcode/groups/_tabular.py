@@ -11,11 +11,11 @@ from psycopg import sql
 from psycopg.abc import Params
 from pydantic import BeforeValidator, Field, StringConstraints
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput
+from pgcode.db.sqlpolicy import where_fragment
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, TableRef
-from pgcode.registry import ToolInput
-from pgcode.sqlpolicy import where_fragment
 
 # Base type names (pg_type.typname; a domain counts as its base type).
 NUMERIC_TYPES = frozenset({"int2", "int4", "int8", "float4", "float8", "numeric"})

@@ -8,7 +8,8 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX
 from pgcode.groups._kcache import (
@@ -18,7 +19,6 @@ from pgcode.groups._kcache import (
     preloaded,
     require_kcache,
 )
-from pgcode.registry import ToolInput, tool
 from pgcode.types import Effect
 
 KCACHE = ("pg_stat_kcache", "pg_stat_statements")

@@ -9,11 +9,11 @@ import psycopg
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.sqlpolicy import analyze_write, statements_scope
 from pgcode.errors import ErrorCode, ToolError, from_db_error
 from pgcode.groups._common import IDENT_MAX, run_sql
-from pgcode.registry import ToolInput, tool
-from pgcode.sqlpolicy import analyze_write, statements_scope
 from pgcode.types import Effect, Scope, TxMode
 
 

@@ -2,7 +2,7 @@
 
 Each check is `async (ctx, thresholds) -> CheckResult` with {check, area, status, summary, value, threshold,
 details, advice}; status is ok, warning, critical, or unknown when the check could not run (a missing
-privilege or extension), with the reason in details.
+privilege or extension), with the reason in details. Imports core, db and the leaves.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from typing import Any
 
 import psycopg
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext, savepoint
 from pgcode.errors import ToolError
-from pgcode.groups.performance._shared import savepoint
 from pgcode.health import indexes, replication, security, sessions, settings, tables, wraparound
 from pgcode.health._base import RANK, Check, CheckResult, Status, Thresholds, registered, result, worst
 

@@ -8,10 +8,9 @@ from typing import Any, Literal, TypedDict
 
 from pydantic import Field
 
-from pgcode.context import Row, ToolContext
-from pgcode.groups._common import load_query
-from pgcode.groups.performance._shared import SYSTEM_SCHEMAS
-from pgcode.registry import ToolInput
+from pgcode.core.context import Row, ToolContext
+from pgcode.core.registry import ToolInput
+from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
 
 Status = Literal["ok", "warning", "critical", "unknown"]
 RANK: dict[str, int] = {"critical": 3, "warning": 2, "unknown": 1, "ok": 0}

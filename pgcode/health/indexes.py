@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from pgcode.context import ToolContext
-from pgcode.groups._common import load_query
-from pgcode.groups.performance._shared import SYSTEM_SCHEMAS
-from pgcode.groups.performance.indexes import stats_window
+from pgcode.core.context import ToolContext
+from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
 from pgcode.health._base import CheckResult, Status, Thresholds, bloat, check, items, limits, result, size
+from pgcode.health.probes import stats_window
 
 AREA = "indexes"
 _LAST_IDX_SCAN = 160000  # pg_stat_*_indexes.last_idx_scan arrived in PostgreSQL 16

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from pgcode.context import ToolContext
-from pgcode.groups._common import load_query
-from pgcode.groups.performance.diagnose import checkpoint_stats
+from pgcode.core.context import ToolContext
+from pgcode.db.queries import load_query
 from pgcode.health._base import CheckResult, Status, Thresholds, check, grade, items, limits, result, size, worst
+from pgcode.health.probes import checkpoint_stats
 
 _SLOT_EXTRA = 170000  # PostgreSQL 17 added pg_replication_slots.inactive_since and invalidation_reason
 

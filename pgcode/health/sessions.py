@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pgcode.context import ToolContext
-from pgcode.groups.performance.activity import connection_counts
+from pgcode.core.context import ToolContext
 from pgcode.health._base import CheckResult, Thresholds, check, grade, items, limits, result
+from pgcode.health.probes import connection_counts
 
 AREA = "sessions"
 

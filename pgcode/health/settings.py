@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgcode.context import ToolContext
-from pgcode.groups.performance._shared import hit_ratio
+from pgcode.core.context import ToolContext
 from pgcode.health._base import MB, CheckResult, Status, Thresholds, check, grade, limits, result, size
+from pgcode.health.probes import hit_ratio
 
 AREA = "memory"
 

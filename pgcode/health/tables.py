@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from pgcode.context import ToolContext
-from pgcode.groups._common import load_query
-from pgcode.groups.performance._shared import SYSTEM_SCHEMAS
+from pgcode.core.context import ToolContext
+from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
 from pgcode.health._base import CheckResult, Thresholds, bloat, check, grade, items, limits, result
 
 AREA = "tables"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgcode.context import Row, ToolContext
-from pgcode.groups._common import load_query
-from pgcode.groups.performance._shared import SYSTEM_SCHEMAS
+from pgcode.core.context import Row, ToolContext
+from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
 from pgcode.health._base import XID_SPACE, CheckResult, Status, Thresholds, check, grade, items, limits, result
 
 AREA = "wraparound"

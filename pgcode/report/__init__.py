@@ -1,4 +1,6 @@
-"""The health report: health checks and monitoring tools (all through invoke()) rendered as HTML, Markdown or JSON."""
+"""The health report: health checks and monitoring tools (all through invoke()) rendered as HTML, Markdown or JSON.
+
+Imports core, health and the leaves."""
 
 from __future__ import annotations
 

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pgcode.config import Settings
 from pgcode.errors import ToolError
 from pgcode.report import FORMATS, collect, render
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL
 
 _SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
@@ -33,7 +33,7 @@ def report_command(settings: Settings, fmt: str | None, output: str | None, thre
         print(f"pgcode report: {exc}", file=sys.stderr)
         return 2
     fmt = report_format(fmt, output)
-    from pgcode.runtime import Runtime
+    from pgcode.core.runtime import Runtime
 
     async def run() -> dict[str, Any]:
         async with Runtime(settings) as rt:

@@ -7,9 +7,9 @@ import datetime as dt
 import time
 from typing import Any
 
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.health import AREAS
-from pgcode.runtime import Runtime
 from pgcode.types import Principal
 
 AREA_TITLES = {

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from pgcode.runtime import Runtime
+from pgcode.core.runtime import Runtime
 from pgcode.server.codemode_routes import codemode_routes
 from pgcode.server.mcp import build_mcp_server
 from pgcode.server.report_routes import report_routes

@@ -15,8 +15,8 @@ from starlette.routing import Route
 
 from pgcode.codemode.api import LANGUAGES
 from pgcode.codemode.engine import INPUT_ERRORS
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.runtime import Runtime
 from pgcode.server._principal import request_principal
 from pgcode.server.rest import MAX_BODY, error_response
 

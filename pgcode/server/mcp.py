@@ -9,10 +9,10 @@ import mcp_types as types
 from mcp.server import Server, ServerRequestContext
 
 from pgcode import __version__
+from pgcode.core.invoke import visible_tools
+from pgcode.core.registry import ToolSpec
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.invoke import visible_tools
-from pgcode.registry import ToolSpec
-from pgcode.runtime import Runtime
 from pgcode.server._principal import request_principal
 from pgcode.types import Effect
 

@@ -9,9 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.report import FORMATS, collect, render
-from pgcode.runtime import Runtime
 from pgcode.server._principal import request_principal
 from pgcode.server.rest import error_response
 

@@ -10,10 +10,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pgcode import __version__
+from pgcode.core.invoke import visible_tools
+from pgcode.core.registry import ToolSpec
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.invoke import visible_tools
-from pgcode.registry import ToolSpec
-from pgcode.runtime import Runtime
 from pgcode.server._principal import request_principal
 
 MAX_BODY = 10 * 1024 * 1024

@@ -10,10 +10,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pgcode.auth import Authenticator, AuthError
-from pgcode.callctx import CLIENT_ADDR
+from pgcode.core.callctx import CLIENT_ADDR
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ToolError
-from pgcode.runtime import Runtime
+from pgcode.guard.auth import Authenticator, AuthError
 from pgcode.server._principal import PRINCIPAL_KEY
 from pgcode.types import LOCAL_PRINCIPAL, Principal
 from pgcode.types import Scope as OAuthScope

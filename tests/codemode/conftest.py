@@ -11,8 +11,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
-from pgcode.config import Settings
-from pgcode.runtime import Runtime
+from pgcode.core.runtime import Runtime
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL, Principal
 
 Run = Callable[..., Awaitable[dict[str, Any]]]
@@ -35,7 +35,7 @@ DEMO_DB = "pgcode_codemode_demo"
 @pytest.fixture(scope="module")
 def demo_dsn(dsn: str) -> Iterator[str]:
     """A database of its own on the test server, with the demo data set loaded (dropped afterwards)."""
-    from pgcode.embedded import load_demo
+    from pgcode.db.embedded import load_demo
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DEMO_DB)))

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgcode.runtime import Runtime
+from pgcode.core.runtime import Runtime
 from pgcode.types import LOCAL_PRINCIPAL
 from tests.codemode._helpers import failed, ok
 

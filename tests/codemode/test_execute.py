@@ -11,11 +11,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgcode.codemode.engine import CodeMode, ExecRequest
+from pgcode.codemode.engine import CodeMode, ExecRequest, engine
 from pgcode.codemode.settings import CodeModeSettings
-from pgcode.config import Settings
-from pgcode.registry import Registry
-from pgcode.runtime import Runtime
+from pgcode.core.registry import Registry
+from pgcode.core.runtime import Runtime
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL, Principal, Scope
 from tests.codemode._helpers import failed, ok
 from tests.codemode.conftest import Run
@@ -92,7 +92,7 @@ async def test_execute_code_snake_and_camel_case_arguments(run: Run) -> None:
 
 
 async def test_execute_code_aliases_are_methods(settings: Settings) -> None:
-    from pgcode.registry import load_registry
+    from pgcode.core.registry import load_registry
 
     base = load_registry()
     specs = {s.name: s for s in base}
@@ -256,7 +256,7 @@ return tx.transactionId;""")
 
 
 async def test_execute_code_executions_run_in_parallel_on_the_pool(run: Run, rt: Runtime) -> None:
-    size = rt.codemode.settings.workers
+    size = engine(rt).settings.workers
     outs = await asyncio.gather(*(run(f"return {i}") for i in range(4 * size)))
     assert [ok(o) for o in outs] == list(range(4 * size))
 
@@ -265,7 +265,7 @@ async def test_execute_code_survives_a_killed_worker(run: Run, rt: Runtime) -> N
     import os
     import signal
 
-    pool = await rt.codemode.pool()
+    pool = await engine(rt).pool()
     task = asyncio.ensure_future(run("while (true) {}", timeout=5000))
     for _ in range(100):
         await asyncio.sleep(0.02)

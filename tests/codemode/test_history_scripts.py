@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgcode.runtime import Runtime
+from pgcode.codemode.engine import engine
+from pgcode.core.runtime import Runtime
 from pgcode.types import LOCAL_PRINCIPAL, Principal, Scope
 from tests.codemode._helpers import failed, ok
 from tests.fix_db import assert_tool_error
@@ -96,7 +97,7 @@ async def test_history_retention_prunes_old_rows(rt: Runtime, conn: psycopg.Conn
     for exec_id, age in ((old_id, "40 days"), (new_id, "1 day")):
         conn.execute("INSERT INTO pgcode.executions (id, principal, code_hash, code, started_at, duration_ms, outcome) "
                      "VALUES (%s, 'retention', 'h', 'c', now() - %s::interval, 1, 'success')", (exec_id, age))
-    history = rt.codemode.history
+    history = engine(rt).history
     history._last_prune = float("-inf")
     await history.flush()
     kept = {r[0] for r in conn.execute("SELECT id FROM pgcode.executions WHERE principal = 'retention'")}

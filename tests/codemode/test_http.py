@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from pgcode.config import Settings
-from pgcode.runtime import Runtime
+from pgcode.core.runtime import Runtime
 from pgcode.server.app import create_app
+from pgcode.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

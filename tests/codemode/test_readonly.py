@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgcode.runtime import Runtime
+from pgcode.core.runtime import Runtime
 from pgcode.types import Effect
 from tests.codemode._helpers import failed, ok
 from tests.codemode.conftest import Run

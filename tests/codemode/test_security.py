@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from pgcode.runtime import Runtime
+from pgcode.codemode.engine import engine
+from pgcode.core.runtime import Runtime
 from tests.codemode._helpers import failed, ok
 from tests.codemode.conftest import Run
 
@@ -165,7 +166,7 @@ async def test_worker_environment_and_limits(rt: Runtime) -> None:
     """A worker has no environment, no file descriptors beyond its socket, and a bounded address space."""
     import resource
 
-    pool = await rt.codemode.pool()
+    pool = await engine(rt).pool()
     worker = await pool.acquire()
     try:
         proc = Path(f"/proc/{worker.pid}")
@@ -184,7 +185,7 @@ async def test_worker_environment_and_limits(rt: Runtime) -> None:
 
 async def test_server_stays_healthy_after_the_corpus(run: Run, rt: Runtime, http: Any) -> None:
     assert ok(await run("return (await pg.core.readQuery({sql: 'select 1 as one'})).rows[0].one")) == 1
-    pool = await rt.codemode.pool()
+    pool = await engine(rt).pool()
     assert pool.live == pool.size and pool.spawned - pool.killed >= pool.size - 1  # replacements keep it full
     assert pool.killed > 0  # the corpus did get workers killed (hard deadlines, crashes)
     resp = await http.get("/healthz")

@@ -15,7 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgcode.runtime import Runtime
+from pgcode.codemode.engine import engine
+from pgcode.core.runtime import Runtime
 from tests.codemode._helpers import failed, ok
 from tests.codemode.conftest import Run
 
@@ -72,7 +73,7 @@ async def test_catch_loop_around_hung_calls_ends_at_the_deadline(run: Run) -> No
 
 async def test_frozen_worker_is_killed_at_the_hard_deadline(run: Run, rt: Runtime) -> None:
     """A worker whose own timer cannot fire (stopped by SIGSTOP here) is killed by the server and replaced."""
-    pool = await rt.codemode.pool()
+    pool = await engine(rt).pool()
     task = asyncio.ensure_future(_timed(run, "while (true) {}"))
     for _ in range(100):
         await asyncio.sleep(0.01)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pgcode.runtime import Runtime
+from pgcode.core.runtime import Runtime
 from pgcode.types import LOCAL_PRINCIPAL
 from tests.codemode._helpers import failed, ok
 from tests.codemode.conftest import Run

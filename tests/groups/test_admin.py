@@ -12,9 +12,9 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from pydantic import SecretStr
 
-from pgcode.config import Settings
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ToolError
-from pgcode.runtime import Runtime
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL, Principal, Scope
 from tests.fix_db import Call, assert_tool_error
 from tests.groups._sessions import Background, idle_session, session_exists, sleeper, wait_until

@@ -12,9 +12,9 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from pgcode.core.registry import load_registry
 from pgcode.errors import ToolError
 from pgcode.groups.jsonb._base import parse_path
-from pgcode.registry import load_registry
 from pgcode.types import Principal, Scope
 from tests.fix_db import Call, assert_tool_error
 
@@ -795,7 +795,7 @@ async def test_bad_values_are_refused_clearly(call: Call, name: str, args: dict[
 
 async def test_index_suggest_says_when_pg_stat_statements_is_missing(call: Call, db: Any, schema: str,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from pgcode.db import Capabilities
+    from pgcode.db.pool import Capabilities
 
     real = Capabilities.has_extension
     monkeypatch.setattr(Capabilities, "has_extension",

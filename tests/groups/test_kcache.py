@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ToolError
-from pgcode.runtime import Runtime
 from pgcode.types import Principal, Scope
 from tests.fix_db import Call, assert_tool_error
 

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ToolError
 from pgcode.groups.stats import _tdist
-from pgcode.runtime import Runtime
 from pgcode.types import Principal
 from tests.fix_db import Call, assert_tool_error
 

@@ -13,9 +13,9 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from pgcode.config import Settings
+from pgcode.core.runtime import Runtime
 from pgcode.errors import ToolError
-from pgcode.runtime import Runtime
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL, Principal, Scope
 from tests.fix_db import Call, assert_tool_error
 

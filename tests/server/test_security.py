@@ -14,10 +14,10 @@ import httpx2
 import psycopg
 import pytest
 
-from pgcode.config import Settings
-from pgcode.registry import load_registry
-from pgcode.runtime import Runtime
+from pgcode.core.registry import load_registry
+from pgcode.core.runtime import Runtime
 from pgcode.server.app import create_app
+from pgcode.settings import Settings
 from pgcode.types import Effect
 
 pytestmark = pytest.mark.anyio
@@ -273,7 +273,7 @@ async def test_audit_log_over_rest_and_as_a_tool_is_admin_only(client: httpx2.As
 
 
 def test_redaction_rules() -> None:
-    from pgcode.audit import REDACTED, audit_arguments, redact
+    from pgcode.guard.audit import REDACTED, audit_arguments, redact
 
     assert redact({"password": "x", "apiKey": "y", "user": "bob", "primaryKey": True}) == {
         "password": REDACTED, "apiKey": REDACTED, "user": "bob", "primaryKey": True}

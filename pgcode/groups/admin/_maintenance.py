@@ -9,10 +9,10 @@ from psycopg import sql
 from psycopg.errors import Diagnostic
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, split_name
-from pgcode.registry import ToolInput
 
 
 class MaintenanceIn(ToolInput):

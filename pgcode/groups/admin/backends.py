@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.registry import ToolInput, tool
 from pgcode.types import Effect
 
 _SESSION = """

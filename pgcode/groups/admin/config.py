@@ -10,10 +10,10 @@ from typing import Annotated, Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, split_name
-from pgcode.registry import ToolInput, tool
 from pgcode.types import Effect
 
 

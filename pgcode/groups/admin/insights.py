@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode import migrate
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db import migrate
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.registry import ToolInput, tool
 from pgcode.types import Effect, TxMode
 
 _MIGRATION = "001_insights.sql"

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, TableRef, split_name
 from pgcode.groups.admin._maintenance import (
@@ -21,7 +22,6 @@ from pgcode.groups.admin._maintenance import (
     start,
     table_state,
 )
-from pgcode.registry import tool
 from pgcode.types import Effect
 
 Column = Annotated[str, Field(min_length=1, max_length=IDENT_MAX)]

@@ -10,13 +10,13 @@ from pglast.parser import ParseError
 from pydantic import Field
 
 from pgcode import health
-from pgcode.advisor import Query, advise, explain, outline, prepare
-from pgcode.context import ToolContext
+from pgcode.advisor.engine import Query, advise, explain, outline, prepare
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups.performance._shared import QUERY_TEXT_MAX
 from pgcode.groups.performance.explain import Kind, Statement, inspect
 from pgcode.groups.performance.statements import select_statements
-from pgcode.registry import ToolInput, tool
 from pgcode.types import Effect
 
 _MAX_SQL = 1_000_000

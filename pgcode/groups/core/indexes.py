@@ -9,11 +9,12 @@ import psycopg
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.queries import load_query
+from pgcode.db.sqlpolicy import where_fragment
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups._common import IDENT_MAX, TableRef, load_query, require_table, split_name
-from pgcode.registry import ToolInput, tool
-from pgcode.sqlpolicy import where_fragment
+from pgcode.groups._common import IDENT_MAX, TableRef, require_table, split_name
 from pgcode.types import Effect
 
 

@@ -6,11 +6,12 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups._common import IDENT_MAX, load_query, split_name
+from pgcode.groups._common import IDENT_MAX, split_name
 from pgcode.groups.core.tables import DescribeTableIn, describe_table
-from pgcode.registry import ToolInput, tool
 from pgcode.types import Effect
 
 ObjectType = Literal["table", "view", "materialized_view", "sequence", "index", "foreign_table", "function",

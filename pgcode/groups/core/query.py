@@ -6,11 +6,11 @@ from typing import Any
 
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.sqlpolicy import analyze_write, check_read
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import run_sql
-from pgcode.registry import ToolInput, tool
-from pgcode.sqlpolicy import analyze_write, check_read
 from pgcode.types import Effect, Scope
 
 _MAX_SQL = 1_000_000

@@ -7,11 +7,11 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import tool
+from pgcode.db.sqlpolicy import where_fragment
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import TableRef, adapt_value, check_columns, column_types
-from pgcode.registry import tool
-from pgcode.sqlpolicy import where_fragment
 from pgcode.types import Effect
 
 _MAX_PARAMS = 65_535  # the protocol's limit on bound parameters per statement

@@ -8,19 +8,11 @@ from typing import Any, Literal
 from psycopg import sql
 from pydantic import Field, model_validator
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups._common import (
-    IDENT_MAX,
-    TableRef,
-    expression,
-    load_query,
-    relation_kind,
-    require_table,
-    split_name,
-    type_name,
-)
-from pgcode.registry import ToolInput, tool
+from pgcode.groups._common import IDENT_MAX, TableRef, expression, relation_kind, require_table, split_name, type_name
 from pgcode.types import Effect
 
 TableType = Literal["table", "partitioned_table", "view", "materialized_view", "foreign_table"]

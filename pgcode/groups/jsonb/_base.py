@@ -12,11 +12,12 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import Field, StrictInt, StrictStr
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput
+from pgcode.db.queries import load_query
+from pgcode.db.sqlpolicy import walk, where_fragment
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups._common import IDENT_MAX, TableRef, load_query, split_name
-from pgcode.registry import ToolInput
-from pgcode.sqlpolicy import walk, where_fragment
+from pgcode.groups._common import IDENT_MAX, TableRef, split_name
 
 MAX_PATH = 64
 _INDEX_RE = re.compile(r"^-?[0-9]+$")

@@ -8,9 +8,11 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups._common import IDENT_MAX, TableRef, check_columns, load_query
+from pgcode.groups._common import IDENT_MAX, TableRef, check_columns
 from pgcode.groups.jsonb._base import (
     PATH_HELP,
     WHERE_HELP,
@@ -25,7 +27,6 @@ from pgcode.groups.jsonb._base import (
     table_info,
     where_clause,
 )
-from pgcode.registry import ToolInput, tool
 from pgcode.types import Effect
 
 LIMIT_HELP = "Most rows to return (the result says truncated when there were more)"

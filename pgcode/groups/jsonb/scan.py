@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import Field
 
-from pgcode.context import ToolContext
-from pgcode.groups._common import load_query
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import tool
+from pgcode.db.queries import load_query
 from pgcode.groups.jsonb._base import Bind, SampleIn, describe_sample, resolve, sample, walk_query
-from pgcode.registry import tool
 from pgcode.types import Effect
 
 # (kind, category, what is matched, PostgreSQL regular expression). Key rules match member names

@@ -13,8 +13,10 @@ from pglast.parser import ParseError
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
-from pgcode.groups._common import load_query
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import tool
+from pgcode.db.queries import load_query
+from pgcode.db.sqlpolicy import walk
 from pgcode.groups.jsonb._base import (
     Bind,
     SampleIn,
@@ -25,8 +27,6 @@ from pgcode.groups.jsonb._base import (
     sample,
     walk_query,
 )
-from pgcode.registry import tool
-from pgcode.sqlpolicy import walk
 from pgcode.types import Effect
 
 GIN_OPS = frozenset({"@>", "?", "?|", "?&", "@?", "@@"})  # what GIN jsonb_ops serves

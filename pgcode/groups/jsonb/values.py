@@ -9,11 +9,11 @@ import psycopg
 from psycopg import sql
 from pydantic import AliasChoices, Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups._common import load_query
 from pgcode.groups.jsonb._base import Bind
-from pgcode.registry import ToolInput, tool
 from pgcode.types import Effect
 
 _MAX_ITEMS = 10_000

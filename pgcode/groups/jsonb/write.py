@@ -7,7 +7,8 @@ from typing import Any, Literal
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups.jsonb._base import (
     PATH_HELP,
@@ -24,7 +25,6 @@ from pgcode.groups.jsonb._base import (
     where_clause,
     write_selection,
 )
-from pgcode.registry import tool
 from pgcode.types import Effect
 
 Mode = Literal["set", "set-existing", "insert", "delete"]

@@ -8,11 +8,12 @@ from typing import Any, Literal
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups._common import IDENT_MAX, load_query
+from pgcode.groups._common import IDENT_MAX
 from pgcode.groups._kcache import extension_schema, kcache_problem
-from pgcode.registry import ToolInput, tool
 from pgcode.types import Effect
 
 Status = Literal["ok", "warning", "critical", "unknown"]

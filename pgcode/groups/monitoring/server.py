@@ -7,9 +7,10 @@ from typing import Annotated, Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
-from pgcode.groups._common import IDENT_MAX, load_query
-from pgcode.registry import ToolInput, tool
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.queries import load_query
+from pgcode.groups._common import IDENT_MAX
 from pgcode.types import Effect
 
 

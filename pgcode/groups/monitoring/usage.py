@@ -8,10 +8,11 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups._common import IDENT_MAX, load_query
-from pgcode.registry import ToolInput, tool
+from pgcode.groups._common import IDENT_MAX
 from pgcode.types import Effect
 
 

@@ -2,63 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from pgcode.context import Row, ToolContext
+from pgcode.core.context import Row, ToolContext
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import split_name
 
 # Schemas no statistics tool reports unless asked for by name (pg_toast*, pg_temp* are matched in SQL).
-SYSTEM_SCHEMAS = ["pg_catalog", "information_schema", "pgcode"]
 QUERY_TEXT_MAX = 100_000
-
-
-def ratio(part: float | int | None, whole: float | int | None, digits: int = 4) -> float | None:
-    """part / whole rounded, or None when nothing was measured (whole is 0 or unknown)."""
-    if part is None or not whole:
-        return None
-    return round(float(part) / float(whole), digits)
-
-
-def hit_ratio(hit: float | int | None, read: float | int | None) -> float | None:
-    """Buffer cache hit ratio 0-1: hits / (hits + reads); None before any block was touched."""
-    return ratio(hit or 0, (hit or 0) + (read or 0))
 
 
 def cut(rows: list[Row], limit: int) -> tuple[list[Row], bool]:
     """The first `limit` rows of a query that fetched limit + 1, and whether there were more."""
     return rows[:limit], len(rows) > limit
-
-
-@asynccontextmanager
-async def savepoint(ctx: ToolContext, name: str) -> AsyncIterator[None]:
-    """Run a block so that a failure undoes only the block (and is re-raised)."""
-    ident = sql.Identifier(name)
-    await ctx.execute(sql.SQL("SAVEPOINT {}").format(ident))
-    try:
-        yield
-    except Exception:  # a ToolError may follow a failed statement too: the transaction needs the rollback
-        await ctx.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(ident))
-        raise
-    await ctx.execute(sql.SQL("RELEASE SAVEPOINT {}").format(ident))
-
-
-async def optional(ctx: ToolContext, name: str, query: sql.SQL | sql.Composed | str,
-                   params: dict[str, Any] | None = None) -> tuple[list[Row] | None, str | None]:
-    """Rows of a query that may fail (privileges, an extension not loaded): (rows, None) or (None, why)."""
-    try:
-        async with savepoint(ctx, name):
-            return await ctx.fetch(query, params), None
-    except pg_errors.InsufficientPrivilege as exc:
-        return None, f"not permitted: {exc.diag.message_primary}"
-    except psycopg.Error as exc:
-        return None, exc.diag.message_primary or type(exc).__name__
 
 
 # ---------------------------------------------------------------- table lookup

@@ -8,10 +8,12 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import Row, ToolContext
-from pgcode.groups._common import IDENT_MAX, load_query
-from pgcode.groups.performance._shared import QUERY_TEXT_MAX, cut, ratio
-from pgcode.registry import ToolInput, tool
+from pgcode.core.context import Row, ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.queries import load_query
+from pgcode.groups._common import IDENT_MAX
+from pgcode.groups.performance._shared import QUERY_TEXT_MAX, cut
+from pgcode.health.probes import connection_counts, ratio
 from pgcode.types import Effect
 
 _WAITSTART = 140000  # pg_locks.waitstart arrived in PostgreSQL 14
@@ -94,25 +96,6 @@ async def blocking_pairs(ctx: ToolContext, limit: int = 50) -> list[Row]:
         "left(a.query, 300) AS query, round(extract(epoch FROM now() - a.query_start)::numeric, 3) "
         "AS waiting_seconds FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' "
         "AND cardinality(pg_blocking_pids(a.pid)) > 0 ORDER BY a.query_start LIMIT %s", (limit,))
-
-
-async def connection_counts(ctx: ToolContext) -> Row:
-    """Client connections by state, with max_connections and the reserved slots (PG 16 added reserved_connections)."""
-    row = await ctx.fetchone(
-        "SELECT count(*) AS total, count(*) FILTER (WHERE state = 'active') AS active, "
-        "count(*) FILTER (WHERE state = 'idle') AS idle, "
-        "count(*) FILTER (WHERE state LIKE 'idle in transaction%%') AS idle_in_transaction, "
-        "count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting_on_locks, "
-        "coalesce(max(extract(epoch FROM now() - state_change)) FILTER (WHERE state LIKE 'idle in transaction%%'), 0) "
-        "AS longest_idle_in_transaction_seconds, "
-        "current_setting('max_connections')::int AS max_connections, "
-        "current_setting('superuser_reserved_connections')::int "
-        "+ coalesce(current_setting('reserved_connections', true)::int, 0) AS reserved_connections "
-        "FROM pg_stat_activity WHERE backend_type = 'client backend'")
-    assert row is not None
-    usable = row["max_connections"] - row["reserved_connections"]
-    row["usage_ratio"] = ratio(row["total"], usable)
-    return row
 
 
 class ConnectionPoolOptimizeIn(ToolInput):

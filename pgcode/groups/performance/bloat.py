@@ -7,10 +7,11 @@ from typing import Any
 
 from pydantic import Field
 
-from pgcode.context import Row, ToolContext
-from pgcode.groups._common import IDENT_MAX, load_query
-from pgcode.groups.performance._shared import SYSTEM_SCHEMAS, cut, resolve_table
-from pgcode.registry import ToolInput, tool
+from pgcode.core.context import Row, ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
+from pgcode.groups._common import IDENT_MAX
+from pgcode.groups.performance._shared import cut, resolve_table
 from pgcode.types import Effect
 
 BLOAT_METHOD = ("estimate: expected pages from pg_stats (average column widths, null fractions) and reltuples "

@@ -9,18 +9,17 @@ from typing import Any
 import psycopg
 from pydantic import Field
 
-from pgcode.context import Row, ToolContext
+from pgcode.core.context import Row, ToolContext, savepoint
+from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ToolError
-from pgcode.groups.performance._shared import hit_ratio, ratio, savepoint
-from pgcode.groups.performance.activity import blocking_pairs, connection_counts
+from pgcode.groups.performance.activity import blocking_pairs
 from pgcode.groups.performance.statements import select_statements
 from pgcode.groups.performance.stats import database_wraparound
-from pgcode.registry import ToolInput, tool
+from pgcode.health.probes import checkpoint_stats, connection_counts, hit_ratio, ratio
 from pgcode.types import Effect
 
 _SESSIONS = 140000  # pg_stat_database session counters and pg_stat_wal arrived in PostgreSQL 14
 _STAT_IO = 160000  # pg_stat_io arrived in PostgreSQL 16
-_CHECKPOINTER = 170000  # PostgreSQL 17 moved checkpoint counters from pg_stat_bgwriter to pg_stat_checkpointer
 _IO_BYTES = 180000  # PostgreSQL 18 replaced pg_stat_io.op_bytes with read_bytes/write_bytes/extend_bytes
 
 _DATABASE = """
@@ -43,25 +42,6 @@ async def database_stats(ctx: ToolContext) -> Row:
     row["cache_hit_ratio"] = hit_ratio(row["blks_hit"], row["blks_read"])
     row["commits"], row["rollbacks"] = row["xact_commit"], row["xact_rollback"]
     row["rollback_ratio"] = ratio(row["xact_rollback"], row["xact_commit"] + row["xact_rollback"])
-    return row
-
-
-async def checkpoint_stats(ctx: ToolContext) -> Row:
-    """Checkpoint and background-writer counters under one set of names on every version."""
-    if ctx.server_version >= _CHECKPOINTER:
-        row = await ctx.fetchone(
-            "SELECT c.num_timed AS checkpoints_timed, c.num_requested AS checkpoints_requested, "
-            "c.write_time AS write_time_ms, c.sync_time AS sync_time_ms, c.buffers_written AS buffers_checkpoint, "
-            "b.buffers_clean, b.maxwritten_clean, b.buffers_alloc, NULL::bigint AS buffers_backend, "
-            "c.stats_reset FROM pg_stat_checkpointer c CROSS JOIN pg_stat_bgwriter b")
-    else:
-        row = await ctx.fetchone(
-            "SELECT checkpoints_timed, checkpoints_req AS checkpoints_requested, "
-            "checkpoint_write_time AS write_time_ms, checkpoint_sync_time AS sync_time_ms, buffers_checkpoint, "
-            "buffers_clean, maxwritten_clean, buffers_alloc, buffers_backend, stats_reset FROM pg_stat_bgwriter")
-    assert row is not None
-    row["requested_ratio"] = ratio(row["checkpoints_requested"],
-                                   row["checkpoints_timed"] + row["checkpoints_requested"])
     return row
 
 

@@ -13,11 +13,11 @@ from pglast.parser import ParseError
 from psycopg import AsyncRawCursor
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.advisor.plans import Format, json_buffers, plan_nodes, summarize, text_buffers
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.sqlpolicy import analyze_write, check_read, denied_function, walk
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups.performance._plans import Format, json_buffers, plan_nodes, summarize, text_buffers
-from pgcode.registry import ToolInput, tool
-from pgcode.sqlpolicy import analyze_write, check_read, denied_function, walk
 from pgcode.types import Effect, Scope, TxMode
 
 _MAX_SQL = 1_000_000

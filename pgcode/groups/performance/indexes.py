@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import Row, ToolContext
-from pgcode.groups._common import IDENT_MAX, load_query
-from pgcode.groups.performance._shared import SYSTEM_SCHEMAS, cut, resolve_table
-from pgcode.registry import ToolInput, tool
+from pgcode.advisor.engine import hypothetical_indexes
+from pgcode.core.context import Row, ToolContext
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
+from pgcode.groups._common import IDENT_MAX
+from pgcode.groups.performance._shared import cut, resolve_table
+from pgcode.health.probes import stats_window
 from pgcode.types import Effect
 
 _LAST_IDX_SCAN = 160000  # pg_stat_*_indexes.last_idx_scan arrived in PostgreSQL 16
-_PERSISTENT_STATS = 150000  # from PostgreSQL 15 statistics survive a clean restart; before, they start over
 
 
 class IndexRecommendationsIn(ToolInput):
@@ -80,8 +81,7 @@ async def index_recommendations(ctx: ToolContext, args: IndexRecommendationsIn) 
 
 
 async def _evaluate(ctx: ToolContext, candidates: list[Row]) -> None:
-    """Try each candidate as a hypothetical index on an equality lookup of a typical value (pgcode.advisor)."""
-    from pgcode.advisor import hypothetical_indexes  # the advisor imports this package's helpers
+    """Try each candidate as a hypothetical index on an equality lookup of a typical value (pgcode.advisor.engine)."""
 
     conn = await ctx.conn()
     async with hypothetical_indexes(ctx) as hypo:
@@ -131,19 +131,6 @@ async def unused_indexes(ctx: ToolContext, args: UnusedIndexesIn) -> dict[str, A
         out["note"] = (f"statistics cover only {days:.1f} days (since {window['observed_since']}); an index used "
                        "by weekly or monthly jobs may look unused")
     return out
-
-
-async def stats_window(ctx: ToolContext) -> dict[str, Any]:
-    """Since when the usage counters of this database run: the last reset, or (before PG 15) the last start."""
-    row = await ctx.fetchone("SELECT stats_reset, pg_postmaster_start_time() AS started, now() AS now "
-                             "FROM pg_stat_database WHERE datname = current_database()")
-    assert row is not None
-    since: dt.datetime | None = row["stats_reset"]
-    if ctx.server_version < _PERSISTENT_STATS and (since is None or row["started"] > since):
-        since = row["started"]
-    days = (row["now"] - since).total_seconds() / 86400 if since else None
-    return {"stats_reset": row["stats_reset"], "observed_since": since,
-            "observed_days": round(days, 2) if days is not None else None}
 
 
 class DuplicateIndexesIn(ToolInput):

@@ -9,10 +9,10 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import Row, ToolContext
+from pgcode.core.context import Row, ToolContext
+from pgcode.core.registry import ToolInput, tool
 from pgcode.groups._common import IDENT_MAX
 from pgcode.groups.performance._shared import resolve_table
-from pgcode.registry import ToolInput, tool
 from pgcode.types import Effect
 
 _GIB = 1024**3

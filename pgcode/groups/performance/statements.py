@@ -8,22 +8,20 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import Row, ToolContext
+from pgcode.core.context import Row, ToolContext, optional
+from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups.performance._shared import (
     QUERY_TEXT_MAX,
     cut,
-    hit_ratio,
-    optional,
     pgss_columns,
     pgss_fetch,
     pgss_order,
     pgss_relation,
     pgss_version,
-    ratio,
     track_planning,
 )
-from pgcode.registry import ToolInput, tool
+from pgcode.health.probes import hit_ratio, ratio
 from pgcode.types import Effect
 
 _QUERY_ID_IN_ACTIVITY = 140000  # pg_stat_activity.query_id arrived in PostgreSQL 14

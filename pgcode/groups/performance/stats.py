@@ -9,10 +9,12 @@ import psycopg
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import Row, ToolContext
-from pgcode.groups._common import IDENT_MAX, load_query
-from pgcode.groups.performance._shared import SYSTEM_SCHEMAS, cut, hit_ratio, ratio, resolve_table, savepoint
-from pgcode.registry import ToolInput, tool
+from pgcode.core.context import Row, ToolContext, savepoint
+from pgcode.core.registry import ToolInput, tool
+from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
+from pgcode.groups._common import IDENT_MAX
+from pgcode.groups.performance._shared import cut, resolve_table
+from pgcode.health.probes import hit_ratio, ratio
 from pgcode.types import Effect
 
 _LAST_SCANS = 160000  # PostgreSQL 16 added last_seq_scan / last_idx_scan to the table and index statistics

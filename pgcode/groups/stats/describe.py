@@ -8,9 +8,11 @@ from typing import Any, Self
 from psycopg import sql
 from pydantic import Field, model_validator
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import tool
+from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups._common import TableRef, load_query
+from pgcode.groups._common import TableRef
 from pgcode.groups._tabular import (
     Column,
     column_field,
@@ -21,7 +23,6 @@ from pgcode.groups._tabular import (
     where_field,
 )
 from pgcode.groups.stats._base import ColumnIn
-from pgcode.registry import tool
 from pgcode.types import Effect
 
 

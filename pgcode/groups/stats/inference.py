@@ -9,7 +9,8 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import TableRef
 from pgcode.groups._tabular import (
@@ -23,7 +24,6 @@ from pgcode.groups._tabular import (
 )
 from pgcode.groups.stats import _tdist
 from pgcode.groups.stats._base import ColumnIn
-from pgcode.registry import tool
 from pgcode.types import Effect
 
 

@@ -8,7 +8,8 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import tool
 from pgcode.groups._common import TableRef
 from pgcode.groups._tabular import (
     DIRECTION_SQL,
@@ -26,7 +27,6 @@ from pgcode.groups._tabular import (
     where_field,
 )
 from pgcode.groups.stats._base import ColumnIn
-from pgcode.registry import tool
 from pgcode.types import Effect
 
 

@@ -8,10 +8,10 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import tool
 from pgcode.groups._tabular import Table, column_field, fetch_limited, select_list, table_info, where_clause
 from pgcode.groups.stats._base import WindowIn, window_spec
-from pgcode.registry import tool
 from pgcode.types import Effect
 
 

@@ -8,7 +8,7 @@ from typing import Any, Self
 from psycopg import sql
 from pydantic import Field, model_validator
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, TableRef
 from pgcode.groups._tabular import Column, ColumnName, Table, column_field

@@ -8,7 +8,8 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX
 from pgcode.groups._tabular import (
@@ -31,7 +32,6 @@ from pgcode.groups.text._fts import (
     syntax_field,
     tsquery,
 )
-from pgcode.registry import tool
 from pgcode.types import Effect
 
 

@@ -9,7 +9,8 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import TableRef
 from pgcode.groups._tabular import (
@@ -26,7 +27,6 @@ from pgcode.groups._tabular import (
     where_clause,
     where_field,
 )
-from pgcode.registry import tool
 from pgcode.types import Effect
 
 

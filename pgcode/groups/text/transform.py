@@ -7,13 +7,13 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX
 from pgcode.groups._tabular import extension_schema
 from pgcode.groups.text import _lexicon
 from pgcode.groups.text._fts import Syntax, config_field, resolve_config, syntax_field, tsquery
-from pgcode.registry import ToolInput, tool
 from pgcode.types import Effect
 
 _MAX_TEXT = 1_000_000

@@ -7,9 +7,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pgcode._advisor_candidates import Candidate, Choice, Query, Table, owner, pick
-from pgcode._querycols import Use
-from pgcode.context import ToolContext
+from pgcode.advisor.candidates import Candidate, Choice, Query, Table, owner, pick
+from pgcode.advisor.querycols import Use
+from pgcode.core.context import ToolContext
 
 HEURISTIC_NOTE = ("hypopg is not installed: gains are estimated from pg_stats selectivity (n_distinct, null_frac), "
                   "table size and the planner's cost settings against each sequential scan, not planned; only "

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from pgcode.config import Settings
-from pgcode.db import Conn, Database
+from pgcode.db.pool import Conn, Database
 from pgcode.errors import ErrorCode, ToolError
+from pgcode.settings import Settings
 
 
 @dataclass(eq=False)

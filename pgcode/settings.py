@@ -1,4 +1,4 @@
-"""Settings from PGCODE_* environment variables, validated by pydantic."""
+"""Settings from PGCODE_* environment variables, validated by pydantic; a leaf every layer may import."""
 
 from __future__ import annotations
 

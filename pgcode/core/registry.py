@@ -1,4 +1,4 @@
-"""The tool registry: the @tool decorator, naming rules, discovery of pgcode/groups/*."""
+"""The tool registry: the @tool decorator, naming rules, discovery of the modules that define tools."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pydantic.alias_generators import to_camel
 from pgcode.types import Effect, Scope, TxMode
 
 if TYPE_CHECKING:
-    from pgcode.context import ToolContext
+    from pgcode.core.context import ToolContext
 
 _NAME_RE = re.compile(r"^pg_[a-z][a-z0-9_]*$")
 _METHOD_RE = re.compile(r"^[a-z][A-Za-z0-9]*$")
@@ -182,14 +182,20 @@ class Registry:
         return sorted({s.group for s in self})
 
 
+# Where tools are defined: every public module of a package here, or the module itself, registers its tools with
+# @tool when imported. Named, not imported, so that core depends on none of them.
+TOOL_MODULES = ("pgcode.groups", "pgcode.codemode.tools")
+
+
 @cache
 def load_registry() -> Registry:
-    """Import every module in pgcode.groups (registering its tools), then freeze the registry."""
+    """Import every module that defines tools (registering them), then freeze the registry."""
     global _FROZEN
-    import pgcode.groups as groups_pkg
-
-    for mod in sorted(pkgutil.iter_modules(groups_pkg.__path__), key=lambda m: m.name):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"{groups_pkg.__name__}.{mod.name}")
+    for name in TOOL_MODULES:
+        module = importlib.import_module(name)
+        if hasattr(module, "__path__"):
+            for sub in sorted(pkgutil.iter_modules(module.__path__), key=lambda m: m.name):
+                if not sub.name.startswith("_"):
+                    importlib.import_module(f"{name}.{sub.name}")
     _FROZEN = True
     return Registry(_SPECS)

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar, cast
 
-from pgcode.audit import AuditLog
-from pgcode.config import Settings
-from pgcode.db import Database
-from pgcode.migrate import migrate
-from pgcode.ratelimit import RateLimiter
-from pgcode.registry import Registry, load_registry
-from pgcode.txstore import TransactionStore
+from pgcode.core.invoke import invoke
+from pgcode.core.registry import Registry, load_registry
+from pgcode.db.migrate import migrate
+from pgcode.db.pool import Database
+from pgcode.db.txstore import TransactionStore
+from pgcode.guard.audit import AuditLog
+from pgcode.guard.ratelimit import RateLimiter
+from pgcode.settings import Settings
 from pgcode.types import Principal
 
-if TYPE_CHECKING:
-    from pgcode.codemode.engine import CodeMode
+
+class Component(Protocol):
+    """A service a layer above core keeps per runtime (code mode's worker pool): closed with the runtime."""
+
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Component)
 
 
 class Runtime:
@@ -27,7 +35,7 @@ class Runtime:
         self.db = Database(settings)
         self.txstore = TransactionStore(self.db, settings)
         self.schema_ready = False  # pgcode's own schema (migrations) is writable and up to date
-        self._codemode: CodeMode | None = None
+        self._components: dict[Callable[[Runtime], Component], Component] = {}
         self.limiter = RateLimiter(settings)
         self.audit = AuditLog(self.db, settings)
 
@@ -37,19 +45,20 @@ class Runtime:
         self.audit.start(self.schema_ready)
         self.txstore.start()
 
-    @property
-    def codemode(self) -> CodeMode:
-        """The code-mode engine (worker pool, execution history), created on first use."""
-        if self._codemode is None:
-            from pgcode.codemode.engine import CodeMode
+    def component(self, factory: Callable[[Runtime], C]) -> C:
+        """The runtime's one instance made by `factory`, created on first use and closed with the runtime.
 
-            self._codemode = CodeMode(self)
-        return self._codemode
+        Layers above core (code mode) keep their per-runtime state here, so core never imports them.
+        """
+        found = self._components.get(factory)
+        if found is None:
+            found = self._components[factory] = factory(self)
+        return cast(C, found)
 
     async def close(self) -> None:
-        if self._codemode is not None:
-            await self._codemode.close()
-            self._codemode = None
+        components, self._components = list(self._components.values()), {}
+        for component in reversed(components):
+            await component.close()
         await self.txstore.close()
         await self.audit.close()
         await self.db.close()
@@ -63,6 +72,4 @@ class Runtime:
         await self.close()
 
     async def invoke(self, name: str, args: Any, principal: Principal, *, read_only: bool = False) -> Any:
-        from pgcode.invoke import invoke
-
         return await invoke(self, name, args, principal, read_only=read_only)

@@ -5,22 +5,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from pydantic import ValidationError
 
-from pgcode.audit import AuditEntry, audit_arguments
-from pgcode.callctx import CLIENT_ADDR, IN_CODE_EXECUTION
-from pgcode.context import ToolContext
+from pgcode.core.callctx import CLIENT_ADDR, IN_CODE_EXECUTION
+from pgcode.core.context import ToolContext
+from pgcode.core.jsonify import to_json
+from pgcode.core.registry import ToolInput, ToolSpec
 from pgcode.errors import ErrorCode, ToolError, from_db_error
-from pgcode.jsonify import to_json
-from pgcode.ratelimit import rate_class
-from pgcode.registry import ToolInput, ToolSpec
-from pgcode.runtime import Runtime
+from pgcode.guard.audit import AuditEntry, audit_arguments
 from pgcode.types import Effect, Principal, Scope
 
-log = logging.getLogger("pgcode.invoke")
+if TYPE_CHECKING:
+    from pgcode.core.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 async def invoke(rt: Runtime, name: str, args: Any, principal: Principal, *, read_only: bool = False) -> Any:
@@ -57,6 +58,14 @@ def audit(rt: Runtime, name: str, spec: ToolSpec | None, principal: Principal, a
         outcome="error" if error_code else "ok", error_code=error_code,
         duration_ms=round((time.perf_counter() - started) * 1000, 3), client_addr=CLIENT_ADDR.get(),
         arguments=audit_arguments(args, spec.group if spec else None)))
+
+
+CODE_TOOLS = frozenset({"pg_execute_code", "pg_script_run"})
+
+
+def rate_class(spec: ToolSpec) -> str:
+    """The budget a call draws on: code executions have their own; every other tool its scope's."""
+    return "code" if spec.name in CODE_TOOLS else spec.scope.value
 
 
 def visible_tools(rt: Runtime, principal: Principal) -> Iterator[ToolSpec]:

@@ -14,8 +14,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from pgcode.config import Settings
 from pgcode.errors import ErrorCode, ToolError, from_db_error
+from pgcode.settings import Settings
 from pgcode.types import TxMode
 
 Conn = AsyncConnection[TupleRow]

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import time
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.abc import Params
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
-from pgcode.db import Capabilities, Conn
+from pgcode.db.pool import Capabilities, Conn
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.types import Principal, TxMode
 
 if TYPE_CHECKING:
-    from pgcode.config import Settings
-    from pgcode.registry import ToolSpec
-    from pgcode.runtime import Runtime
-    from pgcode.txstore import HeldTransaction
+    from pgcode.core.registry import ToolSpec
+    from pgcode.core.runtime import Runtime
+    from pgcode.db.txstore import HeldTransaction
+    from pgcode.settings import Settings
 
 Row = dict[str, Any]
 Query = str | sql.SQL | sql.Composed
@@ -127,3 +130,28 @@ class ToolContext:
                     # PostgreSQL aborts the whole transaction on a failed statement: end it now, say so.
                     await self.rt.txstore.finish(held, commit=False)
                     self.held_rolled_back = True
+
+
+@asynccontextmanager
+async def savepoint(ctx: ToolContext, name: str) -> AsyncIterator[None]:
+    """Run a block so that a failure undoes only the block (and is re-raised)."""
+    ident = sql.Identifier(name)
+    await ctx.execute(sql.SQL("SAVEPOINT {}").format(ident))
+    try:
+        yield
+    except Exception:  # a ToolError may follow a failed statement too: the transaction needs the rollback
+        await ctx.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(ident))
+        raise
+    await ctx.execute(sql.SQL("RELEASE SAVEPOINT {}").format(ident))
+
+
+async def optional(ctx: ToolContext, name: str, query: sql.SQL | sql.Composed | str,
+                   params: dict[str, Any] | None = None) -> tuple[list[Row] | None, str | None]:
+    """Rows of a query that may fail (privileges, an extension not loaded): (rows, None) or (None, why)."""
+    try:
+        async with savepoint(ctx, name):
+            return await ctx.fetch(query, params), None
+    except pg_errors.InsufficientPrivilege as exc:
+        return None, f"not permitted: {exc.diag.message_primary}"
+    except psycopg.Error as exc:
+        return None, exc.diag.message_primary or type(exc).__name__

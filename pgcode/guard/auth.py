@@ -16,10 +16,10 @@ import httpx2
 import jwt
 from jwt import PyJWK, PyJWKSet
 
-from pgcode.config import Settings
+from pgcode.settings import Settings
 from pgcode.types import Principal, Scope
 
-log = logging.getLogger("pgcode.auth")
+log = logging.getLogger("pgcode.guard.auth")
 
 # Asymmetric algorithms only: an HS256 token "signed" with a public key (algorithm confusion) or
 # alg "none" has nothing to verify against here.

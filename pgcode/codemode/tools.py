@@ -1,4 +1,4 @@
-"""codemode group: run code against the pg API, check it, read its history, keep scripts (pgcode/codemode/)."""
+"""Code mode's tools (group codemode): run code against the pg API, check it, read its history, keep scripts."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from pgcode.codemode import history, scripts
-from pgcode.codemode.engine import ExecRequest
+from pgcode.codemode.engine import ExecRequest, engine
 from pgcode.codemode.settings import ABSOLUTE_MAX_TIMEOUT_MS
 from pgcode.codemode.validate import static_problems
-from pgcode.context import ToolContext
+from pgcode.core.context import ToolContext
+from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.registry import ToolInput, tool
 from pgcode.types import Effect, TxMode
 
 _MAX_FIELD = 1_000_000  # far above the 50 KB code limit: larger code gets a clear INVALID_INPUT output
@@ -43,7 +43,7 @@ async def execute_code(ctx: ToolContext, args: ExecuteCodeIn) -> dict[str, Any]:
     pg.help() and pg.<group>.help() describe the API inside the code; pg_codemode_docs outside it.
     """
     request = ExecRequest(code=args.code, input=args.input, readonly=args.readonly, timeout_ms=args.timeout)
-    return await ctx.rt.codemode.execute(request, ctx.principal)
+    return await engine(ctx.rt).execute(request, ctx.principal)
 
 
 class ValidateCodeIn(ToolInput):
@@ -54,7 +54,7 @@ class ValidateCodeIn(ToolInput):
 @tool(group="codemode", effect=Effect.READ, tx=TxMode.NONE)
 async def validate_code(ctx: ToolContext, args: ValidateCodeIn) -> dict[str, Any]:
     """Check code without running it: syntax errors with their line, unknown pg methods, forbidden features."""
-    cm = ctx.rt.codemode
+    cm = engine(ctx.rt)
     errors: list[dict[str, Any]] = []
     size = len(args.code.encode())
     if not args.code.strip():
@@ -81,7 +81,7 @@ class CodemodeDocsIn(ToolInput):
 @tool(group="codemode", effect=Effect.READ, tx=TxMode.NONE)
 async def codemode_docs(ctx: ToolContext, args: CodemodeDocsIn) -> dict[str, Any]:
     """The code-mode API reference: every pg.<group>.<method> with its arguments, plus globals, limits, errors."""
-    cm = ctx.rt.codemode
+    cm = engine(ctx.rt)
     if args.format == "markdown":
         return {"format": "markdown", "markdown": cm.api.docs_markdown(cm.limits())}
     return cm.api.docs(cm.limits())
@@ -101,7 +101,7 @@ class ExecutionListIn(ToolInput):
 async def execution_list(ctx: ToolContext, args: ExecutionListIn) -> dict[str, Any]:
     """Recent code-mode executions: who, when, how long, outcome, error code, tool calls, result size."""
     history.require_history(ctx)
-    await ctx.rt.codemode.history.flush()
+    await engine(ctx.rt).history.flush()
     return await history.list_executions(ctx, history.visible_principal(ctx, args.principal), args.outcome,
                                          args.limit, args.offset)
 
@@ -114,7 +114,7 @@ class ExecutionGetIn(ToolInput):
 async def execution_get(ctx: ToolContext, args: ExecutionGetIn) -> dict[str, Any]:
     """One code-mode execution with its code (first 64 KB), outcome and metrics."""
     history.require_history(ctx)
-    await ctx.rt.codemode.history.flush()
+    await engine(ctx.rt).history.flush()
     return await history.get_execution(ctx, args.id, history.visible_principal(ctx, None))
 
 
@@ -127,7 +127,7 @@ class ExecutionStatsIn(ToolInput):
 async def execution_stats(ctx: ToolContext, args: ExecutionStatsIn) -> dict[str, Any]:
     """Code-mode statistics per principal: executions, success rate, mean and p95 duration, timeouts."""
     history.require_history(ctx)
-    await ctx.rt.codemode.history.flush()
+    await engine(ctx.rt).history.flush()
     return await history.execution_stats(ctx, history.visible_principal(ctx, args.principal), args.hours)
 
 
@@ -155,8 +155,8 @@ class ScriptSaveIn(ToolInput):
 
 async def _checked_code(ctx: ToolContext, code: str) -> str:
     """Refuse oversize code and code that does not parse; return its language."""
-    scripts.check_code(code, ctx.rt.codemode.settings.max_code_bytes)
-    syntax = await ctx.rt.codemode.check_syntax(code)
+    scripts.check_code(code, engine(ctx.rt).settings.max_code_bytes)
+    syntax = await engine(ctx.rt).check_syntax(code)
     if not syntax["ok"]:
         err = syntax["error"]
         raise ToolError(ErrorCode.INVALID_INPUT, f"the code does not parse: line {err.get('line')}: {err['message']}",
@@ -245,6 +245,6 @@ async def script_run(ctx: ToolContext, args: ScriptRunIn) -> dict[str, Any]:
     readonly = script["readonly"] if args.readonly is None else args.readonly
     request = ExecRequest(code=script["code"], input=args.input, args=args.args, readonly=readonly,
                           timeout_ms=args.timeout or script["timeout_ms"], script_id=script["id"])
-    out = await ctx.rt.codemode.execute(request, ctx.principal)
+    out = await engine(ctx.rt).execute(request, ctx.principal)
     await scripts.count_run(ctx.rt.db, script["id"])
     return {**out, "script": {"id": script["id"], "name": script["name"]}}

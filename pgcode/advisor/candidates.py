@@ -8,10 +8,10 @@ from typing import Any
 
 from psycopg import sql
 
-from pgcode._querycols import Level, Use, levels, param_count
-from pgcode.context import ToolContext
+from pgcode.advisor.querycols import Level, Use, levels, param_count
+from pgcode.core.context import ToolContext
+from pgcode.db.queries import SYSTEM_SCHEMAS
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups.performance._shared import SYSTEM_SCHEMAS
 
 GENERIC_PLAN = 160000  # EXPLAIN (GENERIC_PLAN) arrived in PostgreSQL 16
 MAX_CANDIDATES = 40  # each candidate costs an EXPLAIN per query it may help, per greedy round

@@ -1,7 +1,7 @@
 """The index advisor: candidate indexes from what statements filter, join and sort on, weighed as hypothetical
 indexes with hypopg when it is installed (planner costs before and after), by statistics otherwise.
 
-Candidates and placeholders: pgcode._advisor_candidates; the path without hypopg: pgcode._advisor_heuristics.
+Candidates and placeholders: pgcode.advisor.candidates; the path without hypopg: pgcode.advisor.heuristics.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import psycopg
 from pglast import ast, parse_sql
 from psycopg import AsyncRawCursor, sql
 
-from pgcode._advisor_candidates import (
+from pgcode.advisor.candidates import (
     Candidate,
     Choice,
     Query,
@@ -26,11 +26,10 @@ from pgcode._advisor_candidates import (
     resolve,
     sample_params,
 )
-from pgcode._advisor_heuristics import HEURISTIC_NOTE, cost_settings, with_heuristics
-from pgcode.context import ToolContext
+from pgcode.advisor.heuristics import HEURISTIC_NOTE, cost_settings, with_heuristics
+from pgcode.advisor.plans import plan_nodes
+from pgcode.core.context import ToolContext, savepoint
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups.performance._plans import plan_nodes
-from pgcode.groups.performance._shared import savepoint
 
 __all__ = ["Hypothetical", "Query", "advise", "explain", "hypothetical_indexes", "outline", "prepare"]
 

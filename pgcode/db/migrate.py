@@ -8,16 +8,16 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
-from pgcode.db import Database
+from pgcode.db.pool import Database
 
-log = logging.getLogger("pgcode.migrate")
+log = logging.getLogger("pgcode.db.migrate")
 
 _LOCK_KEY = 0x70676364  # "pgcd": one migrating server at a time (transaction-scoped advisory lock)
 
 
 def migration_files() -> list[tuple[str, str]]:
     """(name, SQL text) of every migration, in the order they apply."""
-    folder = resources.files("pgcode").joinpath("sql", "migrations")
+    folder = resources.files("pgcode.db").joinpath("sql", "migrations")
     files = sorted((f.name, f) for f in folder.iterdir() if f.name.endswith(".sql"))
     return [(name, f.read_text("utf-8")) for name, f in files]
 

@@ -9,7 +9,7 @@ from typing import Any
 from pglast import ast, parse_sql
 from pglast.enums import A_Expr_Kind
 
-from pgcode.sqlpolicy import walk
+from pgcode.db.sqlpolicy import walk
 
 
 class Use(StrEnum):

@@ -14,10 +14,10 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pgcode.config import Settings
-from pgcode.db import Database
+from pgcode.db.pool import Database
+from pgcode.settings import Settings
 
-log = logging.getLogger("pgcode.audit")
+log = logging.getLogger("pgcode.guard.audit")
 
 REDACTED = "[redacted]"
 _SECRET_WORDS = frozenset({"password", "passwd", "pwd", "secret", "token", "key", "apikey", "credential",

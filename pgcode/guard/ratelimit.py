@@ -9,19 +9,12 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
-from pgcode.config import Settings
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.registry import ToolSpec
+from pgcode.settings import Settings
 
-log = logging.getLogger("pgcode.ratelimit")
+log = logging.getLogger("pgcode.guard.ratelimit")
 
-CODE_TOOLS = frozenset({"pg_execute_code", "pg_script_run"})
 CLASSES = ("read", "write", "admin", "code")
-
-
-def rate_class(spec: ToolSpec) -> str:
-    """The budget a call draws on: code executions have their own; every other tool its scope's."""
-    return "code" if spec.name in CODE_TOOLS else spec.scope.value
 
 
 class RateLimiter:

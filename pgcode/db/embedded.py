@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-log = logging.getLogger("pgcode.embedded")
+log = logging.getLogger("pgcode.db.embedded")
 
 DEMO_DATABASE = "pgcode_demo"
 # Extensions the embedded build ships that the demo uses (it has no pgcrypto, postgis, cron, ...).
@@ -64,7 +64,7 @@ def load_demo(url: str) -> bool:
         for ext in DEMO_EXTENSIONS:
             if ext in available:
                 conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{ext}"')
-        script = resources.files("pgcode").joinpath("sql", "demo", "demo.sql").read_text("utf-8")
+        script = resources.files("pgcode.db").joinpath("sql", "demo", "demo.sql").read_text("utf-8")
         with conn.transaction():
             conn.execute(script)
         conn.execute("ANALYZE")

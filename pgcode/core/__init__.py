@@ -1,0 +1,1 @@
+"""The one execution path: registry, invoke(), tool context, runtime. Imports guard, db and the leaves."""
