@@ -441,7 +441,7 @@ async def test_create_table_full(call: Call, db: Any, schema: str) -> None:
         {"name": "code", "type": "text", "unique": True},
         {"name": "at", "type": "timestamp with time zone", "default": "now()"},
         {"name": "labels", "type": "text[]"},
-    ]}, principal=WRITER)
+    ]})
     assert out == {"table": "orders", "schema": schema, "created": True,
                    "columns": ["id", "item_id", "price", "code", "at", "labels"], "primary_key": ["id"]}
     cols = q(db, "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns "
@@ -522,9 +522,10 @@ async def test_create_table_strange_name_is_an_identifier(call: Call, db: Any, s
 
 async def test_create_table_scope(call: Call, db: Any, schema: str) -> None:
     args = {"table": "nope", "schema": schema, "columns": [{"name": "a", "type": "int"}]}
-    with pytest.raises(ToolError) as exc:
-        await call("pg_create_table", args, principal=READER)
-    assert_tool_error(exc, "FORBIDDEN", "write")
+    for principal in (READER, WRITER):  # creating structure is admin work, not a row change
+        with pytest.raises(ToolError) as exc:
+            await call("pg_create_table", args, principal=principal)
+        assert_tool_error(exc, "FORBIDDEN", "admin")
     with pytest.raises(ToolError) as exc:
         await call("pg_create_table", args, read_only=True)
     assert_tool_error(exc, "READ_ONLY")
@@ -632,8 +633,7 @@ def index_defs(conn: psycopg.Connection[Any], schema: str) -> dict[str, str]:
 
 
 async def test_create_index_default_name(call: Call, db: Any, schema: str) -> None:
-    out = await call("pg_create_index", {"table": "items", "schema": schema, "columns": ["qty", "name"]},
-                     principal=WRITER)
+    out = await call("pg_create_index", {"table": "items", "schema": schema, "columns": ["qty", "name"]})
     definition = f"CREATE INDEX items_qty_name_idx ON {schema}.items USING btree (qty, name)"
     assert out == {"name": "items_qty_name_idx", "table": "items", "schema": schema, "definition": definition,
                    "created": True, "is_valid": True}
@@ -722,10 +722,11 @@ async def test_create_index_refuses_evil_where(call: Call, db: Any, schema: str,
 async def test_create_index_scope(call: Call, db: Any, schema: str) -> None:
     before = state(db, schema)
     for concurrently in (False, True):
-        with pytest.raises(ToolError) as exc:
-            await call("pg_create_index", {"table": "items", "schema": schema, "columns": ["qty"],
-                                           "concurrently": concurrently}, principal=READER)
-        assert_tool_error(exc, "FORBIDDEN", "write")
+        for principal in (READER, WRITER):
+            with pytest.raises(ToolError) as exc:
+                await call("pg_create_index", {"table": "items", "schema": schema, "columns": ["qty"],
+                                               "concurrently": concurrently}, principal=principal)
+            assert_tool_error(exc, "FORBIDDEN", "admin")
     assert state(db, schema) == before
 
 
@@ -1186,8 +1187,8 @@ CORE_TOOLS: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
     "pg_count": ("read", lambda s: {"table": "items", "schema": s}),
     "pg_exists": ("read", lambda s: {"table": "items", "schema": s}),
     "pg_write_query": ("write", lambda s: {"sql": f"DELETE FROM {s}.items"}),
-    "pg_create_table": ("write", lambda s: {"table": "n", "schema": s, "columns": [{"name": "a", "type": "int"}]}),
-    "pg_create_index": ("write", lambda s: {"table": "items", "schema": s, "columns": ["qty"]}),
+    "pg_create_table": ("admin", lambda s: {"table": "n", "schema": s, "columns": [{"name": "a", "type": "int"}]}),
+    "pg_create_index": ("admin", lambda s: {"table": "items", "schema": s, "columns": ["qty"]}),
     "pg_upsert": ("write", lambda s: {"table": "items", "schema": s, "data": {"name": "z"},
                                       "conflictColumns": ["name"]}),
     "pg_batch_insert": ("write", lambda s: {"table": "items", "schema": s, "rows": [{"name": "z"}]}),

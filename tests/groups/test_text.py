@@ -22,6 +22,7 @@ from tests.fix_db import Call, assert_tool_error
 pytestmark = pytest.mark.anyio
 
 READER = Principal.with_scope("reader", Scope.READ)
+WRITER = Principal.with_scope("writer", Scope.WRITE)
 NOBODY = Principal("nobody", frozenset())
 
 ARTICLES = [
@@ -309,9 +310,10 @@ async def test_create_fts_index_refusals_change_nothing(call: Call, conn: psycop
         with pytest.raises(ToolError) as exc:
             await call("pg_create_fts_index", args)
         assert_tool_error(exc, code)
-    with pytest.raises(ToolError) as exc:
-        await call("pg_create_fts_index", {"table": docs, "column": "body"}, principal=READER)
-    assert_tool_error(exc, "FORBIDDEN", "write")
+    for principal in (READER, WRITER):  # an index is structure: admin work
+        with pytest.raises(ToolError) as exc:
+            await call("pg_create_fts_index", {"table": docs, "column": "body"}, principal=principal)
+        assert_tool_error(exc, "FORBIDDEN", "admin")
     with pytest.raises(ToolError) as exc:
         await call("pg_create_fts_index", {"table": docs, "column": "body"}, read_only=True)
     assert_tool_error(exc, "READ_ONLY")

@@ -58,7 +58,7 @@ def _index_name(table: str, columns: list[str]) -> str:
     return base if len(base) <= IDENT_MAX else base[: IDENT_MAX - 4].rstrip("_") + "_idx"
 
 
-@tool(group="core", effect=Effect.WRITE)
+@tool(group="core", effect=Effect.ADMIN)
 async def create_index(ctx: ToolContext, args: CreateIndexIn) -> dict[str, Any]:
     """Create an index (any method, unique, partial, INCLUDE, optionally CONCURRENTLY); returns its definition."""
     name = args.name or _index_name(args.table_name, args.columns)

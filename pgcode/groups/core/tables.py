@@ -128,7 +128,7 @@ def _column_sql(col: ColumnDef) -> sql.Composable:
     return sql.SQL(" ").join(parts)
 
 
-@tool(group="core", effect=Effect.WRITE)
+@tool(group="core", effect=Effect.ADMIN)
 async def create_table(ctx: ToolContext, args: CreateTableIn) -> dict[str, Any]:
     """Create a table from column definitions (types, NOT NULL, defaults, primary key, unique, checks, FKs)."""
     items = [_column_sql(c) for c in args.columns]

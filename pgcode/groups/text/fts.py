@@ -151,7 +151,7 @@ def _index_name(table: str, columns: list[str]) -> str:
     return base if len(base) <= IDENT_MAX else base[: IDENT_MAX - 8].rstrip("_") + "_fts_idx"
 
 
-@tool(group="text", effect=Effect.WRITE)
+@tool(group="text", effect=Effect.ADMIN)
 async def create_fts_index(ctx: ToolContext, args: CreateFtsIndexIn) -> dict[str, Any]:
     """Create a GIN index on to_tsvector(config, column(s)); returns its name and definition.
 
