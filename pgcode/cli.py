@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import Any
 
+import psycopg
 from pydantic import SecretStr
 
 from pgcode import __version__
@@ -35,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback address without authentication (every caller is admin)")
     sub.add_parser("stdio", help="serve MCP over stdin/stdout")
+    sub.add_parser("setup", help="create the scope roles (pgcode_read, pgcode_write) and pgcode's schema; "
+                                 "idempotent")
     t = sub.add_parser("tools", help="list the tools")
     t.add_argument("--json", action="store_true", help="print the full catalog as JSON")
     t.add_argument("--group", help="only this group")
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report(settings, args.format, args.output, args.thresholds)
     if args.command == "stdio":
         return _stdio(settings)
+    if args.command == "setup":
+        return _setup(settings)
     return _serve(settings, args.host, args.port, embedded=args.command == "demo", insecure=args.insecure)
 
 
@@ -114,6 +119,32 @@ def _call(settings: Settings, tool: str, raw: str) -> int:
         print(json.dumps({"error": err.to_dict()}, indent=2))
         return 1
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def _setup(settings: Settings) -> int:
+    """Create the scope roles and pgcode's schema, then say what a server on this database will do."""
+    settings, _handle = _with_database(settings)
+    from pgcode.core.runtime import Runtime
+    from pgcode.guard.roles import setup_roles
+
+    async def run() -> dict[str, Any]:
+        async with Runtime(settings.model_copy(update={"read_only": False})) as rt:
+            async with rt.db.pool.connection() as conn:
+                done = await setup_roles(conn, settings)
+            return {"roles": done, "schemaReady": rt.schema_ready}
+
+    try:
+        out = asyncio.run(run())
+    except ToolError as err:
+        print(json.dumps({"error": err.to_dict()}, indent=2))
+        return 1
+    except psycopg.Error as exc:
+        print(json.dumps({"error": {"code": "FORBIDDEN", "message": "the roles could not be created: "
+                                    f"{exc.diag.message_primary or type(exc).__name__}",
+                                    "hint": "run pgcode setup as a role with CREATEROLE (or a superuser)"}}))
+        return 1
+    print(json.dumps(out, indent=2))
     return 0
 
 

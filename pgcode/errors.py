@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg_pool import PoolTimeout
 
 
 class ErrorCode(StrEnum):
@@ -21,6 +22,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "TIMEOUT"
     RATE_LIMITED = "RATE_LIMITED"
     CONFLICT = "CONFLICT"
+    BUSY = "BUSY"
     INTERNAL = "INTERNAL"
 
 
@@ -36,6 +38,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNSUPPORTED_VERSION: 424,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.BUSY: 503,
     ErrorCode.TIMEOUT: 504,
 }
 
@@ -105,6 +108,7 @@ _SQLSTATE_CODES: dict[str, ErrorCode] = {
     "22P02": ErrorCode.INVALID_INPUT,  # invalid_text_representation
     "22023": ErrorCode.INVALID_INPUT,  # invalid_parameter_value
     "42601": ErrorCode.INVALID_INPUT,  # syntax_error
+    "42501": ErrorCode.FORBIDDEN,  # insufficient_privilege: the database refused what the call's role may not do
 }
 _CLASS_CODES: dict[str, ErrorCode] = {
     "22": ErrorCode.INVALID_INPUT,  # data exception
@@ -122,6 +126,8 @@ def from_db_error(exc: psycopg.Error) -> ToolError:
         return ToolError(ErrorCode.TIMEOUT, "the statement was cancelled: it ran past its time limit",
                          hint="narrow the query or raise PGCODE_STATEMENT_TIMEOUT_MS",
                          details={"sqlstate": exc.sqlstate})
+    if isinstance(exc, PoolTimeout):
+        return busy("every database connection this call may use is taken")
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and exc.sqlstate is None:
         # A connection-level failure: libpq's message can carry host names, never pass it through.
         return ToolError(ErrorCode.INTERNAL, "the database connection failed",
@@ -136,3 +142,12 @@ def from_db_error(exc: psycopg.Error) -> ToolError:
         details["position"] = int(diag.statement_position)
     message = diag.message_primary or str(exc).strip() or type(exc).__name__
     return ToolError(code, message, hint=diag.message_hint, details=details)
+
+
+BUSY_RETRY_AFTER_S = 2
+
+
+def busy(message: str) -> ToolError:
+    """The server is at capacity for this caller: try again shortly (HTTP 503 with Retry-After)."""
+    return ToolError(ErrorCode.BUSY, message, hint=f"retry in {BUSY_RETRY_AFTER_S} s, or run fewer calls at once",
+                     details={"retryAfter": BUSY_RETRY_AFTER_S})

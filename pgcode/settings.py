@@ -47,6 +47,15 @@ class Settings(BaseModel):
     rate_limit_code: str = Field("60/minute", description="code executions per principal, `limits` notation")
     redis_url: SecretStr | None = Field(None, description="Redis for rate limits shared by several processes")
     audit_retention_days: int = Field(30, ge=1, le=3650)
+    audit_file: Path | None = Field(None, description="JSON-lines file for audit rows when pgcode's schema is absent")
+    read_role: str = Field("pgcode_read", min_length=1, max_length=63, description="database role of read calls")
+    write_role: str = Field("pgcode_write", min_length=1, max_length=63, description="database role of write calls")
+    max_calls_per_principal: int | None = Field(
+        None, ge=1, le=200, description="database calls one principal may run at once (default: pool size - 2)")
+
+    @property
+    def calls_per_principal(self) -> int:
+        return self.max_calls_per_principal or max(1, self.pool_max_size - 2)
 
     @property
     def auth_enabled(self) -> bool:

@@ -195,7 +195,7 @@ async def test_a_check_that_cannot_run_is_unknown_and_the_others_still_run(rt: R
     assert "not permitted" in out[0]["details"]["reason"] and out[0]["details"]["sqlstate"] == "42501"
     assert "pg_monitor" in out[0]["advice"]
     assert "not available" in out[1]["details"]["reason"] and out[1]["details"]["sqlstate"] == "42883"
-    assert out[2]["summary"] == "ran as postgres"  # the failed check's SET ROLE was rolled back with it
+    assert out[2]["summary"] == "ran as pgcode_read"  # the failed check's SET ROLE was rolled back with it
 
 
 @pytest.fixture(scope="module")

@@ -289,9 +289,9 @@ REFUSED: list[tuple[str, str, str, str]] = [
      "pg_advisory_lock_shared()"),
     ("pg_advisory_lock_in_from", "SELECT * FROM {s}.canary WHERE pg_try_advisory_lock(id + 424200)", "INVALID_INPUT",
      "pg_try_advisory_lock()"),
-    # writes the parser cannot see (inside functions): the READ ONLY transaction refuses them
+    # writes the parser cannot see (inside functions): the READ ONLY transaction or the read role refuses them
     ("function_that_deletes", "SELECT {s}.sneaky_delete()", "READ_ONLY", "read-only transaction"),
-    ("function_that_calls_nextval", "SELECT {s}.sneaky_nextval()", "READ_ONLY", "read-only transaction"),
+    ("function_that_calls_nextval", "SELECT {s}.sneaky_nextval()", "FORBIDDEN", "permission denied"),
     ("function_that_creates_a_table", "SELECT {s}.sneaky_create()", "READ_ONLY", "read-only transaction"),
 ]
 assert len({case[0] for case in REFUSED}) == len(REFUSED)
@@ -307,6 +307,8 @@ async def test_read_query_refuses_and_nothing_changes(call: Call, conn: psycopg.
     err = assert_tool_error(exc, code, fragment)
     if code == "READ_ONLY":
         assert err.details["sqlstate"] == "25006"
+    elif code == "FORBIDDEN":  # the read role lacks the privilege: PostgreSQL itself refused
+        assert err.details["sqlstate"] == "42501"
     else:
         assert "sqlstate" not in err.details, "refused by the policy, before reaching the database"
     assert_untouched(before, snapshot(conn, canary), canary)

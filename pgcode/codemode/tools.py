@@ -97,7 +97,7 @@ class ExecutionListIn(ToolInput):
                                   description="Only this principal's (reading others' needs the admin scope)")
 
 
-@tool(group="codemode", effect=Effect.READ)
+@tool(group="codemode", effect=Effect.READ, own_sql=True)
 async def execution_list(ctx: ToolContext, args: ExecutionListIn) -> dict[str, Any]:
     """Recent code-mode executions: who, when, how long, outcome, error code, tool calls, result size."""
     history.require_history(ctx)
@@ -110,7 +110,7 @@ class ExecutionGetIn(ToolInput):
     id: uuid.UUID = Field(description="The executionId that pg_execute_code returned")
 
 
-@tool(group="codemode", effect=Effect.READ)
+@tool(group="codemode", effect=Effect.READ, own_sql=True)
 async def execution_get(ctx: ToolContext, args: ExecutionGetIn) -> dict[str, Any]:
     """One code-mode execution with its code (first 64 KB), outcome and metrics."""
     history.require_history(ctx)
@@ -123,7 +123,7 @@ class ExecutionStatsIn(ToolInput):
     principal: str | None = Field(None, max_length=200, description="Only this principal")
 
 
-@tool(group="codemode", effect=Effect.READ)
+@tool(group="codemode", effect=Effect.READ, own_sql=True)
 async def execution_stats(ctx: ToolContext, args: ExecutionStatsIn) -> dict[str, Any]:
     """Code-mode statistics per principal: executions, success rate, mean and p95 duration, timeouts."""
     history.require_history(ctx)
@@ -164,7 +164,7 @@ async def _checked_code(ctx: ToolContext, code: str) -> str:
     return str(syntax["language"])
 
 
-@tool(group="codemode", effect=Effect.WRITE)
+@tool(group="codemode", effect=Effect.WRITE, own_sql=True)
 async def script_save(ctx: ToolContext, args: ScriptSaveIn) -> dict[str, Any]:
     """Save a code-mode script under a name of yours, to run later with pg_script_run."""
     scripts.require_scripts(ctx)
@@ -181,14 +181,14 @@ class ScriptListIn(ToolInput):
     offset: int = Field(0, ge=0, description="Skip this many (for paging)")
 
 
-@tool(group="codemode", effect=Effect.READ)
+@tool(group="codemode", effect=Effect.READ, own_sql=True)
 async def script_list(ctx: ToolContext, args: ScriptListIn) -> dict[str, Any]:
     """Your saved scripts: id, name, description, readonly, timeout, runs (without their code)."""
     scripts.require_scripts(ctx)
     return await scripts.list_scripts(ctx, ctx.principal.subject, args.search, args.limit, args.offset)
 
 
-@tool(group="codemode", effect=Effect.READ)
+@tool(group="codemode", effect=Effect.READ, own_sql=True)
 async def script_get(ctx: ToolContext, args: ScriptRef) -> dict[str, Any]:
     """One of your saved scripts, with its code."""
     scripts.require_scripts(ctx)
@@ -203,7 +203,7 @@ class ScriptUpdateIn(ScriptRef):
     timeout: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS, description="New default time limit in ms")
 
 
-@tool(group="codemode", effect=Effect.WRITE)
+@tool(group="codemode", effect=Effect.WRITE, own_sql=True)
 async def script_update(ctx: ToolContext, args: ScriptUpdateIn) -> dict[str, Any]:
     """Change a saved script: its code, name, description or defaults."""
     scripts.require_scripts(ctx)
@@ -223,7 +223,7 @@ async def script_update(ctx: ToolContext, args: ScriptUpdateIn) -> dict[str, Any
     return await scripts.update(ctx, ctx.principal.subject, args.id, args.name, changes)
 
 
-@tool(group="codemode", effect=Effect.DESTRUCTIVE)
+@tool(group="codemode", effect=Effect.DESTRUCTIVE, own_sql=True)
 async def script_delete(ctx: ToolContext, args: ScriptRef) -> dict[str, Any]:
     """Delete one of your saved scripts."""
     scripts.require_scripts(ctx)

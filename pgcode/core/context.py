@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 
 from pgcode.db.pool import Capabilities, Conn
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.types import Principal, TxMode
+from pgcode.types import Principal, Scope, TxMode
 
 if TYPE_CHECKING:
     from pgcode.core.registry import ToolSpec
@@ -32,11 +32,13 @@ Query = str | sql.SQL | sql.Composed
 class ToolContext:
     """One tool call's view of the database: a connection taken on first use, released on exit."""
 
-    def __init__(self, rt: Runtime, spec: ToolSpec, principal: Principal, *, read_only: bool = False) -> None:
+    def __init__(self, rt: Runtime, spec: ToolSpec, principal: Principal, *, read_only: bool = False,
+                 scope: Scope | None = None) -> None:
         self.rt = rt
         self.spec = spec
         self.principal = principal
         self.read_only = read_only
+        self.scope = scope or spec.scope
         self.mode = TxMode.READ_ONLY if read_only and spec.tx is not TxMode.NONE else spec.tx
         self.held: HeldTransaction | None = None
         self.held_rolled_back = False
@@ -72,6 +74,18 @@ class ToolContext:
         self.held = held
         return held
 
+    @property
+    def role(self) -> str | None:
+        """The database role this call runs as: its scope's role, or None for the connecting role.
+
+        Admin work, and tools that run only their own SQL over records behind row-level security (own_sql),
+        run as the connecting role; read and write calls as pgcode_read / pgcode_write, so PostgreSQL refuses
+        the rest.
+        """
+        if self.spec.own_sql:
+            return None
+        return self.rt.roles.role_for(self.scope)
+
     def _before_first_query(self) -> None:
         if self._conn is not None:
             raise RuntimeError("the connection mode must be chosen before the first query")
@@ -82,11 +96,18 @@ class ToolContext:
                 await self._stack.enter_async_context(self.held.lock)
                 self.rt.txstore.require_open(self.held)  # it may have ended while this call waited
                 self.held.last_used = time.monotonic()
+                role = self.role
+                # The held transaction serves calls of several scopes: each runs as its own role.
+                await self.held.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(
+                    sql.Identifier(role) if role else sql.SQL("NONE")))
                 self._conn = self.held.conn
             elif self.mode is TxMode.NONE:
                 raise RuntimeError(f"{self.spec.name} declared tx=NONE but asked for a connection")
             else:
-                self._conn = await self._stack.enter_async_context(self.rt.db.transaction(self.mode))
+                admin = self.principal.allows(Scope.ADMIN)
+                await self._stack.enter_async_context(self.rt.fairshare.slot(self.principal.subject, admin=admin))
+                self._conn = await self._stack.enter_async_context(
+                    self.rt.db.transaction(self.mode, role=self.role))
         return self._conn
 
     async def fetch(self, query: Query, params: Params | None = None) -> list[Row]:

@@ -14,9 +14,10 @@ from pgcode.core.callctx import CLIENT_ADDR, IN_CODE_EXECUTION
 from pgcode.core.context import ToolContext
 from pgcode.core.jsonify import to_json
 from pgcode.core.registry import ToolInput, ToolSpec
+from pgcode.db.sqlpolicy import FUNCTION_VOLATILITY
 from pgcode.errors import ErrorCode, ToolError, from_db_error
 from pgcode.guard.audit import AuditEntry, audit_arguments
-from pgcode.types import Effect, Principal, Scope
+from pgcode.types import Effect, Principal, Scope, TxMode
 
 if TYPE_CHECKING:
     from pgcode.core.runtime import Runtime
@@ -26,22 +27,28 @@ log = logging.getLogger(__name__)
 
 async def invoke(rt: Runtime, name: str, args: Any, principal: Principal, *, read_only: bool = False) -> Any:
     """Run tool `name` for `principal`: scope → validate → statement scope → read-only → requirements →
-    rate limit → run (in its transaction) → audit → result."""
+    rate limit → run (in its transaction, as its scope's role) → audit → result."""
     started = time.perf_counter()
     spec: ToolSpec | None = None
+    volatility = FUNCTION_VOLATILITY.set(rt.db.caps.volatility)
     try:
         spec = lookup(rt, name)
         check_scope(spec, spec.scope, principal)
         params = validate(spec, args)
+        scope = spec.scope
         if spec.scope_for is not None:
-            check_scope(spec, spec.scope_for(params), principal)
-        check_read_only(rt, spec, read_only)
+            scope = spec.scope_for(params)
+            check_scope(spec, scope, principal, statement=True)
+        read_only = read_only or rt.settings.read_only  # a read-only server runs every call read-only
+        check_read_only(rt, spec, scope, read_only)
         check_requirements(rt, spec)
         await check_rate(rt, spec, principal)
-        result = to_json(await run(rt, spec, params, principal, read_only=read_only))
+        result = to_json(await run(rt, spec, params, principal, scope=scope, read_only=read_only))
     except ToolError as err:
         audit(rt, name, spec, principal, args, started, err.code.value)
         raise
+    finally:
+        FUNCTION_VOLATILITY.reset(volatility)
     audit(rt, name, spec, principal, args, started, None)
     return result
 
@@ -83,9 +90,13 @@ def lookup(rt: Runtime, name: str) -> ToolSpec:
     return spec
 
 
-def check_scope(spec: ToolSpec, needed: Scope, principal: Principal) -> None:
+def check_scope(spec: ToolSpec, needed: Scope, principal: Principal, *, statement: bool = False) -> None:
     if not principal.allows(needed):
-        raise ToolError.forbidden(needed, spec.name)
+        err = ToolError.forbidden(needed, spec.name)
+        if statement:
+            err.hint = (f"this statement needs the {needed.value} scope: DDL, a function that is not IMMUTABLE or "
+                        "STABLE in a write, or pgcode's own schema or a credentials catalog in a read")
+        raise err
 
 
 def validate(spec: ToolSpec, args: Any) -> ToolInput:
@@ -108,14 +119,17 @@ def validation_error(name: str, exc: ValidationError) -> ToolError:
                      details={"errors": errors})
 
 
-def check_read_only(rt: Runtime, spec: ToolSpec, read_only: bool) -> None:
-    if spec.effect is Effect.READ:
+def check_read_only(rt: Runtime, spec: ToolSpec, scope: Scope, read_only: bool) -> None:
+    """A read-only call runs only read tools in READ ONLY transactions (EXPLAIN ANALYZE of a write is refused)."""
+    if not read_only or (spec.effect is Effect.READ and (scope is Scope.READ or spec.tx is TxMode.READ_ONLY)):
         return
-    if rt.settings.read_only:
-        raise ToolError(ErrorCode.READ_ONLY, f"{spec.name} changes the database and this server is read-only",
-                        hint="PGCODE_READ_ONLY=true exposes only read tools")
-    if read_only:
-        raise ToolError(ErrorCode.READ_ONLY, f"{spec.name} changes the database and this call is read-only")
+    where = "this server is read-only" if rt.settings.read_only else "this call is read-only"
+    if spec.effect is Effect.READ:
+        message = f"{spec.name}: only reads run here ({where}), and this statement needs the {scope.value} scope"
+    else:
+        message = f"{spec.name} changes the database and {where}"
+    raise ToolError(ErrorCode.READ_ONLY, message,
+                    hint="PGCODE_READ_ONLY=true runs only reads" if rt.settings.read_only else None)
 
 
 def check_requirements(rt: Runtime, spec: ToolSpec) -> None:
@@ -140,8 +154,9 @@ def _create_tool(rt: Runtime, extension: str) -> str | None:
     return name if name and rt.registry.get(name) else None
 
 
-async def run(rt: Runtime, spec: ToolSpec, params: ToolInput, principal: Principal, *, read_only: bool) -> Any:
-    ctx = ToolContext(rt, spec, principal, read_only=read_only)
+async def run(rt: Runtime, spec: ToolSpec, params: ToolInput, principal: Principal, *, scope: Scope,
+              read_only: bool) -> Any:
+    ctx = ToolContext(rt, spec, principal, read_only=read_only, scope=scope)
     token = IN_CODE_EXECUTION.set(True) if rate_class(spec) == "code" else None
     try:
         async with ctx:

@@ -57,6 +57,9 @@ class ToolSpec:
     min_version: int | None = None
     tx: TxMode = TxMode.READ_ONLY
     scope_for: ScopeFor | None = None
+    own_sql: bool = False
+    """The tool runs only its own SQL (no caller SQL or fragments) over records kept behind row-level
+    security (pgcode's own schema, pg_cron's job table): it runs as the connecting role."""
     input_schema: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -108,12 +111,14 @@ def tool(
     min_version: int | None = None,
     tx: TxMode | None = None,
     scope_for: ScopeFor | None = None,
+    own_sql: bool = False,
 ) -> Callable[[F], F]:
     """Register an async tool function `(ctx, args) -> result` as `pg_<function name>`."""
 
     def register(func: F) -> F:
         spec = _build_spec(func, group=group, effect=effect, name=name, aliases=aliases,
-                           extensions=extensions, min_version=min_version, tx=tx, scope_for=scope_for)
+                           extensions=extensions, min_version=min_version, tx=tx, scope_for=scope_for,
+                           own_sql=own_sql)
         if _FROZEN:
             raise RuntimeError(f"{spec.name}: the registry is frozen; tools register at import of pgcode.groups")
         if spec.name in _SPECS:
@@ -126,7 +131,7 @@ def tool(
 
 def _build_spec(func: ToolFunc, *, group: str, effect: Effect, name: str | None, aliases: tuple[str, ...],
                 extensions: tuple[str, ...], min_version: int | None, tx: TxMode | None,
-                scope_for: ScopeFor | None) -> ToolSpec:
+                scope_for: ScopeFor | None, own_sql: bool) -> ToolSpec:
     tool_name = name or "pg_" + func.__name__
     if not _NAME_RE.match(tool_name):
         raise ValueError(f"{tool_name}: tool names are pg_ followed by lower_snake_case")
@@ -149,7 +154,7 @@ def _build_spec(func: ToolFunc, *, group: str, effect: Effect, name: str | None,
         name=tool_name, group=group, method=method, effect=effect, description=doc, input_model=model,
         func=func, aliases=aliases, extensions=extensions, min_version=min_version,
         tx=tx or (TxMode.READ_ONLY if effect is Effect.READ else TxMode.READ_WRITE),
-        scope_for=scope_for, input_schema=model.model_json_schema(by_alias=True),
+        scope_for=scope_for, own_sql=own_sql, input_schema=model.model_json_schema(by_alias=True),
     )
 
 

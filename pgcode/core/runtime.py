@@ -8,11 +8,13 @@ from typing import Any, Protocol, TypeVar, cast
 
 from pgcode.core.invoke import invoke
 from pgcode.core.registry import Registry, load_registry
-from pgcode.db.migrate import migrate
+from pgcode.db.migrate import audit_table_exists, migrate
 from pgcode.db.pool import Database
 from pgcode.db.txstore import TransactionStore
 from pgcode.guard.audit import AuditLog
+from pgcode.guard.fairshare import FairShare
 from pgcode.guard.ratelimit import RateLimiter
+from pgcode.guard.roles import RoleSeparation, prepare_roles
 from pgcode.settings import Settings
 from pgcode.types import Principal
 
@@ -38,11 +40,16 @@ class Runtime:
         self._components: dict[Callable[[Runtime], Component], Component] = {}
         self.limiter = RateLimiter(settings)
         self.audit = AuditLog(self.db, settings)
+        self.fairshare = FairShare(settings)
+        self.roles = RoleSeparation(False, settings.read_role, settings.write_role, "not checked yet")
 
     async def open(self) -> None:
         await self.db.open()
+        # A read-only server creates nothing: neither roles nor pgcode's schema. Its audit rows still go to
+        # pgcode.audit_log when that exists (written as the connecting role), or to PGCODE_AUDIT_FILE.
+        self.roles = await prepare_roles(self.db, self.settings, create=not self.settings.read_only)
         self.schema_ready = await migrate(self.db) is not None
-        self.audit.start(self.schema_ready)
+        self.audit.start(self.schema_ready or await audit_table_exists(self.db))
         self.txstore.start()
 
     def component(self, factory: Callable[[Runtime], C]) -> C:

@@ -8,7 +8,7 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
-from pgcode.db.pool import Database
+from pgcode.db.pool import Conn, Database
 
 log = logging.getLogger("pgcode.db.migrate")
 
@@ -20,6 +20,16 @@ def migration_files() -> list[tuple[str, str]]:
     folder = resources.files("pgcode.db").joinpath("sql", "migrations")
     files = sorted((f.name, f) for f in folder.iterdir() if f.name.endswith(".sql"))
     return [(name, f.read_text("utf-8")) for name, f in files]
+
+
+async def _make_private(conn: Conn) -> None:
+    """Row-level security, with no policy, on every table of pgcode's schema: the scope roles (whose
+    pg_read_all_data / pg_write_all_data do not bypass it) see no row of it and can write none. The
+    connecting role owns the tables, so pgcode's own statements are not affected."""
+    cur = await conn.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                             "WHERE n.nspname = 'pgcode' AND c.relkind IN ('r', 'p') AND NOT c.relrowsecurity")
+    for (table,) in await cur.fetchall():
+        await conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(sql.Identifier("pgcode", table)))
 
 
 async def migrate(db: Database) -> list[str] | None:
@@ -45,6 +55,7 @@ async def migrate(db: Database) -> list[str] | None:
                 await conn.execute(sql.SQL(text))
                 await conn.execute("INSERT INTO pgcode.migrations (name) VALUES (%s)", (name,))
                 applied.append(name)
+            await _make_private(conn)
     except psycopg.Error as exc:
         log.warning("pgcode's schema cannot be written (%s: %s); features that keep state there are off",
                     type(exc).__name__, (exc.diag.message_primary or "").strip())
@@ -52,3 +63,14 @@ async def migrate(db: Database) -> list[str] | None:
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
     return applied
+
+
+async def audit_table_exists(db: Database) -> bool:
+    """Whether pgcode.audit_log exists: a read-only server writes its audit rows there without migrating."""
+    try:
+        async with db.pool.connection() as conn:
+            cur = await conn.execute("SELECT to_regclass('pgcode.audit_log') IS NOT NULL")
+            row = await cur.fetchone()
+    except psycopg.Error:
+        return False
+    return bool(row and row[0])

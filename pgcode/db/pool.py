@@ -28,6 +28,9 @@ SELECT current_setting('server_version_num')::int,
        (SELECT coalesce(jsonb_object_agg(name, default_version), '{}') FROM pg_available_extensions)
 """
 
+# 'v' > 's' > 'i' as text, so max() is the worst overload of each name.
+_VOLATILITY_SQL = "SELECT lower(proname), max(provolatile::text) FROM pg_proc GROUP BY 1"
+
 # PG 14+: the backend notices a vanished client within this interval and stops its query, even
 # when a cancelled task could not send a cancel request (anyio cancel scopes, see research notes).
 _CHECK_INTERVAL = "-c client_connection_check_interval=2000"
@@ -42,6 +45,8 @@ class Capabilities:
     database: str
     installed: dict[str, str] = field(default_factory=dict)
     available: dict[str, str | None] = field(default_factory=dict)
+    volatility: dict[str, str] = field(default_factory=dict, repr=False)
+    """Per function name, the volatility of its worst overload: 'i', 's' or 'v' (for the volatility gate)."""
 
     def has_extension(self, name: str) -> bool:
         return name in self.installed
@@ -148,20 +153,25 @@ class Database:
         row = await cur.fetchone()
         assert row is not None
         installed, available = (json.loads(v) if isinstance(v, str) else v for v in row[3:5])
-        return Capabilities(row[0], row[1], row[2], installed, available)
+        cur = await conn.execute(_VOLATILITY_SQL)
+        volatility = {name: kind for name, kind in await cur.fetchall()}
+        return Capabilities(row[0], row[1], row[2], installed, available, volatility)
 
     @asynccontextmanager
-    async def transaction(self, mode: TxMode, *, timeout_ms: int | None = None) -> AsyncIterator[Conn]:
-        """A pooled connection in `mode`; committed on success, rolled back on any error."""
+    async def transaction(self, mode: TxMode, *, timeout_ms: int | None = None,
+                          role: str | None = None) -> AsyncIterator[Conn]:
+        """A pooled connection in `mode`, running as `role` when given; committed on success, rolled back on error."""
         timeout = sql.Literal(f"{timeout_ms or self.settings.statement_timeout_ms}ms")
+        as_role = sql.SQL("SET {} ROLE {}; ").format(sql.SQL("" if mode is TxMode.AUTOCOMMIT else "LOCAL"),
+                                                     sql.Identifier(role)) if role else sql.SQL("")
         async with self.pool.connection() as conn:
-            if mode is TxMode.AUTOCOMMIT:
-                await conn.execute(sql.SQL("SET statement_timeout = {}").format(timeout))  # undone by DISCARD ALL
+            if mode is TxMode.AUTOCOMMIT:  # session-level settings: undone by DISCARD ALL on return
+                await conn.execute(sql.SQL("{}SET statement_timeout = {}").format(as_role, timeout))
                 yield conn
                 return
-            begin = "BEGIN READ ONLY" if mode is TxMode.READ_ONLY else "BEGIN"
-            # One round trip: simple-query protocol takes both statements at once.
-            await conn.execute(sql.SQL(begin + "; SET LOCAL statement_timeout = {}").format(timeout))
+            begin = sql.SQL("BEGIN READ ONLY; " if mode is TxMode.READ_ONLY else "BEGIN; ")
+            # One round trip: the simple-query protocol takes the statements at once.
+            await conn.execute(sql.SQL("{}{}SET LOCAL statement_timeout = {}").format(begin, as_role, timeout))
             try:
                 yield conn
             except BaseException:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -31,14 +32,32 @@ DENIED_FUNCTIONS = frozenset({
     "cursor_to_xmlschema", "ts_stat", "ts_rewrite", "pg_stat_statements_reset", "pg_stat_kcache_reset",
     "hypopg_create_index", "hypopg_drop_index", "hypopg_reset", "hypopg_hide_index", "hypopg_unhide_index",
     "hypopg_unhide_all_indexes", "pg_drop_replication_slot", "pg_copy_physical_replication_slot",
-    "pg_copy_logical_replication_slot",
+    "pg_copy_logical_replication_slot", "setseed",
 })
+# Refused whatever the scope: their effect outlives the call on a pooled connection.
+REFUSED_FUNCTIONS = {
+    "setseed": "setseed() would fix the random sequence the next caller of this pooled connection sees",
+}
 DENIED_PREFIXES = (
     "pg_read_", "pg_ls_", "pg_stat_file", "pg_file_", "pg_logdir_", "lo_", "dblink",
     "pg_stat_reset", "pg_create_physical_replication_slot", "pg_create_logical_replication_slot",
     "pg_logical_slot_", "pg_replication_slot_advance", "pg_replication_origin_",
     "table_to_xml", "schema_to_xml", "database_to_xml",
 )
+
+# The volatility gate: where a write-scoped statement or a `where` fragment calls a function, every overload of
+# its name must be IMMUTABLE or STABLE (pg_proc), or on these reviewed lists: they act on nothing but their
+# result. Anything else may act behind the statement's back (pg_cron's schedule, PostGIS's DropGeometryTable).
+VOLATILE_ALLOWED = frozenset({"random", "random_normal", "gen_random_uuid", "uuid_generate_v4", "clock_timestamp",
+                              "timeofday"})
+VOLATILE_ALLOWED_IN_WRITES = VOLATILE_ALLOWED | {"nextval", "currval", "lastval"}
+FUNCTION_VOLATILITY: ContextVar[Mapping[str, str] | None] = ContextVar("pgcode_function_volatility", default=None)
+"""The current server's volatility per function name ('i', 's' or 'v', the worst overload), set for each call."""
+
+# Relations caller SQL may name only with the admin scope: pgcode's own schema, and the catalogs that hold
+# credentials (pg_read_all_data can read pg_authid's password hashes).
+PRIVATE_SCHEMA = "pgcode"
+CREDENTIAL_CATALOGS = frozenset({"pg_authid", "pg_shadow", "pg_user_mapping", "pg_user_mappings"})
 
 _DML = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
 # Utility statements with a reason they are never taken from callers.
@@ -101,6 +120,43 @@ def denied_function(node: Any, allowed: frozenset[str] = frozenset()) -> str | N
                 continue
             if base in DENIED_FUNCTIONS or base.startswith(DENIED_PREFIXES):
                 return full
+    return None
+
+
+def called_functions(node: Any) -> frozenset[str]:
+    """The unqualified, lower-cased names of the functions called anywhere below `node`."""
+    return frozenset(_function_name(n).rsplit(".", 1)[-1] for n in walk(node) if isinstance(n, ast.FuncCall))
+
+
+def volatile_function(functions: frozenset[str], allowed: frozenset[str]) -> str | None:
+    """The first function that fails the volatility gate, or None. Unknown names count as volatile.
+
+    Without the server's catalog at hand (FUNCTION_VOLATILITY unset) nothing is refused here: the
+    per-scope database role is the wall, this gate only gives the early, clear error.
+    """
+    known = FUNCTION_VOLATILITY.get()
+    if known is None:
+        return None
+    for name in sorted(functions - allowed):
+        if known.get(name, "v") == "v":
+            return name
+    return None
+
+
+def protected_relation(node: Any) -> str | None:
+    """The first relation below `node` that only admin may name: pgcode's schema or a credentials catalog."""
+    for n in walk(node):
+        if isinstance(n, ast.RangeVar) and n.relname:
+            schema, name = (n.schemaname or "").lower(), n.relname.lower()
+            if schema == PRIVATE_SCHEMA or (schema in ("", "pg_catalog") and name in CREDENTIAL_CATALOGS):
+                return f"{schema}.{name}" if schema else name
+    return None
+
+
+def _refused_function(node: Any) -> str | None:
+    for name in called_functions(node):
+        if name in REFUSED_FUNCTIONS:
+            return REFUSED_FUNCTIONS[name]
     return None
 
 
@@ -190,6 +246,21 @@ def _read_verdict(text: str) -> str | None:
     return _read_problem(_single(text))
 
 
+@lru_cache(maxsize=512)
+def read_scope(text: str) -> Scope:
+    """The scope a read needs: admin when it names pgcode's own schema or a credentials catalog, write to plan a
+    write (EXPLAIN without ANALYZE), else read."""
+    try:
+        node = _single(text)
+    except ToolError:
+        return Scope.READ  # check_read reports the problem itself
+    if protected_relation(node):
+        return Scope.ADMIN
+    if isinstance(node, ast.ExplainStmt) and isinstance(node.query, _DML):
+        return Scope.WRITE  # PostgreSQL checks a write's privileges when it plans it (READ ONLY still holds)
+    return Scope.READ
+
+
 @dataclass(frozen=True, slots=True)
 class WriteStatement:
     """What pg_write_query learned about its statement."""
@@ -197,6 +268,13 @@ class WriteStatement:
     kind: str
     scope: Scope
     autocommit: bool
+    functions: frozenset[str] = frozenset()
+
+    def scope_now(self) -> Scope:
+        """The scope with the volatility gate applied: a write calling a volatile function needs admin."""
+        if self.scope is Scope.WRITE and volatile_function(self.functions, VOLATILE_ALLOWED_IN_WRITES):
+            return Scope.ADMIN
+        return self.scope
 
 
 @lru_cache(maxsize=512)
@@ -210,6 +288,9 @@ def classify(node: ast.Node) -> WriteStatement:
     for refused, why in _REFUSED.items():
         if isinstance(node, refused):
             raise _refuse(f"{_kind(node)} is refused: {why}")
+    why_not = _refused_function(node)
+    if why_not:
+        raise _refuse(why_not)
     if isinstance(node, ast.CopyStmt):
         if node.is_program:
             raise _refuse("COPY ... PROGRAM runs a program on the database server and is refused")
@@ -222,10 +303,11 @@ def classify(node: ast.Node) -> WriteStatement:
         # EXPLAIN ANALYZE runs its statement: EXPLAIN ANALYZE CREATE TABLE AS is still DDL.
         inner = classify(node.query) if node.query is not None else None
         return WriteStatement(kind, inner.scope if inner else Scope.ADMIN, autocommit=False)
-    denied = denied_function(node)
+    denied = denied_function(node) or protected_relation(node)
     if isinstance(node, (ast.SelectStmt, ast.VariableShowStmt, *_DML)):
         into = any(isinstance(n, ast.SelectStmt) and n.intoClause is not None for n in walk(node))
-        return WriteStatement(kind, Scope.ADMIN if denied or into else Scope.WRITE, autocommit=False)
+        return WriteStatement(kind, Scope.ADMIN if denied or into else Scope.WRITE, autocommit=False,
+                              functions=called_functions(node))
     return WriteStatement(kind, Scope.ADMIN, autocommit=_needs_autocommit(node))
 
 
@@ -244,12 +326,12 @@ def _needs_autocommit(node: ast.Node) -> bool:
 
 
 def statements_scope(texts: list[str]) -> Scope:
-    """The scope a list of statements needs: the highest any of them needs."""
-    return max((analyze_write(t).scope for t in texts), key=lambda s: s.rank, default=Scope.WRITE)
+    """The scope a list of statements needs: the highest any of them needs, volatility gate included."""
+    return max((analyze_write(t).scope_now() for t in texts), key=lambda s: s.rank, default=Scope.WRITE)
 
 
 @lru_cache(maxsize=1024)
-def _fragment_text(fragment: str) -> str:
+def _fragment_text(fragment: str) -> tuple[str, frozenset[str]]:
     try:
         stmts = parse_sql(f"SELECT 1 WHERE {fragment}\n")
     except ParseError as exc:
@@ -268,10 +350,20 @@ def _fragment_text(fragment: str) -> str:
     problem = _shared_problem(node.whereClause)
     if problem:
         raise _refuse(problem)
+    relation = protected_relation(node.whereClause)
+    if relation:
+        raise _refuse(f"a where condition cannot read {relation}: it is private to pgcode or holds credentials")
     # Re-emit from the tree: comments and any trailing text are gone, so nothing else reaches SQL.
-    return str(RawStream()(node.whereClause))
+    return str(RawStream()(node.whereClause)), called_functions(node.whereClause)
 
 
 def where_fragment(fragment: str) -> sql.Composable:
     """A caller's `where` condition, checked and rebuilt from its parse tree, in parentheses."""
-    return sql.SQL("({})").format(sql.SQL(_fragment_text(fragment)))
+    text, functions = _fragment_text(fragment)
+    volatile = volatile_function(functions, VOLATILE_ALLOWED)
+    if volatile:
+        raise _refuse(f"the function {volatile}() is not allowed in a where condition: it is not IMMUTABLE or "
+                      "STABLE, so it could act beyond the rows it filters",
+                      hint="filter with plain comparisons; an administrator can run such a statement with "
+                           "pg_write_query")
+    return sql.SQL("({})").format(sql.SQL(text))

@@ -557,7 +557,7 @@ async def test_extensions_absent_give_extension_missing_with_a_hint(dsn: str) ->
                 assert q(c, "SELECT extname FROM pg_extension ORDER BY 1") == [("plpgsql",)]
 
 
-async def test_extensions_in_their_own_schema_work(dsn: str) -> None:
+async def test_extensions_in_their_own_sql_work(dsn: str) -> None:
     """unaccent, pg_trgm and fuzzystrmatch installed in a schema off the search_path; a damerau function beside."""
     missing = [e for e in ("unaccent", "pg_trgm", "fuzzystrmatch") if not _available(dsn, e)]
     if missing:

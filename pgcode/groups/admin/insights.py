@@ -35,7 +35,7 @@ class AppendInsightIn(ToolInput):
     limit: int = Field(20, ge=1, le=1000, description="When listing: most insights to return, newest first")
 
 
-@tool(group="admin", effect=Effect.READ, tx=TxMode.READ_WRITE)
+@tool(group="admin", effect=Effect.READ, tx=TxMode.READ_WRITE, own_sql=True)
 async def append_insight(ctx: ToolContext, args: AppendInsightIn) -> dict[str, Any]:
     """Record a business insight in pgcode's memo and return it with the count; without `insight`, list them.
 

@@ -17,7 +17,7 @@ from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups.performance._shared import QUERY_TEXT_MAX
 from pgcode.groups.performance.explain import Kind, Statement, inspect
 from pgcode.groups.performance.statements import select_statements
-from pgcode.types import Effect
+from pgcode.types import Effect, Scope
 
 _MAX_SQL = 1_000_000
 
@@ -138,7 +138,12 @@ class AnalyzeQueryIndexesIn(ToolInput):
                                                                 "this share (0-1)")
 
 
-@tool(group="core", effect=Effect.READ)
+def _plan_scope(args: AnalyzeQueryIndexesIn) -> Scope:
+    # Planning an UPDATE or DELETE needs its privileges: the write role plans it, in a READ ONLY transaction.
+    return inspect(args.sql).kind.scope
+
+
+@tool(group="core", effect=Effect.READ, scope_for=_plan_scope)
 async def analyze_query_indexes(ctx: ToolContext, args: AnalyzeQueryIndexesIn) -> dict[str, Any]:
     """Indexes one query needs: DDL, estimated size, cost before and after, and both plans.
 

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
-from pgcode.db.sqlpolicy import analyze_write, check_read
+from pgcode.db.sqlpolicy import analyze_write, check_read, read_scope
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import run_sql
 from pgcode.types import Effect, Scope
@@ -27,12 +27,17 @@ class ReadQueryIn(ToolInput):
                                        description="Run inside this open transaction (pg_transaction_begin)")
 
 
-@tool(group="core", effect=Effect.READ)
+def _read_scope(args: ReadQueryIn) -> Scope:
+    return read_scope(args.sql)
+
+
+@tool(group="core", effect=Effect.READ, scope_for=_read_scope)
 async def read_query(ctx: ToolContext, args: ReadQueryIn) -> dict[str, Any]:
     """Run one read-only SQL statement; returns {rows, rowCount, fields, truncated}.
 
     Checked by a parser (one statement, no writes, no file/session/server functions) and run in a
-    READ ONLY transaction with a statement timeout.
+    READ ONLY transaction with a statement timeout, as the read role. Naming pgcode's own schema or a
+    catalog that holds credentials (pg_authid, pg_shadow, pg_user_mapping) needs the admin scope.
     """
     check_read(args.sql)
     if args.transaction_id:
@@ -53,14 +58,16 @@ class WriteQueryIn(ToolInput):
 
 
 def _write_scope(args: WriteQueryIn) -> Scope:
-    return analyze_write(args.sql).scope
+    return analyze_write(args.sql).scope_now()
 
 
 @tool(group="core", effect=Effect.WRITE, scope_for=_write_scope)
 async def write_query(ctx: ToolContext, args: WriteQueryIn) -> dict[str, Any]:
     """Run one statement that changes data or schema; returns {command, rowCount} and any RETURNING rows.
 
-    DML needs the write scope, DDL the admin scope. DO, COPY, SET and transaction control are refused.
+    DML needs the write scope, DDL the admin scope, and so does DML calling a function that is not
+    IMMUTABLE or STABLE (beyond random(), nextval() and the like). DO, COPY, SET and transaction control
+    are refused.
     VACUUM, CREATE INDEX CONCURRENTLY and the like run outside a transaction.
     """
     stmt = analyze_write(args.sql)

@@ -82,12 +82,18 @@ class ExplainIn(ToolInput):
     settings: bool = Field(False, description="List non-default planner settings that shaped the plan (SETTINGS)")
 
 
-@tool(group="performance", effect=Effect.READ)
+def _plan_scope(args: ExplainIn) -> Scope:
+    # PostgreSQL checks a write's privileges when it plans it: planning a write needs the write role.
+    return inspect(args.sql).kind.scope
+
+
+@tool(group="performance", effect=Effect.READ, scope_for=_plan_scope)
 async def explain(ctx: ToolContext, args: ExplainIn) -> dict[str, Any]:
     """Show a statement's execution plan with estimated cost and rows, without running it.
 
-    Writes are planned only. A statement with $n placeholders and no params gets a generic plan on
-    PostgreSQL 16+ (UNSUPPORTED_VERSION before; pass params there).
+    Writes are planned only, in a READ ONLY transaction; planning one needs the write scope. A statement
+    with $n placeholders and no params gets a generic plan on PostgreSQL 16+ (UNSUPPORTED_VERSION before;
+    pass params there).
     """
     stmt = inspect(args.sql)
     generic = _needs_generic_plan(ctx, stmt, args.params, analyze=False)

@@ -1,0 +1,56 @@
+"""Fair shares of the connection pool: no principal takes every connection, and one stays free for admin.
+
+A call takes a slot before it takes a pooled connection: one of its principal's (PGCODE_MAX_CALLS_PER_PRINCIPAL,
+default pool size - 2) and, unless the principal holds the admin scope, one of the pool size - 1 that non-admin
+calls share. A wait that outlasts the pool timeout answers BUSY (HTTP 503 with Retry-After), never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from pgcode.errors import busy
+from pgcode.settings import Settings
+
+
+class _Slots:
+    """A counting semaphore that knows how many hold it, so idle ones can be forgotten."""
+
+    def __init__(self, size: int) -> None:
+        self.semaphore = asyncio.Semaphore(size)
+        self.holders = 0
+
+
+class FairShare:
+    def __init__(self, settings: Settings) -> None:
+        self.per_principal = settings.calls_per_principal
+        self.timeout_s = settings.pool_timeout_s
+        self._shared = _Slots(max(1, settings.pool_max_size - 1))
+        self._principals: dict[str, _Slots] = {}
+
+    @asynccontextmanager
+    async def slot(self, principal: str, *, admin: bool) -> AsyncIterator[None]:
+        """Hold a share of the pool for one call of `principal`."""
+        own = self._principals.get(principal)
+        if own is None:
+            own = self._principals[principal] = _Slots(self.per_principal)
+        own.holders += 1
+        try:
+            async with AsyncExitStack() as stack:
+                await self._take(stack, own, f"{principal} already runs {self.per_principal} database calls at once")
+                if not admin:
+                    await self._take(stack, self._shared, "every connection non-admin calls may use is taken")
+                yield
+        finally:
+            own.holders -= 1
+            if own.holders == 0:
+                self._principals.pop(principal, None)
+
+    async def _take(self, stack: AsyncExitStack, slots: _Slots, why: str) -> None:
+        try:
+            await asyncio.wait_for(slots.semaphore.acquire(), self.timeout_s)
+        except TimeoutError:
+            raise busy(why) from None
+        stack.callback(slots.semaphore.release)
