@@ -128,7 +128,11 @@ def view_query(text: str) -> sql.SQL:
         raise ToolError(ErrorCode.INVALID_INPUT, f"the view query must be a SELECT or WITH query, not {kind}")
     if any(isinstance(n, ast.ParamRef) for n in walk(node)):
         raise ToolError(ErrorCode.INVALID_INPUT, "a view query cannot use $n parameters")
-    check_read(text)  # no data-modifying WITH, SELECT INTO, FOR UPDATE or denied function
+    try:
+        check_read(text)  # no data-modifying WITH, SELECT INTO, FOR UPDATE or denied function
+    except ToolError as exc:
+        raise ToolError(ErrorCode.INVALID_INPUT, f"the view query is refused: {exc.message}",
+                        hint="a view is defined by one query that only reads") from None
     return sql.SQL(str(RawStream()(node)))
 
 
