@@ -36,9 +36,9 @@ class GeoIndexOptimizeIn(ToolInput):
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS)
 async def geo_index_optimize(ctx: ToolContext, args: GeoIndexOptimizeIn) -> dict[str, Any]:
-    """Spatial indexes with size and use (idx_scan), geometry columns, and what to change: missing, unused,
-    invalid or duplicate spatial indexes.
+    """Spatial indexes with size and use (idx_scan), and advice: missing, unused, invalid or duplicate ones.
 
+    Missing means a geometry or geography column of a table with at least minRows rows and no spatial index.
     Scan counts are since the statistics were last reset; a table's rows are the larger of the planner's
     estimate and the live-row count.
     """
@@ -104,8 +104,7 @@ class GeoClusterIn(TableRef):
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS)
 async def geo_cluster(ctx: ToolContext, args: GeoClusterIn) -> dict[str, Any]:
-    """Groups a table's geometries into clusters (ST_ClusterDBSCAN or ST_ClusterKMeans): each row's cluster,
-    and per cluster its size and centroid.
+    """Clusters a table's geometries with DBSCAN or K-means: each row's cluster, each cluster's size and centroid.
 
     DBSCAN leaves outliers without a cluster (`cluster: null`, counted in `noise`). At most maxRows
     geometries are clustered; larger inputs are refused, so narrow them with `where`.

@@ -39,9 +39,9 @@ class GeocodeIn(ToolInput):
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS)
 async def geocode(ctx: ToolContext, args: GeocodeIn) -> dict[str, Any]:
-    """A point geometry built from latitude/longitude, as GeoJSON, WKT and EWKT (optionally in another SRID).
+    """A point built from latitude/longitude (it does not look addresses up), as GeoJSON, WKT and EWKT.
 
-    It does not look addresses up (no geocoding service is called): it only turns coordinates into a point.
+    No geocoding service is called: it only turns coordinates into a point, optionally in another SRID.
     """
     target = await srid_info(ctx, args.srid)
     row = await ctx.fetchone(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import shapely.geometry
 from psycopg import sql
 from pydantic import Field
 
@@ -151,8 +152,7 @@ class IntersectionIn(TableQueryIn):
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS)
 async def intersection(ctx: ToolContext, args: IntersectionIn) -> dict[str, Any]:
-    """Rows whose geometry intersects a given geometry (ST_Intersects; touching counts), optionally with the overlap.
-    """
+    """Rows whose geometry intersects a given geometry (touching counts), optionally with the shared part."""
     geo, _ = await geometry_param(ctx, args.geometry, args.srid)
     tg = await table_geo(ctx, args.schema_name, args.table_name, args.column)
     m = await measure(ctx, tg.geo, None)
@@ -186,8 +186,7 @@ async def bounding_box(ctx: ToolContext, args: BoundingBoxIn) -> dict[str, Any]:
     """Rows whose geometry lies in (or touches) a rectangle given by its west/south/east/north edges."""
     if not (args.xmin < args.xmax and args.ymin < args.ymax):
         raise ToolError(ErrorCode.INVALID_INPUT, "the box needs xmin < xmax and ymin < ymax")
-    box = f"POLYGON(({args.xmin!r} {args.ymin!r}, {args.xmax!r} {args.ymin!r}, {args.xmax!r} {args.ymax!r}, " \
-          f"{args.xmin!r} {args.ymax!r}, {args.xmin!r} {args.ymin!r}))"
+    box = shapely.geometry.mapping(shapely.geometry.box(args.xmin, args.ymin, args.xmax, args.ymax))
     geo, _ = await geometry_param(ctx, box, args.srid, "box")
     tg = await table_geo(ctx, args.schema_name, args.table_name, args.column)
     m = await measure(ctx, tg.geo, False)  # a box's edges are lines of constant x and y: planar
