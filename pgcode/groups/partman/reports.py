@@ -105,7 +105,8 @@ async def _health(ctx: ToolContext, pm: Partman, cfg: dict[str, Any]) -> dict[st
                missingPremade=missing)
     if missing:
         issues.append(_issue("warning", "missing_premade", f"{len(future)} future partitions, premake is "
-                             f"{cfg['premake']}: run pg_partman_run_maintenance"))
+                             f"{cfg['premake']}: run pg_partman_run_maintenance (time sets get partitions ahead of "
+                             "their newest data unless infinite_time_partitions is on)"))
     gaps = [{"after": f"{a['schema']}.{a['table']}", "before": f"{b['schema']}.{b['table']}", "from": a[end],
              "to": b[start]} for a, b in pairwise(parts) if a[end] != b[start]]
     out["gaps"] = gaps
