@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pydantic import SecretStr
 
 from pgcode.core.runtime import Runtime
 from pgcode.errors import ToolError
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL, Principal, Scope
 from tests.fix_db import Call, assert_tool_error
 
@@ -16,6 +21,7 @@ pytestmark = pytest.mark.anyio
 
 READER = Principal.with_scope("reader", Scope.READ)
 WRITER = Principal.with_scope("writer", Scope.WRITE)
+BARE_DB = "t_citext_bare"
 
 
 def one(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
@@ -40,28 +46,60 @@ async def citext(call: Call, conn: psycopg.Connection[Any]) -> None:
     assert installed(conn)
 
 
-async def test_create_extension(call: Call, conn: psycopg.Connection[Any], rt: Runtime) -> None:
-    """Without citext, the tools that need it say so and the catalog-only ones still answer; then it is created."""
-    if not installed(conn):
+@pytest.fixture(scope="module")
+def bare_dsn(dsn: str) -> Iterator[str]:
+    """A database of this module's own without citext (dropped afterwards)."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BARE_DB)))
+        c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(BARE_DB)))
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = BARE_DB
+    yield make_conninfo("", **params)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BARE_DB)))
+
+
+async def test_without_the_extension_then_created(bare_dsn: str, settings: Settings) -> None:
+    """Without citext the tools that need it say so, the catalog-only ones and search still answer; then it is
+    created, and compare works."""
+    with psycopg.connect(bare_dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE users (email text); INSERT INTO users VALUES ('Alice@Example.com'), ('bob@x.org')")
+    async with Runtime(settings.model_copy(update={"database_url": SecretStr(bare_dsn)})) as bare:
         for name, args in (("pg_citext_compare", {"value1": "a", "value2": "A"}),
-                           ("pg_citext_convert_column", {"table": "x", "column": "y"})):
+                           ("pg_citext_convert_column", {"table": "users", "column": "email"})):
             with pytest.raises(ToolError) as exc:
-                await call(name, args)
+                await bare.invoke(name, args, LOCAL_PRINCIPAL)
             err = assert_tool_error(exc, "EXTENSION_MISSING", "citext")
             assert err.hint == "create it with pg_citext_create_extension"
-        listed = await call("pg_citext_list_columns", {}, READER)
+        listed = await bare.invoke("pg_citext_list_columns", {}, READER)
         assert listed["extension_installed"] is False and listed["columns"] == []
-        out = await call("pg_citext_create_extension", {})
-        assert out["created"] is True
-    else:
-        out = await call("pg_citext_create_extension", {})
-        assert out["created"] is False
+        found = await bare.invoke("pg_citext_search", {"table": "users", "column": "email",
+                                                       "value": "alice@example.com"}, READER)
+        assert found["rows"] == [{"email": "Alice@Example.com"}] and found["match"] == "lower() ="
+        advice = await bare.invoke("pg_citext_schema_advisor", {"table": "users"}, READER)
+        assert advice["next_steps"][0] == "pg_citext_create_extension"
+
+        out = await bare.invoke("pg_citext_create_extension", {}, LOCAL_PRINCIPAL)
+        assert out["created"] is True and out["schema"] == "public" and bare.db.caps.has_extension("citext")
+        assert (await bare.invoke("pg_citext_create_extension", {}, LOCAL_PRINCIPAL))["created"] is False
+        cmp = await bare.invoke("pg_citext_compare", {"value1": "a", "value2": "A"}, READER)
+        assert cmp["equal"] is True
+        converted = await bare.invoke("pg_citext_convert_column", {"table": "users", "column": "email"},
+                                      LOCAL_PRINCIPAL)
+        assert converted["converted"] is True
+    with psycopg.connect(bare_dsn) as c:
+        assert one(c, "SELECT extversion FROM pg_extension WHERE extname = 'citext'") == out["version"]
+        assert one(c, "SELECT count(*) FROM users WHERE email = 'ALICE@example.com'") == 1
+
+
+async def test_create_extension_where_installed(call: Call, conn: psycopg.Connection[Any], rt: Runtime,
+                                                citext: None) -> None:
+    out = await call("pg_citext_create_extension", {})
+    assert out["created"] is False
     assert out["version"] == one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'citext'")
     assert out["schema"] == one(conn, "SELECT extnamespace::regnamespace::text FROM pg_extension "
                                       "WHERE extname = 'citext'")
     assert rt.db.caps.has_extension("citext")
-    again = await call("pg_citext_create_extension", {})
-    assert again["created"] is False
 
 
 async def test_convert_keeps_indexes_valid(call: Call, conn: psycopg.Connection[Any], schema: str,
