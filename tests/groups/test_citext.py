@@ -289,3 +289,22 @@ async def test_code_mode_seed_names(rt: Runtime, schema: str, people: str, citex
     out = await rt.invoke("pg_execute_code", {"code": code, "readonly": True}, LOCAL_PRINCIPAL)
     assert out["success"], out
     assert out["result"] == {"emails": ["Alice@Example.com", "alice@example.com"], "equal": True}
+
+
+async def test_convert_a_partitioned_table(call: Call, conn: psycopg.Connection[Any], schema: str,
+                                           citext: None) -> None:
+    conn.execute(f"CREATE TABLE {schema}.signups (id int, email text) PARTITION BY RANGE (id); "
+                 f"CREATE TABLE {schema}.signups_1 PARTITION OF {schema}.signups FOR VALUES FROM (0) TO (100); "
+                 f"CREATE TABLE {schema}.signups_2 PARTITION OF {schema}.signups FOR VALUES FROM (100) TO (200); "
+                 f"CREATE INDEX signups_email ON {schema}.signups (email); "
+                 f"INSERT INTO {schema}.signups VALUES (1, 'Ann@X.org'), (150, 'ben@x.org')")
+    with pytest.raises(ToolError) as exc:
+        await call("pg_citext_convert_column", {"table": "signups_1", "schema": schema, "column": "email"})
+    assert_tool_error(exc, "CONFLICT", "inherited column")
+    out = await call("pg_citext_convert_column", {"table": "signups", "schema": schema, "column": "email"})
+    assert out["converted"] and [i["name"] for i in out["indexes"]] == ["signups_email"]
+    for part in ("signups", "signups_1", "signups_2"):
+        assert column_type(conn, schema, part, "email") == "citext"
+    assert one(conn, "SELECT count(*) FROM pg_index WHERE indrelid IN (%s::regclass, %s::regclass) AND indisvalid",
+               f"{schema}.signups_1", f"{schema}.signups_2") == 2
+    assert one(conn, f"SELECT id FROM {schema}.signups WHERE email = 'ANN@x.org'") == 1
