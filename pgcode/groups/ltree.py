@@ -14,7 +14,7 @@ from pgcode.core.context import ToolContext, savepoint
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups._common import IDENT_MAX, TableRef
+from pgcode.groups._common import IDENT_MAX, TableRef, expression
 from pgcode.groups._tabular import TEXT_TYPES, Table, extension_schema, fetch_limited, table_info, where_clause
 from pgcode.types import Effect
 
@@ -292,8 +292,15 @@ async def ltree_convert_column(ctx: ToolContext, args: ConvertColumnIn) -> dict[
                         hint="drop them, convert the column, then recreate them (for a view, pg_get_viewdef gives "
                              "its definition)", details={"blocking": blocking})
     await _refuse_invalid_values(ctx, lt, table, args.column)
+    # ALTER ... TYPE cannot cast a text default on its own: drop it, then set it again cast to ltree.
+    default = next((d["definition"] for d in dependents if d["kind"] == "default"), None)
+    column = sql.Identifier(args.column)
     alter = sql.SQL("ALTER TABLE {t} ALTER COLUMN {c} TYPE {lt} USING {c}::text::{lt}").format(
-        t=table.ident, c=sql.Identifier(args.column), lt=lt.type())
+        t=table.ident, c=column, lt=lt.type())
+    if default is not None:
+        alter = sql.SQL("ALTER TABLE {t} ALTER COLUMN {c} DROP DEFAULT, ALTER COLUMN {c} TYPE {lt} USING "
+                        "{c}::text::{lt}, ALTER COLUMN {c} SET DEFAULT ({d})::text::{lt}").format(
+            t=table.ident, c=column, lt=lt.type(), d=expression(default, "default"))
     try:
         async with savepoint(ctx, "ltree_convert"):
             await ctx.execute(alter)
