@@ -142,11 +142,12 @@ async def pgcrypto_hmac(ctx: ToolContext, args: HmacIn) -> dict[str, Any]:
 
 
 class Cipher(StrEnum):
+    """PGP ciphers every pgcrypto build offers: OpenSSL 3 leaves bf and cast5 out unless its legacy provider
+    is loaded."""
+
     AES128 = "aes128"
     AES192 = "aes192"
     AES256 = "aes256"
-    BF = "bf"
-    CAST5 = "cast5"
     DES3 = "3des"
 
 
