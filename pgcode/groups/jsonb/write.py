@@ -132,6 +132,45 @@ async def jsonb_strip_nulls(ctx: ToolContext, args: StripNullsIn) -> dict[str, A
     return await _update(ctx, target, bind, cond, new, matched, None)
 
 
+class ArrayAppendIn(WriteRowsIn):
+    path: PathArg = Field(description=f"The array to append to: {PATH_HELP}; empty means the column's value itself")
+    value: Any = Field(description="The value to append: any JSON (an array is appended as one element)")
+
+
+@tool(group="jsonb", effect=Effect.WRITE)
+async def jsonb_array_append(ctx: ToolContext, args: ArrayAppendIn) -> dict[str, Any]:
+    """Append a value to the jsonb array at a path for the chosen rows; returns rowsChanged and rowsMatched.
+
+    Every chosen row must hold an array there: a missing path, or a value that is not an array (an object,
+    a string, null, a NULL column) in any chosen row, is refused with the rows concerned, and nothing is changed.
+    """
+    path = parse_path(args.path)
+    target, bind, cond = await _prepare(ctx, args, "pg_jsonb_array_append")
+    matched = await _check(ctx, target, bind, cond, target.doc, path, "set-existing", "pg_jsonb_array_append",
+                           args.all_rows)
+    found = sql.SQL("jsonb_typeof({} #> {})").format(target.doc, bind.path(path))
+    not_array = sql.SQL("{} IS DISTINCT FROM 'array'").format(found)
+    rows = await ctx.fetch(sql.SQL("SELECT {found} AS found, count(*) AS n, (array_agg({key}))[1:3] AS examples "
+                                   "FROM {t} WHERE {cond}{not_array} GROUP BY 1 ORDER BY 2 DESC").format(
+        found=found, key=target.row_key(bind), t=target.ident, not_array=not_array,
+        cond=sql.SQL("({}) AND ").format(cond) if cond is not None else sql.SQL("")), bind.params)
+    if rows:
+        total = sum(r["n"] for r in rows)
+        kinds = ", ".join(f"{r['found'] or 'SQL NULL'} in {r['n']}" for r in rows)
+        raise ToolError(ErrorCode.INVALID_INPUT,
+                        f"pg_jsonb_array_append: the value at {show_path(path)} is not an array in {total} row(s) "
+                        f"of {target.name} ({kinds}); nothing was changed",
+                        hint="narrow where/key to rows holding an array there, or use pg_jsonb_set to create one",
+                        details={"rows": total, "found": [{"type": r["found"], "rows": r["n"],
+                                                           "examples": r["examples"]} for r in rows]})
+    appended = sql.SQL("jsonb_build_array({})").format(bind.json(args.value))
+    new: sql.Composable = sql.SQL("{} || {}").format(target.doc, appended)
+    if path:
+        new = sql.SQL("jsonb_set({doc}, {path}, ({doc} #> {path}) || {appended})").format(
+            doc=target.doc, path=bind.path(path), appended=appended)
+    return await _update(ctx, target, bind, cond, new, matched, path)
+
+
 # ---------------------------------------------------------------- shared steps
 
 Cond = sql.Composable | None  # None: every row, as allRows asked
