@@ -47,6 +47,10 @@ class Settings(BaseModel):
     rate_limit_code: str = Field("60/minute", description="code executions per principal, `limits` notation")
     redis_url: SecretStr | None = Field(None, description="Redis for rate limits shared by several processes")
     audit_retention_days: int = Field(30, ge=1, le=3650)
+    backup_dir: Path | None = Field(None, description="directory the backup tools may read and write files in")
+    snapshot_max_bytes: int = Field(50 * 1024 * 1024, ge=0, le=10 * 1024**3,
+                                    description="largest table data a pre-mutation snapshot keeps (COPY bytes)")
+    dump_timeout_s: float = Field(300.0, gt=0, le=86_400, description="pg_dump runs longer are stopped")
 
     @property
     def auth_enabled(self) -> bool:
