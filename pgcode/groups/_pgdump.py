@@ -141,8 +141,10 @@ async def run_pg_dump(ctx: ToolContext, args: list[str], *, max_bytes: int) -> D
         raise
     if not truncated and proc.returncode != 0:
         message = redact(err.decode("utf-8", "replace"), ctx.settings).strip()
-        last = message.splitlines()[-1] if message else f"exit status {proc.returncode}"
-        raise ToolError(ErrorCode.SQL_ERROR, f"pg_dump failed: {last.removeprefix('pg_dump: error: ')}",
+        lines = message.splitlines()
+        first = next((line for line in lines if line.startswith("pg_dump: error: ")),
+                     lines[-1] if lines else f"exit status {proc.returncode}")
+        raise ToolError(ErrorCode.SQL_ERROR, f"pg_dump failed: {first.removeprefix('pg_dump: error: ')}",
                         details={"stderr": message[-4000:], "exit_status": proc.returncode})
     text = bytes(out[:max_bytes]).decode("utf-8", "replace")
     if truncated:
