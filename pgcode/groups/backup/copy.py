@@ -19,7 +19,7 @@ from pgcode.db.sqlpolicy import check_read, where_fragment
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, TableRef, check_columns, column_types, require_table, split_name
 from pgcode.groups.backup._files import open_for_read, open_for_write
-from pgcode.types import Effect, Scope, TxMode
+from pgcode.types import Effect, Scope
 
 TEXT_MAX_BYTES = 10 * 1024 * 1024  # the result size code mode accepts
 _CHUNK = 256 * 1024
@@ -206,34 +206,40 @@ def _import_scope(args: CopyImportIn) -> Scope:
     return Scope.READ if args.data is None and args.file is None else Scope.WRITE
 
 
-@tool(group="backup", effect=Effect.READ, scope_for=_import_scope, tx=TxMode.READ_WRITE)
+@tool(group="backup", effect=Effect.READ, scope_for=_import_scope)
 async def copy_import(ctx: ToolContext, args: CopyImportIn) -> dict[str, Any]:
     """The COPY FROM command (and psql \\copy) to load CSV, TSV or JSON lines into a table; with data or file, loads it.
 
-    Generating the command needs the read scope; importing rows (from `data`, or a file under
-    PGCODE_BACKUP_DIR) needs write, and runs in one transaction: all rows or none.
+    Generating the command needs the read scope and runs read-only; importing rows (from `data`, or a file under
+    PGCODE_BACKUP_DIR) needs write, and runs in a transaction of its own: all rows or none.
     """
-    schema, table = args.schema_name, args.table_name
-    await require_table(ctx, schema, table)
-    known = await column_types(ctx, schema, table)
-    if args.columns:
-        check_columns(args.columns, known, f"{schema}.{table}")
-    header = args.header and args.format is not CopyFormat.JSONL
     if args.data is None and args.file is None:
-        return await _import_command(ctx, args, header)
+        return await _import_command(ctx, args)
     if ctx.read_only or ctx.settings.read_only:
         raise ToolError(ErrorCode.READ_ONLY, "importing rows changes the database and this call is read-only",
                         hint="leave out `data` and `file` to get the COPY command only")
-    if args.format is CopyFormat.JSONL:
-        rows = await _import_json(ctx, args, known)
-    else:
-        cols = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, args.columns))) if args.columns \
-            else sql.SQL("")
-        query = sql.SQL("COPY {}{} FROM STDIN ({})").format(
-            sql.Identifier(schema, table), cols, _options(ctx, args.format, header))
-        rows = await _copy_in(ctx, query, args)
-    return {"schema": schema, "table": table, "format": args.format.value, "rows": rows,
+    ctx.use_autocommit()  # out of the read-only transaction of a read tool, into one that may write
+    conn = await ctx.conn()
+    async with conn.transaction():
+        known = await _columns(ctx, args)
+        if args.format is CopyFormat.JSONL:
+            rows = await _import_json(ctx, args, known)
+        else:
+            cols = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, args.columns))) if args.columns \
+                else sql.SQL("")
+            query = sql.SQL("COPY {}{} FROM STDIN ({})").format(
+                sql.Identifier(args.schema_name, args.table_name), cols, _options(ctx, args.format, args.header))
+            rows = await _copy_in(ctx, query, args)
+    return {"schema": args.schema_name, "table": args.table_name, "format": args.format.value, "rows": rows,
             "source": "file" if args.file else "data", **({"file": args.file} if args.file else {})}
+
+
+async def _columns(ctx: ToolContext, args: CopyImportIn) -> dict[str, str]:
+    await require_table(ctx, args.schema_name, args.table_name)
+    known = await column_types(ctx, args.schema_name, args.table_name)
+    if args.columns:
+        check_columns(args.columns, known, f"{args.schema_name}.{args.table_name}")
+    return known
 
 
 async def _copy_in(ctx: ToolContext, query: sql.Composed, args: CopyImportIn) -> int:
@@ -272,7 +278,8 @@ async def _import_json(ctx: ToolContext, args: CopyImportIn, known: dict[str, st
         picked=sql.SQL(", ").join(sql.Identifier("r", c) for c in columns)))
 
 
-async def _import_command(ctx: ToolContext, args: CopyImportIn, header: bool) -> dict[str, Any]:
+async def _import_command(ctx: ToolContext, args: CopyImportIn) -> dict[str, Any]:
+    await _columns(ctx, args)
     conn = await ctx.conn()
     target = sql.Identifier(args.schema_name, args.table_name)
     cols = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, args.columns))) if args.columns \
@@ -285,7 +292,7 @@ async def _import_command(ctx: ToolContext, args: CopyImportIn, header: bool) ->
         ).format(o=_JSON_OPTIONS, t=target).as_string(conn)
         out["hint"] = "or pass the lines as `data` (write scope) and this tool loads them"
         return out
-    options = _options(ctx, args.format, header)
+    options = _options(ctx, args.format, args.header)
     out["command"] = sql.SQL("COPY {}{} FROM STDIN ({})").format(target, cols, options).as_string(conn)
     out["psql"] = sql.SQL("\\copy {}{} FROM 'data.{}' WITH ({})").format(
         target, cols, sql.SQL(args.format.value), options).as_string(conn)
