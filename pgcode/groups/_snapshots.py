@@ -49,6 +49,8 @@ async def snapshot_before(ctx: ToolContext, tool: str, kind: str, schema: str, n
     note = None
     if rel["relkind"] in _DATA_KINDS:
         data, rows, note = await _table_data(ctx, rel["oid"], schema, name)
+    elif rel["relkind"] == "p":
+        note = "partitions recreated empty: the rows of a partitioned table are not kept"
     elif kind != "index":
         note = "no rows kept for this kind of object"
     snapshot_id: int = await ctx.fetchval(
@@ -70,9 +72,14 @@ async def object_ddl(ctx: ToolContext, kind: str, schema: str, name: str) -> str
             raise ToolError(ErrorCode.NOT_FOUND, f'index "{schema}"."{name}" does not exist')
         return definition + ";\n"
     pattern = name_pattern(schema, name)
+    relkind = await ctx.fetchval(
+        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s", (schema, name))
+    # A partitioned table goes with its partitions (as DROP TABLE takes them); pg_dump 16+ has the options.
+    children = "-and-children" if relkind == "p" else ""
     # Sequence values (setval) stay in; the rows are kept apart, in COPY format.
-    out = await run_pg_dump(ctx, [*base_args(owner=False, privileges=True), "--table", pattern,
-                                  "--exclude-table-data", pattern], max_bytes=DDL_MAX_BYTES)
+    out = await run_pg_dump(ctx, [*base_args(owner=False, privileges=True), f"--table{children}", pattern,
+                                  f"--exclude-table-data{children}", pattern], max_bytes=DDL_MAX_BYTES)
     if out.truncated:
         raise ToolError(ErrorCode.CONFLICT, f'the DDL of "{schema}"."{name}" is larger than {DDL_MAX_BYTES} bytes')
     return out.text
