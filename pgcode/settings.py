@@ -52,6 +52,10 @@ class Settings(BaseModel):
     write_role: str = Field("pgcode_write", min_length=1, max_length=63, description="database role of write calls")
     max_calls_per_principal: int | None = Field(
         None, ge=1, le=200, description="database calls one principal may run at once (default: pool size - 2)")
+    backup_dir: Path | None = Field(None, description="directory the backup tools may read and write files in")
+    snapshot_max_bytes: int = Field(50 * 1024 * 1024, ge=0, le=10 * 1024**3,
+                                    description="largest table data a pre-mutation snapshot keeps (COPY bytes)")
+    dump_timeout_s: float = Field(300.0, gt=0, le=86_400, description="pg_dump runs longer are stopped")
 
     @property
     def calls_per_principal(self) -> int:

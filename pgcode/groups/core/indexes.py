@@ -15,6 +15,7 @@ from pgcode.db.queries import load_query
 from pgcode.db.sqlpolicy import where_fragment
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, TableRef, require_table, split_name
+from pgcode.groups._snapshots import snapshot_before
 from pgcode.types import Effect
 
 
@@ -126,6 +127,7 @@ async def drop_index(ctx: ToolContext, args: DropIndexIn) -> dict[str, Any]:
                         hint="pg_get_indexes lists the indexes")
     if row is not None and row["relkind"] not in ("i", "I"):
         raise ToolError(ErrorCode.INVALID_INPUT, f'"{schema}"."{name}" is not an index')
+    await snapshot_before(ctx, "pg_drop_index", "index", schema, name)
     await ctx.execute(sql.SQL("DROP INDEX {}{}{}{}").format(
         sql.SQL("CONCURRENTLY ") if args.concurrently else sql.SQL(""),
         sql.SQL("IF EXISTS ") if args.if_exists else sql.SQL(""), sql.Identifier(schema, name),

@@ -13,6 +13,7 @@ from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, TableRef, expression, relation_kind, require_table, split_name, type_name
+from pgcode.groups._snapshots import snapshot_before
 from pgcode.types import Effect
 
 TableType = Literal["table", "partitioned_table", "view", "materialized_view", "foreign_table"]
@@ -158,6 +159,7 @@ async def drop_table(ctx: ToolContext, args: DropTableIn) -> dict[str, Any]:
     if kind is not None and kind not in ("r", "p", "f"):
         raise ToolError(ErrorCode.INVALID_INPUT, f'"{args.schema_name}"."{args.table_name}" is not a table',
                         hint="use pg_drop_view, pg_drop_index or pg_drop_sequence for other objects")
+    await snapshot_before(ctx, "pg_drop_table", "table", args.schema_name, args.table_name)
     await ctx.execute(sql.SQL("DROP TABLE {}{}{}").format(
         sql.SQL("IF EXISTS ") if args.if_exists else sql.SQL(""), args.ident,
         sql.SQL(" CASCADE") if args.cascade else sql.SQL("")))
@@ -173,6 +175,7 @@ class TruncateIn(TableRef):
 async def truncate(ctx: ToolContext, args: TruncateIn) -> dict[str, Any]:
     """Empty a table at once (TRUNCATE), optionally resetting its sequences and cascading to referrers."""
     await require_table(ctx, args.schema_name, args.table_name)
+    await snapshot_before(ctx, "pg_truncate", "table", args.schema_name, args.table_name)
     await ctx.execute(sql.SQL("TRUNCATE {}{}{}").format(
         args.ident, sql.SQL(" RESTART IDENTITY") if args.restart_identity else sql.SQL(""),
         sql.SQL(" CASCADE") if args.cascade else sql.SQL("")))
