@@ -11,7 +11,8 @@ from pgcode.core.registry import load_registry
 
 CATALOG = Path(__file__).parent.parent / "docs" / "TOOLS.md"
 # Groups whose every catalog tool is built; a group joins this set when its last tool lands.
-COMPLETE_GROUPS = {"core", "transactions", "jsonb", "text", "stats", "performance", "monitoring", "admin", "kcache"}
+COMPLETE_GROUPS = {"core", "transactions", "jsonb", "text", "stats", "performance", "monitoring", "admin", "kcache",
+                   "vector"}
 # Tools beyond the 235 of the catalog: code mode and the audit log, in groups of their own.
 EXTRA_TOOLS = {"pg_execute_code", "pg_validate_code", "pg_script_save", "pg_script_list", "pg_script_get",
                "pg_script_update", "pg_script_delete", "pg_script_run", "pg_audit_log",

@@ -153,9 +153,13 @@ class Database:
             await self._pool.close()
             self._pool = None
 
-    async def refresh_capabilities(self) -> Capabilities:
-        async with self.pool.connection() as conn:
+    async def refresh_capabilities(self, conn: Conn | None = None) -> Capabilities:
+        """Read the capabilities again, on `conn` when the caller holds one (a second could wait on a full pool)."""
+        if conn is not None:
             self._caps = await self._read_capabilities(conn)
+            return self._caps
+        async with self.pool.connection() as pooled:
+            self._caps = await self._read_capabilities(pooled)
         return self._caps
 
     @staticmethod

@@ -48,8 +48,9 @@ async def vector_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> 
     existed = await ctx.fetchval("SELECT count(*) > 0 FROM pg_extension WHERE extname = 'vector'")
     schema = sql.SQL(" SCHEMA {}").format(sql.Identifier(args.schema_)) if args.schema_ else sql.SQL("")
     await ctx.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS vector{}").format(schema))
-    caps = await ctx.rt.db.refresh_capabilities()
-    await register_vector_types(await ctx.conn())
+    conn = await ctx.conn()
+    caps = await ctx.rt.db.refresh_capabilities(conn)
+    await register_vector_types(conn)
     return {"extension": "vector", "version": caps.installed.get("vector"), "created": not existed,
             "schema": await extension_schema(ctx, "vector")}
 
