@@ -123,12 +123,20 @@ async def test_search_settings_stay_in_the_call(settings: Settings, vec: str) ->
         inside = await one_rt.invoke("pg_vector_search", {
             **args, "efSearch": 77, "where": "current_setting('hnsw.ef_search') = '77'"}, LOCAL_PRINCIPAL)
         assert len(inside) == 1
+        iterative = await one_rt.invoke("pg_vector_search", {
+            **args, "iterativeScan": "relaxed_order", "probes": 3,
+            "where": "current_setting('hnsw.iterative_scan') = 'relaxed_order' "
+                     "AND current_setting('ivfflat.probes') = '3'"}, LOCAL_PRINCIPAL)
+        assert len(iterative) == 1
         after = await one_rt.invoke("pg_vector_search", {
             **args, "where": "current_setting('hnsw.ef_search') = '40'"}, LOCAL_PRINCIPAL)
         assert len(after) == 1
         out = await one_rt.invoke("pg_read_query", {"sql": "SELECT current_setting('hnsw.ef_search', true) AS v"},
                                   LOCAL_PRINCIPAL)
         assert out["rows"][0]["v"] in (None, "40")
+        out = await one_rt.invoke("pg_read_query", {"sql": "SELECT current_setting('ivfflat.probes', true) AS v"},
+                                  LOCAL_PRINCIPAL)
+        assert out["rows"][0]["v"] in (None, "1")
 
 
 async def test_search_bad_input(call: Call, vec: str) -> None:
