@@ -10,25 +10,16 @@ from typing import Any
 from psycopg import sql
 
 from pgcode.core.context import ToolContext
+from pgcode.db.queries import load_query
 from pgcode.groups._tabular import where_clause
 from pgcode.groups.vector._base import OPCLASS_SUFFIX, Metric, VecColumn, as_floats, vector_text
 from pgcode.groups.vector._search import EXACT, INDEXED, nearest_query, set_local
 
-_INDEXES_SQL = sql.SQL(
-    "SELECT i.relname AS name, am.amname AS method, opc.opcname AS opclass, "
-    "coalesce(i.reloptions, '{}') AS options, pg_relation_size(i.oid) AS size_bytes, x.indisvalid AS valid, "
-    "pg_get_indexdef(i.oid) AS definition "
-    "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am am ON am.oid = i.relam "
-    "JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = x.indkey[0] "
-    "JOIN pg_opclass opc ON opc.oid = x.indclass[0] "
-    "WHERE n.nspname = %s AND c.relname = %s AND a.attname = %s AND am.amname IN ('hnsw', 'ivfflat') "
-    "ORDER BY i.relname")
-
 
 async def vector_indexes(ctx: ToolContext, col: VecColumn) -> list[dict[str, Any]]:
     """The HNSW and IVFFlat indexes on the column, with their operator class, options and size."""
-    rows = await ctx.fetch(_INDEXES_SQL, (col.table.schema, col.table.name, col.name))
+    rows = await ctx.fetch(load_query("vector_indexes"),
+                           {"schema": col.table.schema, "table": col.table.name, "column": col.name})
     for row in rows:
         row["metric"] = next((m.value for m, suffix in OPCLASS_SUFFIX.items() if row["opclass"].endswith(suffix)),
                              None)
