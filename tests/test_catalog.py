@@ -12,7 +12,8 @@ from pgcode.core.registry import load_registry
 CATALOG = Path(__file__).parent.parent / "docs" / "TOOLS.md"
 # Groups whose every catalog tool is built; a group joins this set when its last tool lands.
 COMPLETE_GROUPS = {"core", "transactions", "jsonb", "text", "performance", "admin", "monitoring", "backup", "schema",
-                   "postgis", "partitioning", "stats", "cron", "partman", "kcache", "citext", "ltree", "pgcrypto"}
+                   "vector", "postgis", "partitioning", "stats", "cron", "partman", "kcache", "citext", "ltree",
+                   "pgcrypto"}
 # Tools beyond the 235 of the catalog: code mode and the audit log in groups of their own, and tools for seed
 # names users' scripts call that no catalog tool answers (pg.citext.citextSearch), in the group they belong to.
 EXTRA_TOOLS = {"pg_execute_code", "pg_validate_code", "pg_script_save", "pg_script_list", "pg_script_get",

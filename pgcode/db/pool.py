@@ -75,9 +75,25 @@ class Capabilities:
 async def _configure_types(conn: Conn, caps: Capabilities) -> None:
     """Once per new connection: load vector values as lists (DESIGN: vectors as arrays)."""
     if caps.has_extension("vector"):
-        from pgvector.psycopg import register_vector_async
+        await register_vector_types(conn)
 
+
+async def register_vector_types(conn: Conn, oid: int | None = None) -> bool:
+    """Adapt vector (and halfvec, sparsevec where pgvector has them) on `conn`; False without the extension.
+
+    Also called lazily by the vector tools: a connection opened before CREATE EXTENSION has no adapters yet,
+    and one opened before the extension was dropped and created again knows the old type oid.
+    """
+    known = conn.adapters.types.get("vector")
+    if known is not None and (oid is None or known.oid == oid):
+        return True
+    from pgvector.psycopg import register_vector_async
+
+    try:
         await register_vector_async(conn)
+    except psycopg.ProgrammingError:  # no vector type visible: the extension is not (or no longer) installed
+        return False
+    return True
 
 
 async def _reset(conn: Conn) -> None:
@@ -142,9 +158,13 @@ class Database:
             await self._pool.close()
             self._pool = None
 
-    async def refresh_capabilities(self) -> Capabilities:
-        async with self.pool.connection() as conn:
+    async def refresh_capabilities(self, conn: Conn | None = None) -> Capabilities:
+        """Read the capabilities again, on `conn` when the caller holds one (a second could wait on a full pool)."""
+        if conn is not None:
             self._caps = await self._read_capabilities(conn)
+            return self._caps
+        async with self.pool.connection() as pooled:
+            self._caps = await self._read_capabilities(pooled)
         return self._caps
 
     @staticmethod
