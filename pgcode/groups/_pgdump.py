@@ -104,8 +104,10 @@ async def _version(path: str) -> str:
 async def run_pg_dump(ctx: ToolContext, args: list[str], *, max_bytes: int) -> DumpOutput:
     """Run pg_dump with `args` (plain format to stdout); stop it at max_bytes (truncated) or the timeout."""
     path = pg_dump_path()
+    # The dump runs as the call's role (pgcode_read for a read call), as every other statement of the call does.
+    role = [f"--role={ctx.role}"] if ctx.role else []
     proc = await asyncio.create_subprocess_exec(
-        path, "--no-password", *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        path, "--no-password", *role, *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env=libpq_env(ctx.settings))
     out = bytearray()
     err = bytearray()

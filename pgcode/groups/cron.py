@@ -281,7 +281,7 @@ class ListJobsIn(ToolInput):
     limit: int = Field(1000, ge=1, le=10_000, description="Most jobs to return")
 
 
-@tool(group="cron", effect=Effect.READ, extensions=CRON)
+@tool(group="cron", effect=Effect.READ, extensions=CRON, own_sql=True)
 async def cron_list_jobs(ctx: ToolContext, args: ListJobsIn) -> list[dict[str, Any]]:
     """The scheduled jobs, by jobId: name, schedule, command, database, role and whether active.
 
@@ -305,7 +305,7 @@ class RunDetailsIn(ToolInput):
                        "there were more)")
 
 
-@tool(group="cron", effect=Effect.READ, extensions=CRON)
+@tool(group="cron", effect=Effect.READ, extensions=CRON, own_sql=True)
 async def cron_job_run_details(ctx: ToolContext, args: RunDetailsIn) -> dict[str, Any]:
     """Runs of cron jobs, newest first: status, return message, start and end time, duration in ms."""
     since = await _interval(ctx, args.since) if args.since is not None else None

@@ -13,6 +13,7 @@ from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, TableRef, relation_kind, split_name
+from pgcode.groups._snapshots import snapshot_before
 from pgcode.groups.core.tables import ColumnDef, _column_sql
 from pgcode.types import Effect
 
@@ -302,9 +303,10 @@ async def detach_partition(ctx: ToolContext, args: DetachPartitionIn) -> dict[st
     if mode is DetachMode.FINALIZE and not row["pending"]:
         raise ToolError(ErrorCode.INVALID_INPUT, f'"{schema}"."{name}" has no interrupted concurrent detach to '
                         "finalize")
+    snapshot = await snapshot_before(ctx, "pg_detach_partition", "table", schema, name)
     await ctx.execute(detach_statement(args.ident, sql.Identifier(schema, name), mode))
-    return {"partition": name, "schema": schema, "table": args.table_name, "table_schema": args.schema_name,
-            "detached": True, "mode": mode.value, "bounds_before": row["bounds"]}
+    return {"snapshot_id": snapshot, "partition": name, "schema": schema, "table": args.table_name,
+            "table_schema": args.schema_name, "detached": True, "mode": mode.value, "bounds_before": row["bounds"]}
 
 
 class ListPartitionsIn(TableRef):

@@ -21,6 +21,9 @@ from pgcode.types import Scope
 log = logging.getLogger(__name__)
 
 _PREDEFINED_SINCE = 140000  # pg_read_all_data and pg_write_all_data arrived in PostgreSQL 14
+_PARAMETER_GRANTS_SINCE = 150000  # GRANT SET ON PARAMETER
+# Settings a read call may lower for itself: the pgcrypto tools keep secrets out of the server log with them.
+_QUIET_PARAMETERS = ("log_parameter_max_length", "log_parameter_max_length_on_error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,9 @@ async def setup_roles(conn: Conn, settings: Settings) -> list[str]:
         sql.SQL("GRANT {}, pg_write_all_data TO {}").format(read, write),
         sql.SQL("GRANT {}, {} TO CURRENT_USER").format(read, write),
     ]
+    if int(str(await _fetchval(conn, "SELECT current_setting('server_version_num')"))) >= _PARAMETER_GRANTS_SINCE:
+        statements.append(sql.SQL("GRANT SET ON PARAMETER {} TO {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, _QUIET_PARAMETERS)), read))
     done = []
     async with conn.transaction():
         for statement in statements:
@@ -90,6 +96,11 @@ async def _check(conn: Conn, settings: Settings) -> str | None:
         for parent in needs:
             if not await _fetchval(conn, "SELECT pg_has_role(%s, %s, 'MEMBER')", (name, parent)):
                 return f"{name} is not a member of {parent}; run `pgcode setup`"
+    if version >= _PARAMETER_GRANTS_SINCE:
+        for parameter in _QUIET_PARAMETERS:
+            if not await _fetchval(conn, "SELECT has_parameter_privilege(%s, %s, 'SET')",
+                                   (settings.read_role, parameter)):
+                return f"{settings.read_role} may not SET {parameter}; run `pgcode setup`"
     return None
 
 

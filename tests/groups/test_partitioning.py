@@ -226,6 +226,8 @@ async def test_attach_and_detach(call: Call, conn: psycopg.Connection[Any], sche
     assert partitions_of(conn, schema, "readings")["readings_1"] == "FOR VALUES FROM (100) TO (200)"
 
     out = await call("pg_detach_partition", {"table": "readings", "schema": schema, "partition": "readings_1"})
+    snapshot = out.pop("snapshot_id")  # the detached partition's DDL and rows, kept before it left
+    assert one(conn, "SELECT data_rows FROM pgcode.snapshots WHERE id = %s", snapshot) == 2
     assert out == {"partition": "readings_1", "schema": schema, "table": "readings", "table_schema": schema,
                    "detached": True, "mode": "plain", "bounds_before": "FOR VALUES FROM (100) TO (200)"}
     assert "readings_1" not in partitions_of(conn, schema, "readings")

@@ -55,7 +55,7 @@ class ListBackupsIn(ToolInput):
     limit: int = Field(100, ge=1, le=10_000, description="Most snapshots to return, newest first")
 
 
-@tool(group="backup", effect=Effect.READ)
+@tool(group="backup", effect=Effect.READ, own_sql=True)
 async def audit_list_backups(ctx: ToolContext, args: ListBackupsIn) -> dict[str, Any]:
     """Snapshots taken before destructive tools ran: id, tool, target object, time, kind, and data size."""
     _require_store(ctx)
@@ -120,7 +120,7 @@ def _statements(ddl: str, ignore_sequence_values: bool) -> list[str]:
     return lines
 
 
-@tool(group="backup", effect=Effect.READ)
+@tool(group="backup", effect=Effect.READ, own_sql=True)
 async def audit_diff_backup(ctx: ToolContext, args: DiffBackupIn) -> dict[str, Any]:
     """Unified diff of a snapshot's DDL against the live object's DDL now (what changed since the snapshot)."""
     snap = await _snapshot(ctx, args.id, full=True)

@@ -11,6 +11,7 @@ from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, TableRef, relation_kind, split_name
+from pgcode.groups._snapshots import snapshot_before
 from pgcode.groups.partman._base import (
     PARTMAN,
     OptionalParentIn,
@@ -203,11 +204,12 @@ async def partman_undo_partition(ctx: ToolContext, args: UndoPartitionIn) -> dic
     target = qualified(tschema, ttable)
     if target == parent:
         raise ToolError(ErrorCode.INVALID_INPUT, "the target table must not be the parent itself")
+    snapshot = await snapshot_before(ctx, "pg_partman_undo_partition", "table", args.schema_name, args.table_name)
     created = await _target(ctx, args, tschema, ttable)
     rows = await _undo(ctx, pm, parent, target, args)
     left = await ctx.fetchval(sql.SQL("SELECT count(*) FROM {} WHERE parent_table = %s").format(
         sql.Identifier(pm.schema, "part_config")), (parent,))
-    return {"parentTable": parent, "targetTable": target, "targetCreated": created,
+    return {"snapshotId": snapshot, "parentTable": parent, "targetTable": target, "targetCreated": created,
             "partitionsUndone": rows["partitions_undone"], "rowsUndone": rows["rows_undone"],
             "rowsInTarget": await count_rows(ctx, target), "remainingPartitions": len(await _children_of(ctx, parent)),
             "configRemoved": not left, "keepTable": args.keep_table}

@@ -11,6 +11,7 @@ from psycopg import sql
 from pgcode.core.context import ToolContext
 from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
+from pgcode.groups._snapshots import snapshot_before
 
 MAX_LISTED = 200  # dependents named in a result or error; dependent_count always has them all
 
@@ -42,6 +43,13 @@ async def drop(ctx: ToolContext, target: DropTarget, *, cascade: bool) -> dict[s
             f"({_summary(found)}); nothing was dropped",
             hint="drop the dependents first, or pass cascade: true to drop them together with it",
             details={"dependents": listed, "dependent_count": len(found)})
+    snapshot = None
+    if target.catalog == "pg_class":  # views and sequences; a schema's objects are not snapshotted one by one
+        rel = await ctx.fetchone("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
+                                 "ON n.oid = c.relnamespace WHERE c.oid = %s", (target.oid,))
+        if rel is not None:
+            snapshot = await snapshot_before(ctx, f"pg_drop_{target.keyword.split()[-1].lower()}",
+                                             target.keyword.lower(), rel["nspname"], rel["relname"])
     statement = sql.SQL("DROP {} {} {}").format(
         sql.SQL(target.keyword), target.ident, sql.SQL("CASCADE" if cascade else "RESTRICT"))
     try:
@@ -50,8 +58,8 @@ async def drop(ctx: ToolContext, target: DropTarget, *, cascade: bool) -> dict[s
         raise ToolError(ErrorCode.CONFLICT, f"{target.label} cannot be dropped: {exc.diag.message_primary}; "
                         "nothing was dropped", hint=exc.diag.message_hint,
                         details={"detail": exc.diag.message_detail}) from None
-    return {"dropped": True, "cascade": cascade, "dropped_dependents": listed if cascade else [],
-            "dependent_count": len(found)}
+    return {"dropped": True, "snapshot_id": snapshot, "cascade": cascade,
+            "dropped_dependents": listed if cascade else [], "dependent_count": len(found)}
 
 
 def _summary(found: list[dict[str, Any]]) -> str:
