@@ -67,7 +67,7 @@ def _auth(jwks_file: Path | None = None, tokens: Path | None = None, url: str | 
 
 async def test_valid_jwt_gives_subject_and_expanded_scopes(keys: KeyPair, jwks_file: Path) -> None:
     principal = await _auth(jwks_file).authenticate(keys.token(scope="write"))
-    assert principal.subject == "alice"
+    assert principal.subject == f"jwt:{ISSUER}#alice"
     assert principal.scopes == {Scope.READ, Scope.WRITE}
 
 
@@ -131,10 +131,10 @@ async def test_hs256_signed_with_the_public_key_is_refused(keys: KeyPair, jwks_f
 
 async def test_unknown_kid_refetches_the_key_set_once(keys: KeyPair, jwks_file: Path) -> None:
     auth = _auth(jwks_file)
-    assert (await auth.authenticate(keys.token())).subject == "alice"
+    assert (await auth.authenticate(keys.token())).subject == f"jwt:{ISSUER}#alice"
     rotated = KeyPair("k2")
     await anyio.Path(jwks_file).write_text(json.dumps({"keys": [keys.jwk(), rotated.jwk()]}))  # the issuer rotates
-    assert (await auth.authenticate(rotated.token(sub="bob"))).subject == "bob"
+    assert (await auth.authenticate(rotated.token(sub="bob"))).subject == f"jwt:{ISSUER}#bob"
     stranger = KeyPair("k3")  # never published: refused, and no refetch storm
     with pytest.raises(AuthError, match="unknown key"):
         await auth.authenticate(stranger.token())
@@ -170,7 +170,7 @@ async def test_jwks_url_is_fetched_once_and_cached(keys: KeyPair, jwks_server: t
     url, hits = jwks_server
     auth = _auth(url=url)
     for _ in range(5):
-        assert (await auth.authenticate(keys.token())).subject == "alice"
+        assert (await auth.authenticate(keys.token())).subject == f"jwt:{ISSUER}#alice"
     assert len(hits) == 1
 
 
@@ -184,7 +184,7 @@ async def test_static_tokens_right_wrong_and_revoked_by_editing_the_file(tmp_pat
     _token_file(path, [("ci-bot", "tok-read-123", ["read"]), ("ops", "tok-admin-456", ["admin"])])
     auth = _auth(tokens=path)
     bot = await auth.authenticate("tok-read-123")
-    assert bot.subject == "ci-bot" and bot.scopes == {Scope.READ}
+    assert bot.subject == "static:ci-bot" and bot.scopes == {Scope.READ}
     assert (await auth.authenticate("tok-admin-456")).scopes == {Scope.READ, Scope.WRITE, Scope.ADMIN}
     with pytest.raises(AuthError):
         await auth.authenticate("tok-read-124")
@@ -193,4 +193,4 @@ async def test_static_tokens_right_wrong_and_revoked_by_editing_the_file(tmp_pat
     await anyio.sleep(1.1)  # the file is checked for changes at most once a second
     with pytest.raises(AuthError):
         await auth.authenticate("tok-read-123")
-    assert (await auth.authenticate("tok-admin-456")).subject == "ops"
+    assert (await auth.authenticate("tok-admin-456")).subject == "static:ops"
