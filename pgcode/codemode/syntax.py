@@ -42,6 +42,7 @@ _JS_STACK = 1024 * 1024  # QuickJS's default: what a sandbox worker allows the s
 _COMPILE_MEMORY = 64 * 1024 * 1024
 _SUCRASE_MEMORY = 128 * 1024 * 1024
 
+_KNOWN_QUICKJS = ("0.10.", "0.11.")
 _EVAL_GLOBAL = 0
 _EVAL_COMPILE_ONLY = 1 << 5
 _TAG_EXCEPTION = 6
@@ -78,6 +79,10 @@ def _library_path() -> Path:
 
 def _load() -> ctypes.CDLL:
     lib = ctypes.CDLL(str(_library_path()))
+    lib.JS_GetVersion.restype, lib.JS_GetVersion.argtypes = ctypes.c_char_p, []
+    version = (lib.JS_GetVersion() or b"").decode("ascii", "replace")
+    if not version.startswith(_KNOWN_QUICKJS):  # the declarations below follow this C API
+        raise ImportError(f"dukpy bundles QuickJS-ng {version}; the syntax check knows {', '.join(_KNOWN_QUICKJS)}")
     p, v, size = ctypes.c_void_p, _Value, ctypes.c_size_t
     for name, restype, argtypes in (
         ("JS_NewRuntime", p, []), ("JS_FreeRuntime", None, [p]), ("JS_NewContext", p, [p]),
@@ -290,10 +295,11 @@ def check_sync(code: str) -> dict[str, Any]:
         return {"ok": False, "language": "javascript",
                 "error": _problem("SYNTAX_ERROR", f"{js_failure.text} (the code cannot be compiled: it is nested "
                                                   "too deeply or too large)")}
+    sucrase = _sucrase()
     try:
-        stripped = _sucrase().strip(code)
+        stripped = sucrase.strip(code)
     except _Failure as ts:
-        interrupted = _sucrase().engine.interrupted
+        interrupted = sucrase.engine.interrupted
         if interrupted or _too_deep(ts):
             _drop_sucrase()  # interrupted mid-transform: its context may be unusable
         if interrupted:

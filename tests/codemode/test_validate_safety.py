@@ -133,3 +133,16 @@ async def test_a_large_body_validates_in_milliseconds(rt: Runtime) -> None:
     took = time.monotonic() - started
     assert out["valid"] is True and out["toolCalls"] == ["pg.core.listTables"]
     assert took < 0.5, took
+
+
+async def test_typescript_past_its_budget_is_a_timeout_and_the_next_check_works(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgcode.codemode import syntax
+
+    program = "\n".join(f"const v{i}: Array<number> = [{i}];" for i in range(300)) + "\nreturn v1"
+    monkeypatch.setattr(syntax, "TS_BUDGET_S", 1e-6)
+    late = await rt.invoke("pg_validate_code", {"code": program}, LOCAL_PRINCIPAL)
+    assert late["valid"] is False and late["errors"][0]["code"] == "TIMEOUT", late
+    monkeypatch.undo()
+    again = await rt.invoke("pg_validate_code", {"code": program}, LOCAL_PRINCIPAL)
+    assert again["valid"] is True and again["language"] == "typescript", again
