@@ -67,7 +67,7 @@ def _auth(jwks_file: Path | None = None, tokens: Path | None = None, url: str | 
 
 async def test_valid_jwt_gives_subject_and_expanded_scopes(keys: KeyPair, jwks_file: Path) -> None:
     principal = await _auth(jwks_file).authenticate(keys.token(scope="write"))
-    assert principal.subject == "alice"
+    assert principal.subject == f"jwt:{ISSUER}#alice"
     assert principal.scopes == {Scope.READ, Scope.WRITE}
 
 
@@ -131,10 +131,10 @@ async def test_hs256_signed_with_the_public_key_is_refused(keys: KeyPair, jwks_f
 
 async def test_unknown_kid_refetches_the_key_set_once(keys: KeyPair, jwks_file: Path) -> None:
     auth = _auth(jwks_file)
-    assert (await auth.authenticate(keys.token())).subject == "alice"
+    assert (await auth.authenticate(keys.token())).subject == f"jwt:{ISSUER}#alice"
     rotated = KeyPair("k2")
     await anyio.Path(jwks_file).write_text(json.dumps({"keys": [keys.jwk(), rotated.jwk()]}))  # the issuer rotates
-    assert (await auth.authenticate(rotated.token(sub="bob"))).subject == "bob"
+    assert (await auth.authenticate(rotated.token(sub="bob"))).subject == f"jwt:{ISSUER}#bob"
     stranger = KeyPair("k3")  # never published: refused, and no refetch storm
     with pytest.raises(AuthError, match="unknown key"):
         await auth.authenticate(stranger.token())
@@ -170,7 +170,7 @@ async def test_jwks_url_is_fetched_once_and_cached(keys: KeyPair, jwks_server: t
     url, hits = jwks_server
     auth = _auth(url=url)
     for _ in range(5):
-        assert (await auth.authenticate(keys.token())).subject == "alice"
+        assert (await auth.authenticate(keys.token())).subject == f"jwt:{ISSUER}#alice"
     assert len(hits) == 1
 
 
@@ -184,7 +184,7 @@ async def test_static_tokens_right_wrong_and_revoked_by_editing_the_file(tmp_pat
     _token_file(path, [("ci-bot", "tok-read-123", ["read"]), ("ops", "tok-admin-456", ["admin"])])
     auth = _auth(tokens=path)
     bot = await auth.authenticate("tok-read-123")
-    assert bot.subject == "ci-bot" and bot.scopes == {Scope.READ}
+    assert bot.subject == "static:ci-bot" and bot.scopes == {Scope.READ}
     assert (await auth.authenticate("tok-admin-456")).scopes == {Scope.READ, Scope.WRITE, Scope.ADMIN}
     with pytest.raises(AuthError):
         await auth.authenticate("tok-read-124")
@@ -193,4 +193,54 @@ async def test_static_tokens_right_wrong_and_revoked_by_editing_the_file(tmp_pat
     await anyio.sleep(1.1)  # the file is checked for changes at most once a second
     with pytest.raises(AuthError):
         await auth.authenticate("tok-read-123")
-    assert (await auth.authenticate("tok-admin-456")).subject == "ops"
+    assert (await auth.authenticate("tok-admin-456")).subject == "static:ops"
+
+
+@pytest.mark.parametrize(("claims", "fragment"), [
+    ({"scope": 7}, "scope claim"),
+    ({"scope": {"admin": False}}, "scope claim"),
+    ({"scope": None, "scp": {"admin": True}}, "scp claim"),
+    ({"scope": ["read", 1]}, "scope claim"),
+    ({"scope": True}, "scope claim"),
+    ({"sub": 42}, "not valid"),  # PyJWT checks sub's type itself
+    ({"sub": ["admin"]}, "not valid"),
+    ({"sub": ""}, "sub claim"),
+    ({"sub": "x\ud800"}, "sub claim"),
+])
+async def test_claims_of_the_wrong_type_are_refused(keys: KeyPair, jwks_file: Path, claims: dict[str, Any],
+                                                    fragment: str) -> None:
+    with pytest.raises(AuthError, match=fragment):
+        await _auth(jwks_file).authenticate(keys.token(**claims))
+
+
+async def test_scope_as_a_list_of_strings_is_accepted(keys: KeyPair, jwks_file: Path) -> None:
+    principal = await _auth(jwks_file).authenticate(keys.token(scope=["read", "write"]))
+    assert principal.scopes == {Scope.READ, Scope.WRITE}
+
+
+async def test_issuer_with_a_hash_is_refused_when_any_issuer_is_accepted(keys: KeyPair, jwks_file: Path) -> None:
+    auth = Authenticator(Settings(database_url="", auth_audience=AUDIENCE, auth_jwks_file=jwks_file))
+    with pytest.raises(AuthError, match="iss claim"):
+        await auth.authenticate(keys.token(iss="https://a.test#b"))
+    assert (await auth.authenticate(keys.token(iss="https://a.test"))).subject == "jwt:https://a.test#alice"
+    assert (await auth.authenticate(keys.token(iss=None))).subject == "jwt:#alice"
+
+
+async def test_a_static_subject_and_a_jwt_sub_are_different_principals(keys: KeyPair, jwks_file: Path,
+                                                                        tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    _token_file(path, [("alice", "tok-static-alice", ["read"])])
+    auth = _auth(jwks_file, tokens=path)
+    static = await auth.authenticate("tok-static-alice")
+    jwt_alice = await auth.authenticate(keys.token(sub="alice", scope="read"))
+    assert static.subject == "static:alice" and jwt_alice.subject == f"jwt:{ISSUER}#alice"
+
+
+async def test_token_file_entries_of_the_wrong_type_accept_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    digest = hashlib.sha256(b"tok-1").hexdigest()
+    path.write_text(json.dumps([{"subject": "ops", "sha256": digest, "scopes": "admin"}]))
+    with pytest.raises(AuthError):
+        await _auth(tokens=path).authenticate("tok-1")
+    path.write_text(json.dumps([{"subject": "ops", "sha256": digest, "scopes": ["admin"]}]))
+    assert (await _auth(tokens=path).authenticate("tok-1")).subject == "static:ops"

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from pgcode.codemode import syntax
 from pgcode.codemode.api import SandboxApi
 from pgcode.codemode.bridge import Abort, HostBridge, pending_calls
 from pgcode.codemode.history import History, new_record
@@ -20,7 +21,6 @@ from pgcode.core.runtime import Runtime
 from pgcode.types import Principal
 
 _CODE_RE = re.compile(r"^[A-Z][A-Z_]{1,39}$")
-_VALIDATE_TIMEOUT_MS = 5_000
 INPUT_ERRORS = frozenset({"MISSING_CODE", "INVALID_INPUT"})
 
 
@@ -204,34 +204,11 @@ class CodeMode:
                             "resultBytes": len(value) if err is None else 0},
                 "language": language}
 
-    # -- syntax check (pg_validate_code) ---------------------------------------------------------------
+    # -- syntax check (pg_validate_code, saved scripts) ------------------------------------------------
 
     async def check_syntax(self, code: str) -> dict[str, Any]:
-        """Parse in a worker without running: {ok, language, error?}."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + _VALIDATE_TIMEOUT_MS / 1000
-        try:
-            pool = await self.pool()
-            async with asyncio.timeout_at(deadline):
-                worker = await pool.acquire()
-        except (TimeoutError, PoolClosed, OSError, RuntimeError):
-            return {"ok": False, "error": error("EXECUTION_FAILED", "no sandbox worker was free to check the code")}
-        body = json.dumps({"code": code, "validate": True}).encode()
-        bridge = HostBridge(self.rt, Principal("validate", frozenset()), read_only=True, settings=self.settings)
-        try:
-            meta, _ = await self._converse(worker, body, bridge, deadline)
-        except (TimeoutError, Abort, EOFError, OSError, ProtocolError, ValueError):
-            pool.discard(worker)
-            return {"ok": False, "error": error("EXECUTION_FAILED", "the syntax check did not finish")}
-        except BaseException:
-            pool.discard(worker)
-            raise
-        pool.release(worker)
-        language = meta.get("language") if meta.get("language") in ("javascript", "typescript") else None
-        out: dict[str, Any] = {"ok": meta.get("ok") is True, "language": language}
-        if not out["ok"]:
-            out["error"] = _clean_error(meta.get("error"))
-        return out
+        """Compile without running, in the server and never in a worker: {ok, language, error?}."""
+        return await syntax.check(code)
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -53,16 +53,20 @@ class ValidateCodeIn(ToolInput):
 
 @tool(group="codemode", effect=Effect.READ, tx=TxMode.NONE)
 async def validate_code(ctx: ToolContext, args: ValidateCodeIn) -> dict[str, Any]:
-    """Check code without running it: syntax errors with their line, unknown pg methods, forbidden features."""
+    """Check code without running it: syntax errors with their line, unknown pg methods, forbidden features.
+
+    The code is compiled, never run, and the check does not take a sandbox worker.
+    """
     cm = engine(ctx.rt)
     errors: list[dict[str, Any]] = []
-    size = len(args.code.encode())
+    size = len(args.code.encode("utf-8", "surrogatepass"))
     if not args.code.strip():
         errors.append({"code": "MISSING_CODE", "message": "there is no code", "line": None})
         return {"valid": False, "language": None, "errors": errors, "warnings": [], "toolCalls": []}
     if size > cm.settings.max_code_bytes:
         errors.append({"code": "INVALID_INPUT", "message": f"the code is {size} bytes; code mode takes at most "
                                                            f"{cm.settings.max_code_bytes}", "line": None})
+        return {"valid": False, "language": None, "errors": errors, "warnings": [], "toolCalls": []}
     syntax = await cm.check_syntax(args.code)
     if not syntax["ok"]:
         errors.append(syntax["error"])

@@ -35,8 +35,6 @@ from pgcode.codemode.protocol import MAX_FRAME, Kind, recv_frame, send_frame
 
 _WRAP_HEAD = "\n" * PAD_LINES + "__pgcode_start(); (async () => {\n"
 _WRAP_TAIL = "\n})().then(__pgcode_ok, __pgcode_fail);\n({toJSON: __pgcode_state});"
-_VALIDATE_HEAD = "\n" * PAD_LINES + "(async () => {\n"
-_VALIDATE_TAIL = "\n});0"
 _SETTLE = b"__pgcode_settle(dukpy.r)"
 _REARM_S = 0.005  # after the soft deadline the alarm repeats, so a swallowed one cannot stop it
 
@@ -131,11 +129,6 @@ def _eval(host: _Host, code: bytes, variables: bytes, deadline: float) -> dict[s
     return state
 
 
-def _eval_bare(code: bytes, deadline: float) -> None:
-    with _soft_deadline(deadline):
-        _dukpy.eval_string(_Host(None), code, b"{}")
-
-
 def load_sucrase() -> _Host:
     """A context holding the bundled sucrase build (about 35 ms to load; the zygote does it once)."""
     host = _Host(None)
@@ -166,10 +159,7 @@ class Worker:
             request = json.loads(body)
             deadline = time.monotonic() + arg / 1000
             try:
-                if request.get("validate"):
-                    meta, value = self._validate(request["code"], deadline), b""
-                else:
-                    meta, value = self._run(request, deadline)
+                meta, value = self._run(request, deadline)
             except _SoftTimeout:
                 meta, value = {"ok": False, "error": error("TIMEOUT", "the code ran past its time limit")}, b""
             except MemoryError:
@@ -260,28 +250,6 @@ class Worker:
                                                       f"returns at most {self.config.max_result_bytes}")
             return meta, b""
         return meta, encoded
-
-    def _validate(self, code: str, deadline: float) -> dict[str, Any]:
-        """Parse without running: the code becomes the body of a function that is never called."""
-        user_lines = code.count("\n") + 1
-        try:
-            _eval_bare((_VALIDATE_HEAD + code + _VALIDATE_TAIL).encode(), deadline)
-            return {"ok": True, "language": "javascript"}
-        except JSRuntimeError as exc:
-            compile_error = COMPILE_ERROR_RE.match(str(exc))
-            if compile_error is None:
-                return {"ok": True, "language": "javascript"}  # it parsed; what ran was the code escaping the wrapper
-        stripped, ts_problem = self._strip_types(code, deadline)
-        if stripped is not None:
-            try:
-                _eval_bare((_VALIDATE_HEAD + stripped + _VALIDATE_TAIL).encode(), deadline)
-                return {"ok": True, "language": "typescript"}
-            except JSRuntimeError as exc2:
-                again = COMPILE_ERROR_RE.match(str(exc2))
-                if again is None:
-                    return {"ok": True, "language": "typescript"}
-                return {"ok": False, "language": "typescript", "error": syntax_error(again, user_lines, None)}
-        return {"ok": False, "error": syntax_error(compile_error, user_lines, ts_problem)}
 
     def _strip_types(self, code: str, deadline: float) -> tuple[str | None, str | None]:
         """TypeScript → JavaScript with sucrase (types blanked, lines kept); (None, why) if it is not TypeScript."""

@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from pgcode.db.pool import Database
 from pgcode.settings import Settings
@@ -34,20 +34,34 @@ def _words(key: str) -> set[str]:
     return {w.lower() for w in spaced.split()} | {key.lower().replace("_", "")}
 
 
-def redact(value: Any, *, group: str | None = None, key: str | None = None) -> Any:
-    """Arguments as the audit log keeps them: secrets (by key name, pgcrypto inputs, SQL passwords) removed."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_DEPTH = 32  # arguments nested deeper are kept as TOO_DEEP below this depth
+TOO_DEEP = "[nested too deeply]"
+
+
+def storable(text: str) -> str:
+    """Text PostgreSQL can store: an unpaired surrogate becomes U+FFFD, NUL becomes the two characters \\0."""
+    return _SURROGATE.sub("\ufffd", text).replace("\x00", "\\0")
+
+
+def redact(value: Any, *, group: str | None = None, key: str | None = None, depth: int = 0) -> Any:
+    """Arguments as the audit log keeps them: secrets (by key name, pgcrypto inputs, SQL passwords) removed,
+    every string storable, nesting bounded."""
+    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
+        return TOO_DEEP
     if isinstance(value, dict):
-        return {str(k).replace("\x00", "\\0"): redact(v, group=group, key=str(k)) for k, v in value.items()}
+        return {storable(str(k)): redact(v, group=group, key=str(k), depth=depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact(v, group=group, key=key) for v in value]
+        return [redact(v, group=group, key=key, depth=depth + 1) for v in value]
     if key is not None and value is not None and not isinstance(value, bool):
         if _words(key) & _SECRET_WORDS:
             return REDACTED
         if group == "pgcrypto" and key not in _PGCRYPTO_KEEP:
             return REDACTED
     if isinstance(value, str):
-        value = value.replace("\x00", "\\0")  # PostgreSQL text cannot hold NUL; the row must still be written
-        return _PASSWORD_LITERAL.sub(lambda m: m.group(1) + "'" + REDACTED + "'", value)
+        return _PASSWORD_LITERAL.sub(lambda m: m.group(1) + "'" + REDACTED + "'", storable(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # jsonb has no NaN or Infinity
     return value
 
 
@@ -55,11 +69,13 @@ MAX_ARGS_BYTES = 16_384
 
 
 def audit_arguments(args: Any, group: str | None) -> Any:
-    """Redacted arguments, or just their keys when they are too big to keep (bulk inserts, long code)."""
-    kept = redact(args, group=group)
+    """Redacted arguments, or just their keys when they are too big to keep (bulk inserts, long code).
+
+    Never raises: the audit entry of a call with strange arguments must still be written."""
     try:
+        kept = redact(args, group=group)
         size = len(json.dumps(kept, default=str))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return {"_unserializable": True}
     if size <= MAX_ARGS_BYTES:
         return kept
@@ -79,8 +95,41 @@ class AuditEntry:
     arguments: Any
 
 
+_INSERT = ("INSERT INTO pgcode.audit_log (principal, tool, effect, outcome, error_code, duration_ms, client_addr, "
+           "arguments) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)")
+_Row = tuple[str, str, str | None, str, str | None, float, str | None, str]
+
+
+def _text(value: Any, limit: int) -> str:
+    return storable(str(value))[:limit]
+
+
+def _optional(value: Any, limit: int) -> str | None:
+    return None if value is None else _text(value, limit)
+
+
+def _row(e: AuditEntry) -> _Row:
+    """An entry as values PostgreSQL accepts whatever they held (strings storable, JSON serializable)."""
+    try:  # redact() again: whatever the entry holds, every string in it becomes storable
+        arguments = json.dumps(redact(e.arguments), ensure_ascii=False, allow_nan=False,
+                               default=lambda o: storable(str(o)))
+    except (TypeError, ValueError, RecursionError):
+        arguments = '{"_unserializable": true}'
+    try:
+        duration = float(e.duration_ms)
+    except (TypeError, ValueError):
+        duration = 0.0
+    return (_text(e.principal, 1000), _text(e.tool, 200), _optional(e.effect, 40),
+            "error" if e.outcome == "error" else "ok", _optional(e.error_code, 40),
+            duration if math.isfinite(duration) else 0.0, _optional(e.client_addr, 200), arguments)
+
+
 class AuditLog:
-    """Collects entries and writes them in batches; if the schema cannot be written it says so once."""
+    """Collects entries and writes them in batches off the call path.
+
+    The writer never stops: a batch that fails is written row by row, so one bad entry never takes others
+    with it, and what cannot be written is counted (`stats()`, shown to admins by /healthz) and logged.
+    """
 
     def __init__(self, db: Database, settings: Settings) -> None:
         self._db = db
@@ -91,6 +140,8 @@ class AuditLog:
         self._task: asyncio.Task[None] | None = None
         self.enabled = False
         self._dropped = 0
+        self.unwritten = 0
+        """Entries the writer could not store (the database refused them or could not be reached)."""
 
     def start(self, schema_ready: bool) -> None:
         self.enabled = schema_ready
@@ -109,6 +160,11 @@ class AuditLog:
             return
         self._pending.append(entry)
         self._wake.set()
+
+    def stats(self) -> dict[str, Any]:
+        """The writer's state: entries waiting, dropped (backlog full) and unwritten (refused or unreachable)."""
+        return {"enabled": self.enabled, "writerRunning": self._task is not None and not self._task.done(),
+                "pending": len(self._pending), "dropped": self._dropped, "unwritten": self.unwritten}
 
     async def flush(self) -> None:
         """Write everything recorded so far (the writer task, tests, shutdown, and readers of the log)."""
@@ -132,23 +188,55 @@ class AuditLog:
             await self._wake.wait()
             self._wake.clear()
             await asyncio.sleep(0.2)  # let a burst gather into one batch
-            await self.flush()
-            if time.monotonic() - last_prune > 3600:
-                last_prune = time.monotonic()
-                await self.prune()
+            try:
+                await self.flush()
+                if time.monotonic() - last_prune > 3600:
+                    last_prune = time.monotonic()
+                    await self.prune()
+            except Exception:  # the writer must outlive anything: the next entries still need writing
+                log.exception("the audit writer failed; it goes on with the next entries")
 
     async def _write(self, batch: list[AuditEntry]) -> None:
         if not batch:
             return
+        rows = []
+        for entry in batch:
+            try:
+                rows.append(_row(entry))
+            except Exception:
+                self._lost(1, "an entry could not be prepared")
         try:
             async with self._db.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                await cur.executemany(
-                    "INSERT INTO pgcode.audit_log (principal, tool, effect, outcome, error_code, duration_ms, "
-                    "client_addr, arguments) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    [(e.principal, e.tool[:200], e.effect, e.outcome, e.error_code, e.duration_ms, e.client_addr,
-                      Jsonb(e.arguments)) for e in batch])
-        except psycopg.Error as exc:
-            log.warning("could not write %d audit entries: %s", len(batch), type(exc).__name__)
+                await cur.executemany(_INSERT, rows)
+        except Exception as exc:
+            if len(rows) > 1:
+                log.warning("could not write %d audit entries as one batch (%s); writing them one by one",
+                            len(rows), type(exc).__name__)
+                await self._write_each(rows)
+            else:
+                self._lost(len(rows), type(exc).__name__)
+
+    async def _write_each(self, rows: list[_Row]) -> None:
+        """Row by row on one connection, each in its own transaction: a bad row fails alone."""
+        remaining = len(rows)
+        try:
+            async with self._db.pool.connection() as conn:
+                for row in rows:
+                    try:
+                        async with conn.transaction():
+                            await conn.execute(_INSERT, row)
+                    except Exception as exc:
+                        if conn.closed:
+                            raise
+                        self._lost(1, type(exc).__name__)
+                    remaining -= 1
+        except Exception as exc:  # no connection, or it broke: the rest cannot be written now
+            if remaining:
+                self._lost(remaining, type(exc).__name__)
+
+    def _lost(self, count: int, why: str) -> None:
+        self.unwritten += count
+        log.warning("%d audit entries could not be written (%s); %d so far", count, why, self.unwritten)
 
     async def prune(self) -> int:
         """Delete entries older than the retention period; return how many."""

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +30,41 @@ JWKS_TTL_S = 300.0
 JWKS_REFETCH_MIN_S = 5.0  # unknown kids refetch the key set at most this often (no refetch storm)
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and unpaired surrogates: PostgreSQL text cannot hold them
+STATIC_PREFIX = "static:"
+JWT_PREFIX = "jwt:"
+"""Principals are named by how they authenticated, so a token of one kind can never act as another's subject:
+`static:<subject>` for a static token, `jwt:<issuer>#<sub>` for a JWT (the local CLI and stdio are `local`)."""
+
+
 def scopes_from_claims(claims: dict[str, Any]) -> frozenset[Scope]:
-    """`scope` (space-separated) or `scp` (list or string), expanded: admin ⊃ write ⊃ read."""
-    raw = claims.get("scope", claims.get("scp", ""))
-    names = raw.split() if isinstance(raw, str) else [str(s) for s in raw or ()]
-    return expand_scopes(names)
+    """`scope` (a space-separated string) or `scp` (a string or a list of strings), expanded: admin ⊃ write ⊃ read.
+
+    Any other type (a number, an object, a list holding a non-string) is an AuthError: a claim of a shape
+    this server does not understand must not grant anything.
+    """
+    if "scope" in claims:
+        name, raw = "scope", claims["scope"]
+    elif "scp" in claims:
+        name, raw = "scp", claims["scp"]
+    else:
+        return frozenset()
+    if isinstance(raw, str):
+        return expand_scopes(raw.split())
+    if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
+        return expand_scopes([n for s in raw for n in s.split()])
+    raise AuthError(f"the token's {name} claim must be a string or a list of strings")
+
+
+def jwt_principal_name(claims: dict[str, Any]) -> str:
+    """`jwt:<iss>#<sub>` from claims whose types are checked: `sub` a non-empty string, `iss` (if any) a string
+    without `#` (so that the name splits back into issuer and subject one way only)."""
+    sub, iss = claims.get("sub"), claims.get("iss", "")
+    if not isinstance(sub, str) or not sub or _UNSTORABLE.search(sub):
+        raise AuthError("the token's sub claim must be a non-empty string")
+    if not isinstance(iss, str) or "#" in iss or _UNSTORABLE.search(iss):
+        raise AuthError("the token's iss claim must be a string without '#'")
+    return f"{JWT_PREFIX}{iss}#{sub}"
 
 
 def expand_scopes(names: list[str]) -> frozenset[Scope]:
@@ -134,9 +165,7 @@ class _StaticTokens:
         if stamp == self._stamp:
             return
         try:
-            entries = json.loads(self._path.read_text())
-            self._tokens = [_StaticToken(str(e["subject"]), bytes.fromhex(e["sha256"]),
-                                         expand_scopes(list(e.get("scopes", [])))) for e in entries]
+            self._tokens = [_static_token(e) for e in json.loads(self._path.read_text())]
         except (OSError, ValueError, KeyError, TypeError):
             log.warning("the static token file is not valid: a list of {subject, sha256, scopes}")
             self._tokens = []
@@ -149,7 +178,17 @@ class _StaticTokens:
         for entry in self._tokens:  # compare against every entry: time does not depend on which matched
             if hmac.compare_digest(entry.digest, digest):
                 match = entry
-        return Principal(match.subject, match.scopes) if match else None
+        return Principal(STATIC_PREFIX + match.subject, match.scopes) if match else None
+
+
+def _static_token(entry: Any) -> _StaticToken:
+    """One entry of the token file, its types checked (TypeError/ValueError when it is not as documented)."""
+    subject, digest, scopes = entry["subject"], entry["sha256"], entry.get("scopes", [])
+    if not isinstance(subject, str) or not subject or _UNSTORABLE.search(subject) or not isinstance(digest, str):
+        raise TypeError("subject and sha256 must be strings")
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise TypeError("scopes must be a list of strings")
+    return _StaticToken(subject, bytes.fromhex(digest), expand_scopes(scopes))
 
 
 class Authenticator:
@@ -174,10 +213,12 @@ class Authenticator:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise AuthError("the token is malformed") from None
-        alg = header.get("alg")
-        if alg not in ALLOWED_ALGORITHMS:
-            raise AuthError(f"tokens signed with {alg!r} are not accepted")
-        key = await self._jwks.key(header.get("kid")) if self._jwks else None
+        alg, kid = header.get("alg"), header.get("kid")
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
+            raise AuthError("tokens signed with this algorithm are not accepted (asymmetric algorithms only)")
+        if kid is not None and not isinstance(kid, str):
+            raise AuthError("the token's kid header must be a string")
+        key = await self._jwks.key(kid) if self._jwks else None
         if key is None:
             raise AuthError("the token is not valid")
         if key.algorithm_name != alg and not (key.algorithm_name is None and alg.startswith(("RS", "PS"))):
@@ -198,4 +239,8 @@ class Authenticator:
             raise AuthError("the token is from another issuer") from None
         except jwt.PyJWTError:
             raise AuthError("the token is not valid") from None
-        return Principal(str(claims["sub"]), scopes_from_claims(claims))
+        except (TypeError, ValueError):  # a claim of a type PyJWT does not check
+            raise AuthError("the token's claims are not valid") from None
+        if not isinstance(claims, dict):
+            raise AuthError("the token's claims are not valid")
+        return Principal(jwt_principal_name(claims), scopes_from_claims(claims))

@@ -6,7 +6,6 @@ principal, so scopes, rate limits and the audit log hold exactly as for /v1/tool
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
@@ -18,17 +17,12 @@ from pgcode.codemode.engine import INPUT_ERRORS
 from pgcode.core.runtime import Runtime
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.server._principal import request_principal
-from pgcode.server.rest import MAX_BODY, error_response
+from pgcode.server.rest import error_response
+from pgcode.server.security import request_json
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ToolError(ErrorCode.INVALID_INPUT, f"the request body exceeds {MAX_BODY} bytes")
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise ToolError(ErrorCode.INVALID_INPUT, "the request body is not valid JSON") from None
+    body = await request_json(request)
     if not isinstance(body, dict):
         raise ToolError(ErrorCode.INVALID_INPUT, "the request body must be a JSON object")
     return body

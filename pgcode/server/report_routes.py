@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
@@ -13,6 +12,7 @@ from pgcode.core.runtime import Runtime
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.report import FORMATS, collect, render
 from pgcode.server._principal import request_principal
+from pgcode.server.body import parse_json
 from pgcode.server.rest import error_response
 
 
@@ -21,10 +21,7 @@ def _arguments(request: Request) -> tuple[str, dict[str, Any]]:
     if fmt not in FORMATS:
         raise ToolError(ErrorCode.INVALID_INPUT, f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     raw = request.query_params.get("thresholds")
-    try:
-        thresholds = json.loads(raw) if raw else {}
-    except ValueError:
-        raise ToolError(ErrorCode.INVALID_INPUT, "thresholds must be a JSON object") from None
+    thresholds = parse_json(raw, "thresholds") if raw else {}
     if not isinstance(thresholds, dict):
         raise ToolError(ErrorCode.INVALID_INPUT, "thresholds must be a JSON object")
     return fmt, thresholds

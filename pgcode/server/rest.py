@@ -15,14 +15,12 @@ from pgcode.core.registry import ToolSpec
 from pgcode.core.runtime import Runtime
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.server._principal import request_principal
-
-MAX_BODY = 10 * 1024 * 1024
+from pgcode.server.security import forbidden_response, request_json
+from pgcode.types import Scope
 
 
 def error_response(err: ToolError, request: Request | None = None, rt: Runtime | None = None) -> Response:
     if err.code is ErrorCode.FORBIDDEN and request is not None and rt is not None:
-        from pgcode.server.security import forbidden_response
-
         return forbidden_response(request.scope, rt, err)
     headers = {}
     retry = err.details.get("retryAfterSeconds")
@@ -55,29 +53,29 @@ def rest_routes(rt: Runtime) -> list[Route]:
         return JSONResponse(describe(spec))
 
     async def call_tool(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return error_response(ToolError(ErrorCode.INVALID_INPUT, f"the request body exceeds {MAX_BODY} bytes"))
         try:
-            args = json.loads(body) if body.strip() else {}
-        except ValueError:
-            return error_response(ToolError(ErrorCode.INVALID_INPUT, "the request body is not valid JSON"))
-        try:
+            args = await request_json(request)
             result = await rt.invoke(request.path_params["name"], args, request_principal(request))
         except ToolError as err:
             return error_response(err, request, rt)
         return JSONResponse(result)
 
     async def healthz(request: Request) -> Response:
+        """Up or not, for anyone; versions, the tool count and the audit writer's state for admins only."""
         try:
             async with rt.db.pool.connection(timeout=5) as conn:
                 cur = await conn.execute("SELECT current_setting('server_version')")
                 row = await cur.fetchone()
         except Exception:
-            return JSONResponse({"status": "error", "database": "unreachable", "version": __version__},
-                                status_code=503)
-        return JSONResponse({"status": "ok", "database": "reachable", "serverVersion": row[0] if row else None,
-                             "tools": len(rt.registry), "readOnly": rt.settings.read_only, "version": __version__})
+            row, status = None, 503
+        else:
+            status = 200
+        body: dict[str, Any] = {"status": "ok" if status == 200 else "error"}
+        if request_principal(request).allows(Scope.ADMIN):
+            body.update({"database": "reachable" if status == 200 else "unreachable",
+                         "serverVersion": row[0] if row else None, "tools": len(rt.registry),
+                         "readOnly": rt.settings.read_only, "version": __version__, "audit": rt.audit.stats()})
+        return JSONResponse(body, status_code=status)
 
     async def audit(request: Request) -> Response:
         q = request.query_params

@@ -147,7 +147,7 @@ async def test_scope_matrix_over_every_registered_tool(client: httpx2.AsyncClien
     rows = conn.execute(
         "SELECT tool, outcome, error_code, client_addr FROM pgcode.audit_log WHERE principal = ANY(%s) "
         "AND tool = ANY(%s) AND at > now() - interval '5 minutes' AND error_code = 'FORBIDDEN'",
-        ([f"user-{lvl}" for lvl in TOKENS], [s.name for s in specs])).fetchall()
+        ([f"static:user-{lvl}" for lvl in TOKENS], [s.name for s in specs])).fetchall()
     per_tool = {name: [r for r in rows if r[0] == name] for name in (s.name for s in specs)}
     assert all(len(v) >= 1 for v in per_tool.values()), [k for k, v in per_tool.items() if not v]
     assert all(r[1] == "error" and r[3] == "203.0.113.7" for r in rows)
@@ -226,7 +226,7 @@ async def test_audit_keeps_no_password_and_logs_leak_nothing(client: httpx2.Asyn
                       headers=bearer("admin"))
     conn.execute("DROP ROLE IF EXISTS pgcode_audit_probe")
     await secure_rt.audit.flush()
-    rows = conn.execute("SELECT tool, arguments::text FROM pgcode.audit_log WHERE principal = 'user-admin' "
+    rows = conn.execute("SELECT tool, arguments::text FROM pgcode.audit_log WHERE principal = 'static:user-admin' "
                         "AND at > now() - interval '1 minute' ORDER BY id").fetchall()
     assert any(t == "pg_write_query" and "[redacted]" in a for t, a in rows)
     assert any(t == "pg_read_query" and '"password": "[redacted]"' in a for t, a in rows)
@@ -259,13 +259,13 @@ async def test_audit_log_over_rest_and_as_a_tool_is_admin_only(client: httpx2.As
     await client.post("/v1/tools/pg_read_query", json={"sql": "SELECT 42"}, headers=bearer("read"))
     denied = await client.get("/v1/audit", headers=bearer("write"))
     assert denied.status_code == 403 and 'scope="admin"' in denied.headers["www-authenticate"]
-    resp = await client.get("/v1/audit", params={"principal": "user-read", "tool": "pg_read_query", "limit": 5},
+    resp = await client.get("/v1/audit", params={"principal": "static:user-read", "tool": "pg_read_query", "limit": 5},
                             headers=bearer("admin"))
     assert resp.status_code == 200
     body = resp.json()
     assert body["retentionDays"] == 30 and 1 <= len(body["entries"]) <= 5
     newest = body["entries"][0]
-    assert newest["principal"] == "user-read" and newest["tool"] == "pg_read_query"
+    assert newest["principal"] == "static:user-read" and newest["tool"] == "pg_read_query"
     assert newest["outcome"] == "ok" and newest["arguments"] == {"sql": "SELECT 42"}
     assert newest["effect"] == "read" and newest["duration_ms"] >= 0
     bad = await client.get("/v1/audit", params={"since": "yesterday"}, headers=bearer("admin"))
