@@ -150,4 +150,4 @@ BUSY_RETRY_AFTER_S = 2
 def busy(message: str) -> ToolError:
     """The server is at capacity for this caller: try again shortly (HTTP 503 with Retry-After)."""
     return ToolError(ErrorCode.BUSY, message, hint=f"retry in {BUSY_RETRY_AFTER_S} s, or run fewer calls at once",
-                     details={"retryAfter": BUSY_RETRY_AFTER_S})
+                     details={"retryAfterSeconds": BUSY_RETRY_AFTER_S})

@@ -261,7 +261,7 @@ async def test_one_principal_cannot_take_every_connection(settings: Settings) ->
         results = await asyncio.gather(*slow, return_exceptions=True)
     busy = [r for r in results if isinstance(r, ToolError)]
     assert len(busy) == 4 and all(r.code.value == "BUSY" for r in busy)
-    assert busy[0].details == {"retryAfter": 2}
+    assert busy[0].details == {"retryAfterSeconds": 2}
     assert sum(1 for r in results if isinstance(r, dict)) == 2  # pool size 4 - 2: the default per-principal cap
 
 
@@ -302,3 +302,55 @@ async def test_no_session_state_crosses_principals(solo: Runtime) -> None:
     assert (await read("SELECT count(*) AS n FROM pg_prepared_statements"))["n"] == 0
     assert (await read("SELECT count(*) AS n FROM pg_listening_channels()"))["n"] == 0
     assert (await read("SELECT pg_backend_pid() AS pid"))["pid"] == pid  # one connection served every call
+
+
+async def test_rest_answers_busy_with_retry_after_and_a_database_refusal_without_a_challenge(
+        settings: Settings) -> None:
+    import httpx2
+
+    from pgcode.server.app import create_app
+
+    small = settings.model_copy(update={"pool_min_size": 0, "pool_max_size": 3, "pool_timeout_s": 0.5})
+    async with Runtime(small) as rt:
+        transport = httpx2.ASGITransport(app=create_app(rt))
+        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            slow = [asyncio.create_task(client.post("/v1/tools/pg_read_query", json={"sql": "SELECT pg_sleep(1.5)"}))
+                    for _ in range(3)]
+            results = await asyncio.gather(*slow)
+            denied = await client.post("/v1/tools/pg_read_query", json={"sql": "SELECT * FROM pg_file_settings"})
+    busy = [r for r in results if r.status_code == 503]
+    assert busy and all(r.headers["retry-after"] == "2" and r.json()["error"]["code"] == "BUSY" for r in busy)
+    assert any(r.status_code == 200 for r in results)
+    assert denied.status_code == 403 and "www-authenticate" not in denied.headers
+    assert denied.json()["error"]["details"]["sqlstate"] == "42501"
+
+
+async def test_read_only_server_without_pgcode_schema_audits_to_a_file(dsn: str, settings: Settings,
+                                                                      conn: psycopg.Connection[Any],
+                                                                      tmp_path: Any) -> None:
+    import json
+
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from pydantic import SecretStr
+
+    bare = f"t_roles_bare_{uuid.uuid4().hex[:6]}"
+    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(bare)))
+    try:
+        url = make_conninfo(dsn, dbname=bare)
+        assert conninfo_to_dict(url)["dbname"] == bare
+        audit_file = tmp_path / "audit.jsonl"
+        ro = settings.model_copy(update={"database_url": SecretStr(url), "read_only": True,
+                                         "audit_file": audit_file})
+        async with Runtime(ro) as rt:
+            assert (await rt.invoke("pg_read_query", {"sql": "SELECT 1 AS one"}, READER))["rows"] == [{"one": 1}]
+            with pytest.raises(ToolError):
+                await rt.invoke("pg_write_query", {"sql": "CREATE TABLE nope (a int)"}, LOCAL_PRINCIPAL)
+            await rt.audit.flush()
+        lines = [json.loads(line) for line in audit_file.read_text().splitlines()]
+        assert [(e["principal"], e["tool"], e["outcome"]) for e in lines] == [
+            ("reader", "pg_read_query", "ok"), ("local", "pg_write_query", "error")]
+        with psycopg.connect(url) as c:  # nothing was created: no pgcode schema, no table
+            assert one(c, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgcode'") == 0
+            assert one(c, "SELECT count(*) FROM pg_class WHERE relname = 'nope'") == 0
+    finally:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(bare)))

@@ -18,6 +18,7 @@ from psycopg import sql
 from pgcode.core.context import ToolContext
 from pgcode.core.runtime import Runtime
 from pgcode.errors import ErrorCode, ToolError
+from pgcode.guard.secrets import redact_text
 from pgcode.types import Scope
 
 log = logging.getLogger("pgcode.codemode")
@@ -54,7 +55,7 @@ def new_record(exec_id: uuid.UUID, principal: str, code: str, *, language: str |
     outcome = "success" if error is None else "timeout" if err_code == "TIMEOUT" else "error"
     return ExecutionRecord(
         id=exec_id, principal=principal, code_hash=hashlib.sha256(code.encode()).hexdigest(),
-        code=code.encode()[:MAX_STORED_CODE].decode("utf-8", "ignore"), language=language,
+        code=redact_text(code).encode()[:MAX_STORED_CODE].decode("utf-8", "ignore"), language=language,
         input_bytes=input_bytes, readonly=readonly, script_id=script_id,
         started_at=datetime.fromtimestamp(started, UTC), duration_ms=duration_ms, outcome=outcome,
         error_code=err_code, error_message=(error or {}).get("message"), tool_calls=tool_calls,

@@ -4,34 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from pgcode.db.pool import Database
+from pgcode.guard.secrets import REDACTED, redact_text
 from pgcode.settings import Settings
 
 log = logging.getLogger("pgcode.guard.audit")
 
-REDACTED = "[redacted]"
 _SECRET_WORDS = frozenset({"password", "passwd", "pwd", "secret", "token", "key", "apikey", "credential",
                            "credentials", "auth", "authorization", "salt", "passphrase", "plaintext", "private"})
-_PASSWORD_LITERAL = re.compile(r"(\b(?:PASSWORD|IDENTIFIED\s+BY)\s+)(E?'(?:[^']|'')*')", re.IGNORECASE)
 _PGCRYPTO_KEEP = frozenset({"algorithm", "cipher", "type", "encoding", "format", "options", "iterations",
                             "rounds", "length", "count"})
 MAX_QUEUE = 10_000  # entries waiting to be written; beyond this they are dropped and counted
 BATCH = 200
 
 
-def _words(key: str) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def _words(key: str) -> frozenset[str]:
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", key).replace("_", " ").replace("-", " ")
-    return {w.lower() for w in spaced.split()} | {key.lower().replace("_", "")}
+    return frozenset({w.lower() for w in spaced.split()} | {key.lower().replace("_", "")})
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -59,7 +61,7 @@ def redact(value: Any, *, group: str | None = None, key: str | None = None, dept
         if group == "pgcrypto" and key not in _PGCRYPTO_KEEP:
             return REDACTED
     if isinstance(value, str):
-        return _PASSWORD_LITERAL.sub(lambda m: m.group(1) + "'" + REDACTED + "'", storable(value))
+        return redact_text(storable(value))
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # jsonb has no NaN or Infinity
     return value
@@ -72,6 +74,8 @@ def audit_arguments(args: Any, group: str | None) -> Any:
     """Redacted arguments, or just their keys when they are too big to keep (bulk inserts, long code).
 
     Never raises: the audit entry of a call with strange arguments must still be written."""
+    if _larger_than(args, 2 * MAX_ARGS_BYTES):  # 100,000 vectors need not be redacted to be left out
+        return {"_truncated": True, "_keys": sorted(storable(str(k)) for k in args) if isinstance(args, dict) else []}
     try:
         kept = redact(args, group=group)
         size = len(json.dumps(kept, default=str))
@@ -81,6 +85,27 @@ def audit_arguments(args: Any, group: str | None) -> Any:
         return kept
     keys = sorted(kept) if isinstance(kept, dict) else []
     return {"_truncated": True, "_bytes": size, "_keys": keys}
+
+
+def _larger_than(value: Any, limit: int) -> bool:
+    """Whether `value`, as redact() keeps it (nesting cut at MAX_DEPTH), certainly serializes to more than
+    `limit` bytes: a cheap walk that stops early."""
+    total, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple) and depth >= MAX_DEPTH:
+            total += len(TOO_DEEP)
+        elif isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+            total += 4 * len(item) + sum(len(str(k)) for k in item)
+        elif isinstance(item, list | tuple):
+            stack.extend((v, depth + 1) for v in item)
+            total += len(item)
+        else:
+            total += len(item) if isinstance(item, str) else 4
+        if total > limit:
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +120,7 @@ class AuditEntry:
     arguments: Any
 
 
+_COLUMNS = ("principal", "tool", "effect", "outcome", "error_code", "duration_ms", "client_addr", "arguments")
 _INSERT = ("INSERT INTO pgcode.audit_log (principal, tool, effect, outcome, error_code, duration_ms, client_addr, "
            "arguments) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)")
 _Row = tuple[str, str, str | None, str, str | None, float, str | None, str]
@@ -140,14 +166,20 @@ class AuditLog:
         self._task: asyncio.Task[None] | None = None
         self.enabled = False
         self._dropped = 0
+        self._file: Path | None = None
         self.unwritten = 0
         """Entries the writer could not store (the database refused them or could not be reached)."""
 
-    def start(self, schema_ready: bool) -> None:
-        self.enabled = schema_ready
-        if not schema_ready:
-            log.warning("the audit log is off: pgcode's schema cannot be written (read-only server or no CREATE)")
+    def start(self, table_ready: bool) -> None:
+        """Write to pgcode.audit_log when it is there, else to PGCODE_AUDIT_FILE; never silently off."""
+        self._file = None if table_ready else self._settings.audit_file
+        self.enabled = table_ready or self._file is not None
+        if not self.enabled:
+            log.warning("the audit log is off: pgcode.audit_log does not exist and cannot be created here; "
+                        "set PGCODE_AUDIT_FILE to keep it as JSON lines")
             return
+        if self._file is not None:
+            log.info("audit rows go to %s (pgcode.audit_log is not available)", self._file)
         self._task = asyncio.create_task(self._run(), name="pgcode-audit")
 
     def record(self, entry: AuditEntry) -> None:
@@ -190,7 +222,7 @@ class AuditLog:
             await asyncio.sleep(0.2)  # let a burst gather into one batch
             try:
                 await self.flush()
-                if time.monotonic() - last_prune > 3600:
+                if time.monotonic() - last_prune > 3600 and self._file is None and not self._settings.read_only:
                     last_prune = time.monotonic()
                     await self.prune()
             except Exception:  # the writer must outlive anything: the next entries still need writing
@@ -205,6 +237,9 @@ class AuditLog:
                 rows.append(_row(entry))
             except Exception:
                 self._lost(1, "an entry could not be prepared")
+        if self._file is not None:
+            await asyncio.to_thread(self._append, rows)
+            return
         try:
             async with self._db.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 await cur.executemany(_INSERT, rows)
@@ -215,6 +250,19 @@ class AuditLog:
                 await self._write_each(rows)
             else:
                 self._lost(len(rows), type(exc).__name__)
+
+    def _append(self, rows: list[_Row]) -> None:
+        """The rows as JSON lines, appended to PGCODE_AUDIT_FILE (a read-only server without pgcode's schema)."""
+        assert self._file is not None
+        now = time.time()
+        try:
+            with self._file.open("a", encoding="utf-8") as out:
+                for row in rows:
+                    fields = dict(zip(_COLUMNS, row, strict=True))
+                    fields["arguments"] = json.loads(row[-1])
+                    out.write(json.dumps({"at": now, **fields}, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            self._lost(len(rows), type(exc).__name__)
 
     async def _write_each(self, rows: list[_Row]) -> None:
         """Row by row on one connection, each in its own transaction: a bad row fails alone."""

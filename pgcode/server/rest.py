@@ -20,12 +20,13 @@ from pgcode.types import Scope
 
 
 def error_response(err: ToolError, request: Request | None = None, rt: Runtime | None = None) -> Response:
-    if err.code is ErrorCode.FORBIDDEN and request is not None and rt is not None:
+    # A missing OAuth scope gets the step-up challenge; a refusal by the database itself (42501) does not.
+    if err.code is ErrorCode.FORBIDDEN and "requiredScope" in err.details and request is not None and rt is not None:
         return forbidden_response(request.scope, rt, err)
     headers = {}
     retry = err.details.get("retryAfterSeconds")
-    if err.code is ErrorCode.RATE_LIMITED and retry is not None:
-        headers["Retry-After"] = str(int(retry) + 1)
+    if err.code in (ErrorCode.RATE_LIMITED, ErrorCode.BUSY) and retry is not None:
+        headers["Retry-After"] = str(int(retry) + (err.code is ErrorCode.RATE_LIMITED))
     return JSONResponse({"error": err.to_dict()}, status_code=err.http_status, headers=headers)
 
 
@@ -74,7 +75,8 @@ def rest_routes(rt: Runtime) -> list[Route]:
         if request_principal(request).allows(Scope.ADMIN):
             body.update({"database": "reachable" if status == 200 else "unreachable",
                          "serverVersion": row[0] if row else None, "tools": len(rt.registry),
-                         "readOnly": rt.settings.read_only, "version": __version__, "audit": rt.audit.stats()})
+                         "readOnly": rt.settings.read_only, "version": __version__, "audit": rt.audit.stats(),
+                         **rt.roles.describe()})
         return JSONResponse(body, status_code=status)
 
     async def audit(request: Request) -> Response:

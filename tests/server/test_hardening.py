@@ -190,6 +190,7 @@ async def test_healthz_says_only_up_to_anyone_and_the_details_to_admins(secure: 
         body = (await secure.get("/healthz", headers=headers)).json()
         assert body["status"] == "ok" and body["version"] == __version__ and body["serverVersion"]
         assert body["audit"]["writerRunning"] is True and body["audit"]["unwritten"] >= 0
+        assert body["roleSeparation"] is True and body["readRole"] == "pgcode_read"
 
 
 async def test_challenge_names_only_an_allowed_host_or_the_resource_url(secure: httpx2.AsyncClient,
