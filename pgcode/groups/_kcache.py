@@ -9,6 +9,7 @@ from psycopg import sql
 from pgcode.core.context import ToolContext
 from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
+from pgcode.groups._extensions import extension_schema, preloaded
 
 KCACHE_MIN_VERSION = (2, 2)  # 2.2 split every counter into plan_* and exec_* and added `top`
 
@@ -21,20 +22,6 @@ def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-async def preloaded(ctx: ToolContext) -> list[str]:
-    """The libraries in shared_preload_libraries, as names."""
-    text = await ctx.fetchval("SELECT current_setting('shared_preload_libraries')")
-    return [p.strip().strip('"') for p in str(text or "").split(",") if p.strip()]
-
-
-async def extension_schema(ctx: ToolContext, name: str) -> str:
-    schema: str | None = await ctx.fetchval(
-        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = %s",
-        (name,))
-    if schema is None:
-        raise ToolError(ErrorCode.EXTENSION_MISSING, f"this tool needs the {name} extension, which is not installed",
-                        details={"extension": name})
-    return schema
 
 
 async def kcache_problem(ctx: ToolContext) -> str | None:

@@ -188,17 +188,6 @@ async def fetch_limited(ctx: ToolContext, query: sql.Composable, params: Params 
     return {"rows": rows, "rowCount": len(rows), "truncated": truncated}
 
 
-async def extension_schema(ctx: ToolContext, extension: str) -> str:
-    """The schema an installed extension's objects live in (it need not be on the search_path)."""
-    schema: str | None = await ctx.fetchval(
-        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = %s",
-        (extension,))
-    if schema is None:
-        raise ToolError(ErrorCode.EXTENSION_MISSING, f"this tool needs the {extension} extension, which is not "
-                        "installed", hint=f"CREATE EXTENSION {extension} (needs admin)",
-                        details={"extension": extension})
-    return schema
-
 
 def limit_field(default: int = 100, maximum: int = 10_000) -> Any:
     return Field(default, ge=1, le=maximum, description=f"Most rows to return (1-{maximum}); "

@@ -13,10 +13,10 @@ from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, TableRef
+from pgcode.groups._extensions import create_extension, extension_schema
 from pgcode.groups._tabular import (
     ColumnName,
     column_field,
-    extension_schema,
     fetch_limited,
     limit_field,
     return_columns_field,
@@ -45,15 +45,7 @@ async def citext_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> 
     Runs in autocommit so that the type is usable by the next call.
     """
     ctx.use_autocommit()
-    if "citext" not in ctx.caps.available:
-        raise ToolError(ErrorCode.EXTENSION_MISSING, "this server does not ship citext",
-                        hint="install the PostgreSQL contrib package on the database host")
-    existed = await ctx.fetchval("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citext')")
-    schema = sql.SQL(" SCHEMA {}").format(sql.Identifier(args.schema_)) if args.schema_ else sql.SQL("")
-    await ctx.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS citext{}").format(schema))
-    caps = await ctx.rt.db.refresh_capabilities()
-    return {"extension": "citext", "version": caps.installed.get("citext"), "created": not existed,
-            "schema": await extension_schema(ctx, "citext")}
+    return await create_extension(ctx, "citext", package="the PostgreSQL contrib package", schema=args.schema_)
 
 
 async def _citext_type(ctx: ToolContext) -> sql.Composable:

@@ -16,7 +16,7 @@ from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX
-from pgcode.groups._kcache import preloaded
+from pgcode.groups._extensions import create_extension, preloaded
 from pgcode.types import Effect
 
 CRON = ("pg_cron",)
@@ -155,15 +155,9 @@ async def cron_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> di
     cron.database_name; when either is not so, nothing is created and the error says what to change.
     """
     ctx.use_autocommit()
-    if "pg_cron" not in ctx.caps.available:
-        raise ToolError(ErrorCode.EXTENSION_MISSING, "this server does not ship pg_cron",
-                        hint="install the server package (e.g. postgresql-15-cron) on the database host")
-    cron_db = await require_cron_database(ctx)
-    existed = ctx.caps.has_extension("pg_cron")
-    await ctx.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
-    caps = await ctx.rt.db.refresh_capabilities()
-    return {"extension": "pg_cron", "version": caps.installed.get("pg_cron"), "created": not existed,
-            "schema": "cron", "cron.database_name": cron_db}
+    cron_db = await require_cron_database(ctx) if "pg_cron" in ctx.caps.available else None
+    out = await create_extension(ctx, "pg_cron", package="the server package (e.g. postgresql-15-cron)")
+    return {**out, "schema": "cron", "cron.database_name": cron_db}
 
 
 class ScheduleIn(ToolInput):

@@ -12,13 +12,8 @@ from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX
-from pgcode.groups._kcache import (
-    extension_schema,
-    kcache_params,
-    kcache_statements,
-    preloaded,
-    require_kcache,
-)
+from pgcode.groups._extensions import create_extension, extension_schema, preloaded
+from pgcode.groups._kcache import kcache_params, kcache_statements, require_kcache
 from pgcode.types import Effect
 
 KCACHE = ("pg_stat_kcache", "pg_stat_statements")
@@ -37,22 +32,17 @@ async def kcache_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> 
     Runs in autocommit so that the extension is usable by the next call.
     """
     ctx.use_autocommit()
-    if "pg_stat_kcache" not in ctx.caps.available:
-        raise ToolError(ErrorCode.EXTENSION_MISSING, "this server does not ship pg_stat_kcache",
-                        hint="install the server package (e.g. postgresql-15-pg-stat-kcache) on the database host")
     libs = await preloaded(ctx)
-    if "pg_stat_kcache" not in libs:
+    if "pg_stat_kcache" in ctx.caps.available and "pg_stat_kcache" not in libs:
         raise ToolError(ErrorCode.EXTENSION_MISSING,
                         "pg_stat_kcache can only be loaded from shared_preload_libraries, which does not list it "
                         f"(it is {', '.join(libs) or 'empty'}); nothing was created",
                         hint="add pg_stat_kcache after pg_stat_statements to shared_preload_libraries (pg_set_config "
                              "with scope system), restart the server, then call this again",
                         details={"shared_preload_libraries": libs})
-    existed = ctx.caps.has_extension("pg_stat_kcache")
-    await ctx.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_kcache CASCADE")
-    caps = await ctx.rt.db.refresh_capabilities()
-    return {"extension": "pg_stat_kcache", "version": caps.installed.get("pg_stat_kcache"), "created": not existed,
-            "schema": await extension_schema(ctx, "pg_stat_kcache"), "shared_preload_libraries": libs}
+    out = await create_extension(ctx, "pg_stat_kcache", cascade=True,
+                                 package="the server package (e.g. postgresql-15-pg-stat-kcache)")
+    return {**out, "shared_preload_libraries": libs}
 
 
 class QueryOrder(StrEnum):

@@ -15,7 +15,8 @@ from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, TableRef, expression
-from pgcode.groups._tabular import TEXT_TYPES, Table, extension_schema, fetch_limited, table_info, where_clause
+from pgcode.groups._extensions import create_extension, extension_schema
+from pgcode.groups._tabular import TEXT_TYPES, Table, fetch_limited, table_info, where_clause
 from pgcode.types import Effect
 
 LTREE = ("ltree",)
@@ -34,14 +35,7 @@ async def ltree_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> d
     Runs in autocommit so that the extension is usable by the next call.
     """
     ctx.use_autocommit()
-    if "ltree" not in ctx.caps.available:
-        raise ToolError(ErrorCode.EXTENSION_MISSING, "this server does not ship ltree",
-                        hint="install the PostgreSQL contrib package on the database host")
-    existed = ctx.caps.has_extension("ltree")
-    await ctx.execute("CREATE EXTENSION IF NOT EXISTS ltree")
-    caps = await ctx.rt.db.refresh_capabilities()
-    return {"extension": "ltree", "version": caps.installed.get("ltree"), "created": not existed,
-            "schema": await extension_schema(ctx, "ltree")}
+    return await create_extension(ctx, "ltree", package="the PostgreSQL contrib package")
 
 
 # ---------------------------------------------------------------- queries on a column

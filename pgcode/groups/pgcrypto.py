@@ -21,7 +21,7 @@ from pydantic import Field
 from pgcode.core.context import ToolContext, savepoint
 from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups._tabular import extension_schema
+from pgcode.groups._extensions import create_extension, extension_schema
 from pgcode.types import Effect
 
 PGCRYPTO = ("pgcrypto",)
@@ -42,14 +42,7 @@ async def pgcrypto_create_extension(ctx: ToolContext, args: CreateExtensionIn) -
     Runs in autocommit so that the extension is usable by the next call.
     """
     ctx.use_autocommit()
-    if "pgcrypto" not in ctx.caps.available:
-        raise ToolError(ErrorCode.EXTENSION_MISSING, "this server does not ship pgcrypto",
-                        hint="install the PostgreSQL contrib package on the database host")
-    existed = ctx.caps.has_extension("pgcrypto")
-    await ctx.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
-    caps = await ctx.rt.db.refresh_capabilities()
-    return {"extension": "pgcrypto", "version": caps.installed.get("pgcrypto"), "created": not existed,
-            "schema": await extension_schema(ctx, "pgcrypto")}
+    return await create_extension(ctx, "pgcrypto", package="the PostgreSQL contrib package")
 
 
 # ---------------------------------------------------------------- shared steps

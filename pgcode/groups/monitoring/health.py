@@ -13,7 +13,8 @@ from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX
-from pgcode.groups._kcache import extension_schema, kcache_problem
+from pgcode.groups._extensions import extension_schema
+from pgcode.groups._kcache import kcache_problem
 from pgcode.types import Effect
 
 Status = Literal["ok", "warning", "critical", "unknown"]

@@ -11,6 +11,7 @@ from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, TableRef, relation_kind, split_name
+from pgcode.groups._extensions import create_extension
 from pgcode.groups._snapshots import snapshot_before
 from pgcode.groups.partman._base import (
     PARTMAN,
@@ -43,18 +44,10 @@ class CreateExtensionIn(ToolInput):
 async def partman_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> dict[str, Any]:
     """Create the pg_partman extension in its own schema (partman by default); says whether it was already there."""
     ctx.use_autocommit()
-    if "pg_partman" not in ctx.caps.available:
-        raise ToolError(ErrorCode.EXTENSION_MISSING, "this server does not ship pg_partman",
-                        hint="install the server package (e.g. postgresql-15-partman) on the database host")
-    existed = ctx.caps.has_extension("pg_partman")
-    if not existed:
-        await ctx.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(args.schema_)))
-        await ctx.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS pg_partman SCHEMA {}").format(
-            sql.Identifier(args.schema_)))
-    caps = await ctx.rt.db.refresh_capabilities()
-    pm = await partman(ctx)
-    return {"extension": "pg_partman", "version": caps.installed.get("pg_partman"), "created": not existed,
-            "schema": pm.schema}
+    existing = await ctx.fetchval("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
+                                  "ON n.oid = e.extnamespace WHERE e.extname = 'pg_partman'")
+    return await create_extension(ctx, "pg_partman", package="the server package (e.g. postgresql-15-partman)",
+                                  schema=existing or args.schema_, create_schema=existing is None)
 
 
 class CreateParentIn(TableRef):

@@ -13,7 +13,8 @@ from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, TableRef, require_table
-from pgcode.groups.postgis._geo import POSTGIS, WGS84, ColumnField, postgis_schema, srid_info, table_geo
+from pgcode.groups._extensions import create_extension
+from pgcode.groups.postgis._geo import POSTGIS, WGS84, ColumnField, srid_info, table_geo
 from pgcode.types import Effect
 
 
@@ -29,16 +30,9 @@ async def postgis_create_extension(ctx: ToolContext, args: CreateExtensionIn) ->
     Runs in autocommit so that the extension is usable by the next call.
     """
     ctx.use_autocommit()
-    if "postgis" not in ctx.caps.available:
-        raise ToolError(ErrorCode.EXTENSION_MISSING, "this server does not ship postgis; nothing was created",
-                        hint="install the server package (e.g. postgresql-15-postgis-3) on the database host",
-                        details={"extension": "postgis", "available": False})
-    existed = ctx.caps.has_extension("postgis")
-    schema = sql.SQL(" SCHEMA {}").format(sql.Identifier(args.schema_)) if args.schema_ else sql.SQL("")
-    await ctx.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS postgis{}").format(schema))
-    caps = await ctx.rt.db.refresh_capabilities()
-    return {"extension": "postgis", "version": caps.installed.get("postgis"), "created": not existed,
-            "schema": await postgis_schema(ctx), "fullVersion": await ctx.fetchval("SELECT postgis_full_version()")}
+    out = await create_extension(ctx, "postgis", package="the server package (e.g. postgresql-15-postgis-3)",
+                                 schema=args.schema_)
+    return {**out, "fullVersion": await ctx.fetchval("SELECT postgis_full_version()")}
 
 
 class GeometryType(StrEnum):

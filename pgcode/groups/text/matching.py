@@ -13,11 +13,11 @@ from pgcode.core.context import ToolContext
 from pgcode.core.registry import tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import TableRef
+from pgcode.groups._extensions import extension_schema
 from pgcode.groups._tabular import (
     ColumnName,
     OrderBy,
     column_field,
-    extension_schema,
     fetch_limited,
     limit_field,
     order_terms,

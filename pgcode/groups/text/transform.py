@@ -11,7 +11,7 @@ from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX
-from pgcode.groups._tabular import extension_schema
+from pgcode.groups._extensions import extension_schema
 from pgcode.groups.text import _lexicon
 from pgcode.groups.text._fts import Syntax, config_field, resolve_config, syntax_field, tsquery
 from pgcode.types import Effect

@@ -14,7 +14,8 @@ from pgcode.core.registry import ToolInput, tool
 from pgcode.db.pool import register_vector_types
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, adapt_value, check_columns
-from pgcode.groups._tabular import ColumnName, column_field, extension_schema, table_info, where_clause
+from pgcode.groups._extensions import create_extension, extension_schema
+from pgcode.groups._tabular import ColumnName, column_field, table_info, where_clause
 from pgcode.groups.vector._base import (
     MAX_DIMS,
     VecColumn,
@@ -42,17 +43,10 @@ async def vector_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> 
     Runs in autocommit, so the next call can use it.
     """
     ctx.use_autocommit()
-    if "vector" not in ctx.caps.available:
-        raise ToolError(ErrorCode.EXTENSION_MISSING, "this server does not ship pgvector",
-                        hint="install pgvector on the database host (e.g. the postgresql-NN-pgvector package)")
-    existed = await ctx.fetchval("SELECT count(*) > 0 FROM pg_extension WHERE extname = 'vector'")
-    schema = sql.SQL(" SCHEMA {}").format(sql.Identifier(args.schema_)) if args.schema_ else sql.SQL("")
-    await ctx.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS vector{}").format(schema))
-    conn = await ctx.conn()
-    caps = await ctx.rt.db.refresh_capabilities(conn)
-    await register_vector_types(conn)
-    return {"extension": "vector", "version": caps.installed.get("vector"), "created": not existed,
-            "schema": await extension_schema(ctx, "vector")}
+    out = await create_extension(ctx, "vector", package="pgvector (e.g. the postgresql-NN-pgvector package)",
+                                 schema=args.schema_)
+    await register_vector_types(await ctx.conn())
+    return out
 
 
 class VectorType(StrEnum):

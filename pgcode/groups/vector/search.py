@@ -11,10 +11,10 @@ from pydantic import Field
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
+from pgcode.groups._extensions import extension_schema
 from pgcode.groups._tabular import (
     ColumnName,
     column_field,
-    extension_schema,
     limit_field,
     return_columns_field,
     where_clause,
