@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 _PREDEFINED_SINCE = 140000  # pg_read_all_data and pg_write_all_data arrived in PostgreSQL 14
 _PARAMETER_GRANTS_SINCE = 150000  # GRANT SET ON PARAMETER
+_SETUP_LOCK = 0x70676372  # "pgcr": one role setup at a time (transaction-scoped advisory lock)
 # Settings a read call may lower for itself: the pgcrypto tools keep secrets out of the server log with them.
 _QUIET_PARAMETERS = ("log_parameter_max_length", "log_parameter_max_length_on_error")
 
@@ -62,20 +63,22 @@ async def _may_create_roles(conn: Conn) -> bool:
 async def setup_roles(conn: Conn, settings: Settings) -> list[str]:
     """Create the scope roles and their grants (idempotent); return what was done, as SQL."""
     read, write = sql.Identifier(settings.read_role), sql.Identifier(settings.write_role)
-    statements: list[sql.Composed] = []
-    for name, ident in ((settings.read_role, read), (settings.write_role, write)):
-        if not await _fetchval(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)):
-            statements.append(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident))
-    statements += [
-        sql.SQL("GRANT pg_read_all_data, pg_monitor TO {}").format(read),
-        sql.SQL("GRANT {}, pg_write_all_data TO {}").format(read, write),
-        sql.SQL("GRANT {}, {} TO CURRENT_USER").format(read, write),
-    ]
-    if int(str(await _fetchval(conn, "SELECT current_setting('server_version_num')"))) >= _PARAMETER_GRANTS_SINCE:
-        statements.append(sql.SQL("GRANT SET ON PARAMETER {} TO {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, _QUIET_PARAMETERS)), read))
     done = []
     async with conn.transaction():
+        # Two servers starting at once must not both create the roles: one waits for the other.
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
+        statements: list[sql.Composed] = []
+        for name, ident in ((settings.read_role, read), (settings.write_role, write)):
+            if not await _fetchval(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)):
+                statements.append(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident))
+        statements += [
+            sql.SQL("GRANT pg_read_all_data, pg_monitor TO {}").format(read),
+            sql.SQL("GRANT {}, pg_write_all_data TO {}").format(read, write),
+            sql.SQL("GRANT {}, {} TO CURRENT_USER").format(read, write),
+        ]
+        if int(str(await _fetchval(conn, "SELECT current_setting('server_version_num')"))) >= _PARAMETER_GRANTS_SINCE:
+            statements.append(sql.SQL("GRANT SET ON PARAMETER {} TO {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, _QUIET_PARAMETERS)), read))
         for statement in statements:
             await conn.execute(statement)
             done.append(statement.as_string(conn))
