@@ -14,6 +14,7 @@ from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX
 from pgcode.groups._kcache import extension_schema, kcache_problem
+from pgcode.health.locks import locked_relations, set_lock_timeout
 from pgcode.types import Effect
 
 Status = Literal["ok", "warning", "critical", "unknown"]
@@ -145,6 +146,7 @@ async def capacity_planning(ctx: ToolContext, args: CapacityPlanningIn) -> dict[
     were never reset, the window starts at the server's start, while PG 15+ keeps counters across clean
     restarts, so rates can be overstated. Growth is assumed linear; free disk space is not visible from SQL.
     """
+    await set_lock_timeout(ctx)
     db = await ctx.fetchone(
         "SELECT current_database() AS database, pg_database_size(current_database()) AS size_bytes, "
         "d.stats_reset, coalesce(d.stats_reset, pg_postmaster_start_time()) AS observed_since, "
@@ -166,7 +168,8 @@ async def capacity_planning(ctx: ToolContext, args: CapacityPlanningIn) -> dict[
         caveats.append(f"the counters cover only {db['seconds'] / 3600:.1f} hours, counted as one day: the "
                        "forecast is rough")
     tables = []
-    for t in await ctx.fetch(load_query("capacity_tables"), {"schema": args.schema_}):
+    locks = await locked_relations(ctx)
+    for t in await ctx.fetch(load_query("capacity_tables"), {"schema": args.schema_, "locked": locks.oids}):
         rows_per_day = (t["n_tup_ins"] - t["n_tup_del"]) / days
         per_row = t["size_bytes"] / t["n_live_tup"] if t["n_live_tup"] else 0.0
         growth = rows_per_day * per_row
@@ -232,6 +235,7 @@ async def system_health(ctx: ToolContext, args: SystemHealthIn) -> dict[str, Any
     when it is installed and loaded; per-process memory and OS load are not visible from SQL (memory shows
     the configured sizes).
     """
+    await set_lock_timeout(ctx)
     s = await _settings(ctx)
     th = thresholds(s)
     row = await ctx.fetchone(load_query("system_health"), {
@@ -327,6 +331,7 @@ async def alert_threshold_set(ctx: ToolContext, args: AlertThresholdSetIn) -> di
     (max_connections, autovacuum_freeze_max_age, statement_timeout, max_slot_wal_keep_size, ...). Nothing is
     stored or changed; pg_system_health evaluates the current values against the same thresholds.
     """
+    await set_lock_timeout(ctx)
     s = await _settings(ctx)
     th = thresholds(s)
     if args.metrics is not None:
