@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pgcode.core.context import ToolContext
 from pgcode.health._base import CheckResult, Coverage, Thresholds, check, grade, items, limits, result
+from pgcode.health.blocking import blocking_chains
 from pgcode.health.probes import connection_counts
 
 AREA = "sessions"
@@ -94,12 +95,23 @@ async def blocking_locks(ctx: ToolContext, t: Thresholds, cov: Coverage) -> Chec
     waiting = [r for r in rows if float(r["waiting_seconds"]) >= t.lock_wait_warning_seconds]
     top = max((float(r["waiting_seconds"]) for r in waiting), default=0.0)
     status = grade(top, t.lock_wait_warning_seconds, t.lock_wait_critical_seconds) if waiting else "ok"
+    database = await ctx.fetchval("SELECT current_database()")
+    chains = [c for c in await blocking_chains(ctx) if any(b["database"] == database for b in c["blocked"])]
+    advice = ("end the blocking transactions (blocked_by pids; pg_locks shows what they hold) and keep "
+              "transactions short; lock_timeout bounds the wait")
+    if chains and waiting:
+        root = chains[0]["root"]
+        advice = (f"the root blocker is pid {root['pid']}"
+                  + (f" ({root['state']}, transaction open {root['transaction_seconds']:g} s, "
+                     f"{root['application_name'] or 'no application_name'})" if root["kind"] == "session"
+                     else f" ({root['kind']})")
+                  + f", holding up {chains[0]['blocked_count']} sessions: {chains[0]['action']} "
+                    f"(details.chains[].command, or the tool named there; admin scope); then " + advice)
     return result("blocking_locks", AREA, status,
                   f"{len(waiting)} sessions waiting on locks for at least {t.lock_wait_warning_seconds:g} s "
-                  f"({len(rows)} waiting now)", top,
+                  f"({len(rows)} waiting now" + (f", {len(chains)} root blockers" if chains else "") + ")", top,
                   limits(t.lock_wait_warning_seconds, t.lock_wait_critical_seconds, "seconds waited"),
-                  "end the blocking transactions (blocked_by pids; pg_locks shows what they hold) and keep "
-                  "transactions short; lock_timeout bounds the wait", items(waiting, t))
+                  advice, items(waiting, t, chains=chains[: t.max_items]))
 
 
 @check("connections", AREA, "sessions", "live")
