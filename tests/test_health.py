@@ -159,11 +159,11 @@ def _apps(check: dict[str, Any]) -> set[str]:
 
 async def test_checks_select_by_name_and_area(call: Call, cond: str) -> None:
     out = await call("pg_analyze_db_health", {"checks": ["wraparound", "dead_tuples"], "includeOk": False})
-    assert {c["check"] for c in out["checks"]} <= {"xid_wraparound", "multixact_wraparound", "sequence_overflow",
-                                                   "integer_column_overflow", "dead_tuples"}
+    assert {c["check"] for c in out["checks"]} <= {"xid_wraparound", "multixact_wraparound", "xmin_horizon",
+                                                   "sequence_overflow", "integer_column_overflow", "dead_tuples"}
     assert "sequence_overflow" in {c["check"] for c in out["checks"]}
     assert all(c["status"] != "ok" for c in out["checks"])
-    assert sum(out["summary"].values()) == 5
+    assert sum(out["summary"].values()) == 6
 
 
 async def test_thresholds_change_the_verdict(call: Call, cond: str) -> None:

@@ -44,6 +44,12 @@ class Thresholds(ToolInput):
                                             "(autovacuum_multixact_freeze_max_age)")
     wraparound_critical_fraction: float = Field(0.5, gt=0, le=1, description="Critical when the age uses this "
                                                 "share of the 2^31 ID space (wraparound stops writes near 1.0)")
+    xmin_horizon_warning_seconds: float = Field(600, gt=0, description="Warn when a session or prepared "
+                                                "transaction has held the xmin horizon back this long")
+    xmin_horizon_critical_seconds: float = Field(3600, gt=0, description="Critical when the xmin horizon has been "
+                                                 "held back this long")
+    xmin_horizon_warning_xids: int = Field(10_000_000, ge=0, description="Warn when the xmin horizon is this many "
+                                           "transactions old (critical at autovacuum_freeze_max_age)")
     overflow_warning_ratio: float = Field(0.75, gt=0, le=1, description="Warn when a sequence or integer column "
                                           "has used this share of its type's range")
     overflow_critical_ratio: float = Field(0.9, gt=0, le=1, description="Critical when a sequence or integer "

@@ -1,4 +1,4 @@
-"""Health checks on running out of IDs: transaction-ID and multixact wraparound, sequence and integer overflow."""
+"""Health checks on running out of IDs: xid and multixact wraparound, xmin horizon, sequence and integer overflow."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from pgcode.health._base import (
     items,
     limits,
     result,
+    worst,
 )
+from pgcode.health.vacuum import horizon_holders
 
 AREA = "wraparound"
 
@@ -70,6 +72,42 @@ async def multixact_wraparound(ctx: ToolContext, t: Thresholds, cov: Coverage) -
     return await _wraparound(ctx, t, cov, name="multixact_wraparound", age_fn="mxid_age", db_column="datminmxid",
                              rel_column="relminmxid", setting="autovacuum_multixact_freeze_max_age",
                              what="multixact")
+
+
+@check("xmin_horizon", AREA, "sessions", "live")
+async def xmin_horizon(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
+    """Who holds back the xmin horizon (VACUUM can neither remove newer dead rows nor freeze past it)."""
+    holders = await horizon_holders(ctx)
+    fma = int(await ctx.fetchval("SELECT current_setting('autovacuum_freeze_max_age')::bigint"))
+    statuses: list[Status] = []
+    for h in holders:
+        seconds = float(h["seconds"]) if h["seconds"] is not None else None
+        by_time = grade(seconds, t.xmin_horizon_warning_seconds, t.xmin_horizon_critical_seconds) \
+            if seconds is not None else "ok"
+        by_age = grade(h["xid_age"] or 0, t.xmin_horizon_warning_xids, fma)
+        inactive_slot: Status = "warning" if h["kind"] == "replication slot" and not h["active"] else "ok"
+        h["status"] = worst([by_time, by_age, inactive_slot])
+        statuses.append(h["status"])
+    top = holders[0] if holders else None
+    summary = (f"the xmin horizon is {top['xid_age']:,} transactions old, held by {_who(top)}" if top
+               else "nothing holds the xmin horizon back")
+    advice = (f"{top['action']}: {top['command']}" if top and top["command"] else top["action"] if top else "none")
+    return result("xmin_horizon", AREA, worst(statuses), summary, top["xid_age"] if top else 0,
+                  {"seconds": limits(t.xmin_horizon_warning_seconds, t.xmin_horizon_critical_seconds, "seconds"),
+                   "xids": limits(t.xmin_horizon_warning_xids, fma, "transactions")},
+                  advice + "; until then VACUUM leaves the dead rows newer than the horizon in place",
+                  items(holders, t, horizon_age=top["xid_age"] if top else 0))
+
+
+def _who(h: Row) -> str:
+    if h["kind"] == "session":
+        return (f"pid {h['pid']} ({h['state']}, {h['usename']}, {h['application_name'] or 'no application_name'}, "
+                f"transaction open {float(h['seconds'] or 0):g} s)")
+    if h["kind"] == "prepared transaction":
+        return f"prepared transaction {h['holder']!r} ({float(h['seconds'] or 0):g} s old)"
+    if h["kind"] == "replication slot":
+        return f"replication slot {h['holder']!r} ({'active' if h['active'] else 'inactive'})"
+    return f"standby {h['holder']!r} (hot_standby_feedback)"
 
 
 def _usage(r: Row) -> float:
