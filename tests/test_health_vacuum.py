@@ -98,7 +98,9 @@ async def test_the_burn_rate_is_measured_and_gives_the_runway(call: Call, dsn: s
         thread.join(10)
     xid = out["burn"]["xid"]
     assert xid["per_second"] > 10 and out["burn"]["sample_seconds"] >= 1
-    assert xid["seconds_to_freeze_max_age"] == round(max(xid["freeze_max_age"] - xid["age"], 0) / xid["per_second"])
+    # per_second is shown to two decimals: the runway agrees with it to within that rounding
+    runway = (xid["freeze_max_age"] - xid["age"]) / xid["per_second"]
+    assert xid["seconds_to_freeze_max_age"] == pytest.approx(runway, rel=1e-3)
     assert xid["seconds_to_exhaustion"] > xid["seconds_to_freeze_max_age"]
 
 
