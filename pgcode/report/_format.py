@@ -113,6 +113,10 @@ def when(v: Any) -> str:
     return str(v)[:16].replace("T", " ")
 
 
+def _span(days: float) -> str:
+    return f"{days:g} days" if days >= 1 else f"{days * 24:.1f} hours"
+
+
 def coverage_lines(cov: dict[str, Any]) -> list[str]:
     """The report's coverage in sentences: checks complete, partial, not run; the statistics' ages."""
     lines = [f"{cov['complete']} of {cov['checks']} checks looked at everything"
@@ -132,7 +136,7 @@ def statistics_ages(stats: dict[str, Any]) -> list[str]:
     if stats.get("observed_since"):
         days = stats.get("observed_days")
         out.append(f"activity counters since {when(stats['observed_since'])}"
-                   + (f" ({days:g} days)" if days is not None else "")
+                   + (f" ({_span(days)})" if days is not None else "")
                    + ("" if stats.get("stats_reset") else ", never reset"))
     if stats.get("oldest_analyze"):
         out.append(f"oldest ANALYZE {when(stats['oldest_analyze'])}")
