@@ -25,6 +25,8 @@ class Settings(BaseModel):
     )
     read_only: bool = Field(False, description="expose and run only tools whose effect is read")
     statement_timeout_ms: int = Field(30_000, ge=100, le=3_600_000)
+    monitor_lock_timeout_ms: int = Field(200, ge=1, le=60_000, description="lock_timeout of health checks and "
+                                         "monitoring queries: they work around a locked table instead of waiting")
     pool_min_size: int = Field(1, ge=0, le=100)
     pool_max_size: int = Field(10, ge=1, le=200)
     pool_timeout_s: float = Field(10.0, gt=0)

@@ -13,7 +13,7 @@ from psycopg.conninfo import make_conninfo
 
 from pgcode.core.context import ToolContext
 from pgcode.core.runtime import Runtime
-from pgcode.health import AREAS, CHECKS, Check, Thresholds, run_checks
+from pgcode.health import AREAS, CHECKS, Check, Coverage, Thresholds, run_checks
 from pgcode.health._base import result
 from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL, Principal, Scope
@@ -48,7 +48,8 @@ async def test_every_check_runs_and_reports_the_shape(rt: Runtime, cond: str) ->
     assert {c["check"] for c in out["checks"]} == set(CHECKS)
     assert sum(out["summary"].values()) == len(CHECKS) and out["duration_ms"] < 10_000
     for c in out["checks"]:
-        assert set(c) == {"check", "area", "status", "summary", "value", "threshold", "details", "advice"}
+        assert set(c) == {"check", "area", "status", "summary", "value", "threshold", "details", "advice",
+                          "coverage"}
         assert c["status"] in ("ok", "warning", "critical", "unknown") and c["area"] in AREAS
     rank = {"critical": 3, "warning": 2, "unknown": 1, "ok": 0}
     ranks = [rank[c["status"]] for c in out["checks"]]
@@ -158,11 +159,11 @@ def _apps(check: dict[str, Any]) -> set[str]:
 
 async def test_checks_select_by_name_and_area(call: Call, cond: str) -> None:
     out = await call("pg_analyze_db_health", {"checks": ["wraparound", "dead_tuples"], "includeOk": False})
-    assert {c["check"] for c in out["checks"]} <= {"xid_wraparound", "multixact_wraparound", "sequence_overflow",
-                                                   "integer_column_overflow", "dead_tuples"}
+    assert {c["check"] for c in out["checks"]} <= {"xid_wraparound", "multixact_wraparound", "xmin_horizon",
+                                                   "sequence_overflow", "integer_column_overflow", "dead_tuples"}
     assert "sequence_overflow" in {c["check"] for c in out["checks"]}
     assert all(c["status"] != "ok" for c in out["checks"])
-    assert sum(out["summary"].values()) == 5
+    assert sum(out["summary"].values()) == 6
 
 
 async def test_thresholds_change_the_verdict(call: Call, cond: str) -> None:
@@ -174,14 +175,14 @@ async def test_thresholds_change_the_verdict(call: Call, cond: str) -> None:
 
 
 async def test_a_check_that_cannot_run_is_unknown_and_the_others_still_run(rt: Runtime, cond: str) -> None:
-    async def denied(ctx: ToolContext, t: Thresholds) -> Any:
+    async def denied(ctx: ToolContext, t: Thresholds, cov: Coverage) -> Any:
         await ctx.execute("SET LOCAL ROLE pg_monitor")  # a role that may not read the schema's tables
         await ctx.fetch(sql.SQL("SELECT * FROM {}").format(sql.Identifier(cond, "dup_t")))
 
-    async def missing(ctx: ToolContext, t: Thresholds) -> Any:
+    async def missing(ctx: ToolContext, t: Thresholds, cov: Coverage) -> Any:
         await ctx.fetch("SELECT pgcode_no_such_function()")
 
-    async def fine(ctx: ToolContext, t: Thresholds) -> Any:
+    async def fine(ctx: ToolContext, t: Thresholds, cov: Coverage) -> Any:
         user = await ctx.fetchval("SELECT current_user")
         return result("fine", "tables", "ok", f"ran as {user}", 1, 0, "none")
 

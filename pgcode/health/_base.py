@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from dataclasses import dataclass, field
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import Field
 
 from pgcode.core.context import Row, ToolContext
 from pgcode.core.registry import ToolInput
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
+from pgcode.health.locks import Locks, skipped
 
 Status = Literal["ok", "warning", "critical", "unknown"]
 RANK: dict[str, int] = {"critical": 3, "warning": 2, "unknown": 1, "ok": 0}
@@ -30,6 +31,7 @@ class CheckResult(TypedDict):
     threshold: Any
     details: dict[str, Any]
     advice: str
+    coverage: NotRequired[dict[str, Any]]
 
 
 class Thresholds(ToolInput):
@@ -42,6 +44,12 @@ class Thresholds(ToolInput):
                                             "(autovacuum_multixact_freeze_max_age)")
     wraparound_critical_fraction: float = Field(0.5, gt=0, le=1, description="Critical when the age uses this "
                                                 "share of the 2^31 ID space (wraparound stops writes near 1.0)")
+    xmin_horizon_warning_seconds: float = Field(600, gt=0, description="Warn when a session or prepared "
+                                                "transaction has held the xmin horizon back this long")
+    xmin_horizon_critical_seconds: float = Field(3600, gt=0, description="Critical when the xmin horizon has been "
+                                                 "held back this long")
+    xmin_horizon_warning_xids: int = Field(10_000_000, ge=0, description="Warn when the xmin horizon is this many "
+                                           "transactions old (critical at autovacuum_freeze_max_age)")
     overflow_warning_ratio: float = Field(0.75, gt=0, le=1, description="Warn when a sequence or integer column "
                                           "has used this share of its type's range")
     overflow_critical_ratio: float = Field(0.9, gt=0, le=1, description="Critical when a sequence or integer "
@@ -103,7 +111,36 @@ class Thresholds(ToolInput):
     checkpoint_min_count: int = Field(10, ge=0, description="Below this many checkpoints the ratio is not judged")
 
 
-CheckFunc = Callable[[ToolContext, Thresholds], Awaitable[CheckResult]]
+@dataclass(slots=True)
+class Coverage:
+    """What one check could not look at: the locked objects it left out (or measured only from the catalog)."""
+
+    locks: Locks
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+    def skip_locked(self, kinds: str, what: str | None = None) -> None:
+        """Name every locked relation of these relkinds ('r', 'i', ...) as skipped (`what`: the part left out)."""
+        self.skipped += skipped(self.locks.user_relations(kinds), what)
+
+    def around(self, rows: list[Row], what: str, *names: str) -> None:
+        """Mark rows measured around a lock (`schema` plus a `names` key is a locked relation) with locked: true,
+        and name them under skipped with the part (`what`) left out or estimated."""
+        held = {r.object: r for r in self.locks.by_oid.values()}
+        for row in rows:
+            lock = next((held[o] for o in (f"{row['schema']}.{row[k]}" for k in names) if o in held), None)
+            if lock is not None:
+                row["locked"] = True
+                self.skipped.append({"object": f"{row['schema']}.{row[names[0]]}", "reason": lock.reason,
+                                     "skipped": what})
+
+
+CheckFunc = Callable[[ToolContext, Thresholds, Coverage], Awaitable[CheckResult]]
+# What a check examines (counted for its coverage) and the statistics its verdict rests on.
+Objects = Literal["database", "tables", "indexes", "sequences", "constraints", "functions", "sessions",
+                  "prepared transactions", "standbys", "replication slots", "settings", "roles", "schemas",
+                  "server counters"]
+Basis = Literal["catalog", "counters", "analyze", "live"]
+TABLES, INDEXES, SEQUENCES = "rpm", "iI", "S"  # the relkinds a check's locked objects are drawn from
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +149,19 @@ class Check:
     area: str
     description: str
     func: CheckFunc
+    examines: Objects = "database"
+    basis: Basis = "catalog"
 
 
 _CHECKS: dict[str, Check] = {}
 
 
-def check(name: str, area: str) -> Callable[[CheckFunc], CheckFunc]:
-    """Register `async (ctx, thresholds) -> CheckResult` as health check `name` of `area`."""
+def check(name: str, area: str, examines: Objects, basis: Basis) -> Callable[[CheckFunc], CheckFunc]:
+    """Register `async (ctx, thresholds, coverage) -> CheckResult` as health check `name` of `area`.
+
+    examines: the kind of object it looks at; basis: catalog (exact, now), counters (cumulative statistics
+    since their reset), analyze (planner statistics from the last ANALYZE) or live (sessions now).
+    """
 
     def register(func: CheckFunc) -> CheckFunc:
         if name in _CHECKS:
@@ -126,7 +169,7 @@ def check(name: str, area: str) -> Callable[[CheckFunc], CheckFunc]:
         doc = (func.__doc__ or "").strip()
         if not doc:
             raise ValueError(f"health check {name!r} needs a docstring saying what it looks for")
-        _CHECKS[name] = Check(name, area, doc.split("\n", 1)[0], func)
+        _CHECKS[name] = Check(name, area, doc.split("\n", 1)[0], func, examines, basis)
         return func
 
     return register

@@ -6,14 +6,26 @@ from psycopg import sql
 
 from pgcode.core.context import ToolContext
 from pgcode.db.queries import load_query
-from pgcode.health._base import CheckResult, Status, Thresholds, check, grade, items, limits, result, size, worst
+from pgcode.health._base import (
+    CheckResult,
+    Coverage,
+    Status,
+    Thresholds,
+    check,
+    grade,
+    items,
+    limits,
+    result,
+    size,
+    worst,
+)
 from pgcode.health.probes import checkpoint_stats
 
 _SLOT_EXTRA = 170000  # PostgreSQL 17 added pg_replication_slots.inactive_since and invalidation_reason
 
 
-@check("replication_lag", "replication")
-async def replication_lag(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("replication_lag", "replication", "standbys", "live")
+async def replication_lag(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """Standbys streaming from this server, by replay lag in bytes and in seconds."""
     rows = await ctx.fetch(load_query("replication_replicas"))
     statuses: list[Status] = []
@@ -35,8 +47,8 @@ async def replication_lag(ctx: ToolContext, t: Thresholds) -> CheckResult:
                   "back (max_standby_streaming_delay, hot_standby_feedback)", items(rows, t))
 
 
-@check("replication_slots", "replication")
-async def replication_slots(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("replication_slots", "replication", "replication slots", "live")
+async def replication_slots(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """Replication slots that are inactive or retain much WAL (WAL a slot retains is never removed)."""
     extra = (sql.SQL(", s.inactive_since, s.invalidation_reason") if ctx.server_version >= _SLOT_EXTRA
              else sql.SQL(""))
@@ -72,8 +84,8 @@ FROM pg_stat_archiver
 """
 
 
-@check("archiver", "wal")
-async def archiver(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("archiver", "wal", "server counters", "counters")
+async def archiver(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """WAL archiving: whether archive_command/archive_library is failing now, and failures since the reset."""
     row = await ctx.fetchone(_ARCHIVER)
     assert row is not None
@@ -87,8 +99,8 @@ async def archiver(ctx: ToolContext, t: Thresholds) -> CheckResult:
                   "succeeds, and point-in-time recovery has a gap", row)
 
 
-@check("checkpoints", "wal")
-async def checkpoints(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("checkpoints", "wal", "server counters", "counters")
+async def checkpoints(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """Checkpoints forced by WAL volume rather than run on schedule (checkpoint pressure)."""
     # checkpoint_stats reads pg_stat_checkpointer on PostgreSQL 17+ (which took over the checkpoint
     # counters) and pg_stat_bgwriter before, under one set of names.

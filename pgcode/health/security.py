@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pgcode.core.context import ToolContext
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
-from pgcode.health._base import CheckResult, Thresholds, check, items, result
+from pgcode.health._base import CheckResult, Coverage, Thresholds, check, items, result
 
 AREA = "security"
 
@@ -16,8 +16,8 @@ ORDER BY rolname
 """
 
 
-@check("superuser_logins", AREA)
-async def superuser_logins(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("superuser_logins", AREA, "roles", "catalog")
+async def superuser_logins(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """Roles that can log in as superuser, other than the bootstrap superuser."""
     rows = await ctx.fetch(_SUPERUSERS)
     names = ", ".join(r["role"] for r in rows[:5])
@@ -35,8 +35,8 @@ WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE'
 """
 
 
-@check("public_schema_create", AREA)
-async def public_schema_create(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("public_schema_create", AREA, "schemas", "catalog")
+async def public_schema_create(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """Whether every role (PUBLIC) may create objects in schema public (the pre-15 default, CVE-2018-1058)."""
     rows = await ctx.fetch(_PUBLIC_CREATE)
     return result("public_schema_create", AREA, "warning" if rows else "ok",
@@ -48,8 +48,8 @@ async def public_schema_create(ctx: ToolContext, t: Thresholds) -> CheckResult:
 
 
 
-@check("security_definer_search_path", AREA)
-async def security_definer_search_path(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("security_definer_search_path", AREA, "functions", "catalog")
+async def security_definer_search_path(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """SECURITY DEFINER functions without a fixed search_path: callers can hijack them with their own objects."""
     rows = await ctx.fetch(load_query("health_security_definer"), {"system": SYSTEM_SCHEMAS})
     supers = sum(1 for r in rows if r["owner_is_superuser"])

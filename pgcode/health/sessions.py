@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pgcode.core.context import ToolContext
-from pgcode.health._base import CheckResult, Thresholds, check, grade, items, limits, result
+from pgcode.health._base import CheckResult, Coverage, Thresholds, check, grade, items, limits, result
+from pgcode.health.blocking import blocking_chains
 from pgcode.health.probes import connection_counts
 
 AREA = "sessions"
@@ -21,8 +22,8 @@ ORDER BY seconds DESC, pid
 """
 
 
-@check("long_running_queries", AREA)
-async def long_running_queries(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("long_running_queries", AREA, "sessions", "live")
+async def long_running_queries(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """Queries of this database running longer than the warning limit."""
     rows = await ctx.fetch(_SESSIONS.format(since="query_start", state="state = 'active'"),
                            {"seconds": t.long_query_warning_seconds})
@@ -35,8 +36,8 @@ async def long_running_queries(ctx: ToolContext, t: Thresholds) -> CheckResult:
                   "role or database bounds them", items(rows, t))
 
 
-@check("idle_in_transaction", AREA)
-async def idle_in_transaction(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("idle_in_transaction", AREA, "sessions", "live")
+async def idle_in_transaction(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """Sessions of this database idle inside an open transaction: they hold locks and stop vacuum's cleanup."""
     rows = await ctx.fetch(_SESSIONS.format(since="state_change", state="state LIKE 'idle in transaction%%'"),
                            {"seconds": t.idle_in_transaction_warning_seconds})
@@ -58,8 +59,8 @@ ORDER BY prepared
 """
 
 
-@check("prepared_transactions", AREA)
-async def prepared_transactions(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("prepared_transactions", AREA, "prepared transactions", "live")
+async def prepared_transactions(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """Prepared (two-phase) transactions left open: they hold locks and the xmin horizon until resolved."""
     rows = await ctx.fetch(_PREPARED)
     old = [r for r in rows if float(r["seconds"]) >= t.prepared_xact_warning_seconds]
@@ -85,8 +86,8 @@ ORDER BY waiting_seconds DESC, a.pid
 _WAITSTART = 140000  # pg_locks.waitstart (when a lock wait began) arrived in PostgreSQL 14
 
 
-@check("blocking_locks", AREA)
-async def blocking_locks(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("blocking_locks", AREA, "sessions", "live")
+async def blocking_locks(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """Sessions of this database waiting on a lock another session holds, and who blocks them."""
     wait_start = ("(SELECT min(l.waitstart) FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted)"
                   if ctx.server_version >= _WAITSTART else "NULL::timestamptz")
@@ -94,16 +95,27 @@ async def blocking_locks(ctx: ToolContext, t: Thresholds) -> CheckResult:
     waiting = [r for r in rows if float(r["waiting_seconds"]) >= t.lock_wait_warning_seconds]
     top = max((float(r["waiting_seconds"]) for r in waiting), default=0.0)
     status = grade(top, t.lock_wait_warning_seconds, t.lock_wait_critical_seconds) if waiting else "ok"
+    database = await ctx.fetchval("SELECT current_database()")
+    chains = [c for c in await blocking_chains(ctx) if any(b["database"] == database for b in c["blocked"])]
+    advice = ("end the blocking transactions (blocked_by pids; pg_locks shows what they hold) and keep "
+              "transactions short; lock_timeout bounds the wait")
+    if chains and waiting:
+        root = chains[0]["root"]
+        advice = (f"the root blocker is pid {root['pid']}"
+                  + (f" ({root['state']}, transaction open {root['transaction_seconds']:g} s, "
+                     f"{root['application_name'] or 'no application_name'})" if root["kind"] == "session"
+                     else f" ({root['kind']})")
+                  + f", holding up {chains[0]['blocked_count']} sessions: {chains[0]['action']} "
+                    f"(details.chains[].command, or the tool named there; admin scope); then " + advice)
     return result("blocking_locks", AREA, status,
                   f"{len(waiting)} sessions waiting on locks for at least {t.lock_wait_warning_seconds:g} s "
-                  f"({len(rows)} waiting now)", top,
+                  f"({len(rows)} waiting now" + (f", {len(chains)} root blockers" if chains else "") + ")", top,
                   limits(t.lock_wait_warning_seconds, t.lock_wait_critical_seconds, "seconds waited"),
-                  "end the blocking transactions (blocked_by pids; pg_locks shows what they hold) and keep "
-                  "transactions short; lock_timeout bounds the wait", items(waiting, t))
+                  advice, items(waiting, t, chains=chains[: t.max_items]))
 
 
-@check("connections", AREA)
-async def connections(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("connections", AREA, "sessions", "live")
+async def connections(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """Client connections against max_connections (less the reserved slots), server-wide."""
     c = await connection_counts(ctx)
     usage = c["usage_ratio"] or 0.0

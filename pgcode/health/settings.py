@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pgcode.core.context import ToolContext
-from pgcode.health._base import MB, CheckResult, Status, Thresholds, check, grade, limits, result, size
+from pgcode.health._base import MB, CheckResult, Coverage, Status, Thresholds, check, grade, limits, result, size
 from pgcode.health.probes import hit_ratio
 
 AREA = "memory"
@@ -23,8 +23,8 @@ SELECT pg_size_bytes(current_setting('shared_buffers')) AS shared_buffers,
 """
 
 
-@check("memory_settings", AREA)
-async def memory_settings(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("memory_settings", AREA, "settings", "catalog")
+async def memory_settings(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """A review of shared_buffers, work_mem, maintenance_work_mem and effective_cache_size for common mistakes.
 
     The machine's RAM is not visible from SQL, so the review compares the settings with each other and with
@@ -89,13 +89,13 @@ async def _hit(ctx: ToolContext, t: Thresholds, name: str, hit_key: str, read_ke
                   {"hits": hits, "reads": reads, "judged": judged})
 
 
-@check("table_cache_hit", AREA)
-async def table_cache_hit(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("table_cache_hit", AREA, "tables", "counters")
+async def table_cache_hit(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """Share of table (heap) block requests served from shared buffers, over all user tables."""
     return await _hit(ctx, t, "table_cache_hit", "heap_hit", "heap_read", "table")
 
 
-@check("index_cache_hit", AREA)
-async def index_cache_hit(ctx: ToolContext, t: Thresholds) -> CheckResult:
+@check("index_cache_hit", AREA, "indexes", "counters")
+async def index_cache_hit(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """Share of index block requests served from shared buffers, over all user tables' indexes."""
     return await _hit(ctx, t, "index_cache_hit", "idx_hit", "idx_read", "index")

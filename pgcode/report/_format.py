@@ -89,3 +89,60 @@ def shown_threshold(check: dict[str, Any]) -> str:
             text = value(level, limit)
         parts.append(f"{level} {text}")
     return ", ".join(parts) + (f" ({unit})" if unit and unit != "bytes" else "")
+
+
+def examined(check: dict[str, Any]) -> str:
+    """What a check looked at: "12 tables (1 skipped: locked)", with the age of the statistics it rests on."""
+    cov = check.get("coverage")
+    if not isinstance(cov, dict):
+        return ""
+    text = f"{cov['examined']:,} {cov['objects']}"
+    if cov["skipped"]:
+        text += f" ({len(cov['skipped'])} skipped)"
+    stats = cov.get("statistics") or {}
+    if stats.get("observed_days") is not None:
+        text += f"; counters over {stats['observed_days']:g} days"
+    elif "oldest_analyze_days" in stats:
+        days = stats["oldest_analyze_days"]
+        text += f"; oldest ANALYZE {days:g} days ago" if days is not None else "; never analyzed"
+    return text
+
+
+def when(v: Any) -> str:
+    """A timestamp to the minute, as the server wrote it: 2026-11-22 10:04."""
+    return str(v)[:16].replace("T", " ")
+
+
+def _span(days: float) -> str:
+    return f"{days:g} days" if days >= 1 else f"{days * 24:.1f} hours"
+
+
+def coverage_lines(cov: dict[str, Any]) -> list[str]:
+    """The report's coverage in sentences: checks complete, partial, not run; the statistics' ages."""
+    lines = [f"{cov['complete']} of {cov['checks']} checks looked at everything"
+             + (f"; {len(cov['partial'])} left locked objects out ({', '.join(cov['partial'])})"
+                if cov["partial"] else "")
+             + (f"; {len(cov['could_not_run'])} could not run ({', '.join(cov['could_not_run'])})"
+                if cov["could_not_run"] else "")]
+    ages = statistics_ages(cov.get("statistics") or {})
+    if ages:
+        lines.append("Based on " + "; ".join(ages))
+    return lines
+
+
+def statistics_ages(stats: dict[str, Any]) -> list[str]:
+    """The ages of the statistics a report rests on, one phrase each."""
+    out = []
+    if stats.get("observed_since"):
+        days = stats.get("observed_days")
+        out.append(f"activity counters since {when(stats['observed_since'])}"
+                   + (f" ({_span(days)})" if days is not None else "")
+                   + ("" if stats.get("stats_reset") else ", never reset"))
+    if stats.get("oldest_analyze"):
+        out.append(f"oldest ANALYZE {when(stats['oldest_analyze'])}")
+    if stats.get("never_analyzed_tables"):
+        out.append(f"{stats['never_analyzed_tables']:,} tables never analyzed")
+    if "pg_stat_statements_reset" in stats:
+        out.append(f"pg_stat_statements since {when(stats['pg_stat_statements_reset'])}"
+                   if stats["pg_stat_statements_reset"] else "pg_stat_statements reset time unknown")
+    return out

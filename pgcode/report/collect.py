@@ -60,7 +60,7 @@ async def collect(rt: Runtime, principal: Principal, *, thresholds: dict[str, An
         "areas": [{"area": a, "title": AREA_TITLES.get(a, a), "status": _worst(a, health["checks"]),
                    "checks": [c for c in health["checks"] if c["area"] == a]} for a in AREAS
                   if any(c["area"] == a for c in health["checks"])],
-        "thresholds": health["thresholds"], "unavailable": {},
+        "thresholds": health["thresholds"], "unavailable": {}, "coverage": health["coverage"],
     }
     for (key, tool, _), res in zip(_SECTIONS, results[1:], strict=False):
         report[key] = None if isinstance(res, ToolError) else res
@@ -74,6 +74,7 @@ async def collect(rt: Runtime, principal: Principal, *, thresholds: dict[str, An
         else:
             assert not isinstance(res, BaseException)  # any other exception was raised above
             report["top_queries"] = res["statements"]
+            report["coverage"]["statistics"]["pg_stat_statements_reset"] = res.get("stats_reset")
     else:
         report["top_queries"] = None
         report["unavailable"]["top_queries"] = "the pg_stat_statements extension is not installed"

@@ -10,7 +10,7 @@ from typing import Any
 
 from pgcode.health._base import size
 from pgcode.report import charts
-from pgcode.report._format import columns, shown_threshold, shown_value, value
+from pgcode.report._format import columns, coverage_lines, examined, shown_threshold, shown_value, value
 from pgcode.report.charts import Bar, h
 
 _CSS = """
@@ -122,14 +122,17 @@ def render(report: dict[str, Any]) -> str:
         '<div class="cards">' + "".join(
             f'<div class="card s-{k}"><b>{int(s[k])}</b><span>{k}</span></div>'
             for k in ("critical", "warning", "unknown", "ok")) + "</div></header>",
+        _coverage(report),
         '<section id="findings"><h2>Findings, worst first</h2>', _findings_table(report["findings"]), "</section>",
         '<section id="overview"><h2>At a glance</h2><div class="grid">', _charts(report), "</div></section>",
     ]
     for area in report["areas"]:
         rows = "".join(f"<tr><td>{_badge(c['status'])}</td><td>{h(c['check'])}</td><td>{h(c['summary'])}</td>"
-                       f'<td class="num">{h(shown_value(c))}</td></tr>' for c in area["checks"])
+                       f'<td class="num">{h(shown_value(c))}</td><td>{h(examined(c))}</td></tr>'
+                       for c in area["checks"])
         parts.append(f'<section id="area-{h(area["area"])}"><h2>{h(area["title"])} {_badge(area["status"])}</h2>'
-                     f"<table><thead><tr><th>status</th><th>check</th><th>summary</th><th>value</th></tr></thead>"
+                     "<table><thead><tr><th>status</th><th>check</th><th>summary</th><th>value</th>"
+                     "<th>examined</th></tr></thead>"
                      f"<tbody>{rows}</tbody></table>"
                      + "".join(_finding(c) for c in area["checks"] if c["status"] != "ok") + "</section>")
     parts.append(_queries_table(report))
@@ -139,6 +142,18 @@ def render(report: dict[str, Any]) -> str:
                  "are estimates from planner statistics. Thresholds are in the JSON report.</p></footer>")
     parts.append("</main></body></html>\n")
     return "".join(parts)
+
+
+def _coverage(report: dict[str, Any]) -> str:
+    cov = report.get("coverage")
+    if not cov:
+        return ""
+    text = "".join(f"<p>{h(line)}</p>" for line in coverage_lines(cov))
+    rows = "".join(f"<tr><td>{h(s['object'])}</td><td>{h(s['reason'])}</td><td>{h(', '.join(s['checks']))}</td></tr>"
+                   for s in cov["skipped"])
+    table = ("<table><thead><tr><th>skipped object</th><th>why</th><th>checks</th></tr></thead>"
+             f"<tbody>{rows}</tbody></table>") if rows else ""
+    return f'<section id="coverage"><h2>Coverage</h2>{text}{table}</section>'
 
 
 def _findings_table(findings: list[dict[str, Any]]) -> str:

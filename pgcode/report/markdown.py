@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from pgcode.health._base import size
-from pgcode.report._format import columns, shown_threshold, shown_value, value
+from pgcode.report._format import columns, coverage_lines, examined, shown_threshold, shown_value, value
 
 # Escaped: what could start markup (emphasis, code, links, tables). Underscores stay: GitHub Markdown ignores
 # them inside words, and names are full of them. <, > and & become entities, so no HTML gets through.
@@ -54,7 +54,7 @@ def render(report: dict[str, Any]) -> str:
              + (f" · database size {esc(report['database_size']['size_pretty'])}"
                 if report.get("database_size") else ""), "",
              f"**Overall: {_LABEL[report['status']]}** — {s['critical']} critical, {s['warning']} warning, "
-             f"{s['unknown']} unknown, {s['ok']} ok", "", "## Findings, worst first", ""]
+             f"{s['unknown']} unknown, {s['ok']} ok", "", *_coverage(report), "## Findings, worst first", ""]
     if report["findings"]:
         lines += _table(["status", "check", "summary", "value", "threshold"], [
             [_LABEL[c["status"]], esc(c["check"]), esc(c["summary"]), esc(shown_value(c)), esc(shown_threshold(c))]
@@ -63,13 +63,24 @@ def render(report: dict[str, Any]) -> str:
         lines += ["Every check passed.", ""]
     for area in report["areas"]:
         lines += [f"## {esc(area['title'])} ({_LABEL[area['status']]})", ""]
-        lines += _table(["status", "check", "summary"], [[_LABEL[c["status"]], esc(c["check"]), esc(c["summary"])]
-                                                          for c in area["checks"]])
+        lines += _table(["status", "check", "summary", "examined"], [
+            [_LABEL[c["status"]], esc(c["check"]), esc(c["summary"]), esc(examined(c))] for c in area["checks"]])
         for c in area["checks"]:
             if c["status"] != "ok":
                 lines += _check_line(c)
     lines += _monitoring(report)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _coverage(report: dict[str, Any]) -> list[str]:
+    cov = report.get("coverage")
+    if not cov:
+        return []
+    lines = ["## Coverage", "", *[esc(line) + "  " for line in coverage_lines(cov)], ""]
+    if cov["skipped"]:
+        lines += _table(["skipped object", "why", "checks"], [[esc(s["object"]), esc(s["reason"]),
+                                                               esc(", ".join(s["checks"]))] for s in cov["skipped"]])
+    return lines
 
 
 def _monitoring(report: dict[str, Any]) -> list[str]:

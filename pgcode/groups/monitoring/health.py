@@ -10,11 +10,14 @@ from pydantic import Field
 
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
-from pgcode.db.queries import load_query
+from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX
 from pgcode.groups._extensions import extension_schema
 from pgcode.groups._kcache import kcache_problem
+from pgcode.health.locks import locked_relations, set_lock_timeout
+from pgcode.health.probes import stats_window
+from pgcode.health.vacuum import autovacuum_advice, churn, horizon_holders, id_burn
 from pgcode.types import Effect
 
 Status = Literal["ok", "warning", "critical", "unknown"]
@@ -146,6 +149,7 @@ async def capacity_planning(ctx: ToolContext, args: CapacityPlanningIn) -> dict[
     were never reset, the window starts at the server's start, while PG 15+ keeps counters across clean
     restarts, so rates can be overstated. Growth is assumed linear; free disk space is not visible from SQL.
     """
+    await set_lock_timeout(ctx)
     db = await ctx.fetchone(
         "SELECT current_database() AS database, pg_database_size(current_database()) AS size_bytes, "
         "d.stats_reset, coalesce(d.stats_reset, pg_postmaster_start_time()) AS observed_since, "
@@ -167,7 +171,8 @@ async def capacity_planning(ctx: ToolContext, args: CapacityPlanningIn) -> dict[
         caveats.append(f"the counters cover only {db['seconds'] / 3600:.1f} hours, counted as one day: the "
                        "forecast is rough")
     tables = []
-    for t in await ctx.fetch(load_query("capacity_tables"), {"schema": args.schema_}):
+    locks = await locked_relations(ctx)
+    for t in await ctx.fetch(load_query("capacity_tables"), {"schema": args.schema_, "locked": locks.oids}):
         rows_per_day = (t["n_tup_ins"] - t["n_tup_del"]) / days
         per_row = t["size_bytes"] / t["n_live_tup"] if t["n_live_tup"] else 0.0
         growth = rows_per_day * per_row
@@ -233,6 +238,7 @@ async def system_health(ctx: ToolContext, args: SystemHealthIn) -> dict[str, Any
     when it is installed and loaded; per-process memory and OS load are not visible from SQL (memory shows
     the configured sizes).
     """
+    await set_lock_timeout(ctx)
     s = await _settings(ctx)
     th = thresholds(s)
     row = await ctx.fetchone(load_query("system_health"), {
@@ -328,6 +334,7 @@ async def alert_threshold_set(ctx: ToolContext, args: AlertThresholdSetIn) -> di
     (max_connections, autovacuum_freeze_max_age, statement_timeout, max_slot_wal_keep_size, ...). Nothing is
     stored or changed; pg_system_health evaluates the current values against the same thresholds.
     """
+    await set_lock_timeout(ctx)
     s = await _settings(ctx)
     th = thresholds(s)
     if args.metrics is not None:
@@ -341,3 +348,39 @@ async def alert_threshold_set(ctx: ToolContext, args: AlertThresholdSetIn) -> di
             "notes": ["memory and time settings are in bytes and seconds",
                       "disk usage needs an OS-level monitor: free space is not visible from SQL"]}
 
+
+
+class VacuumAdvisorIn(ToolInput):
+    sample_seconds: float = Field(3, ge=0.5, le=10, description="Measure transaction-ID and multixact consumption "
+                                                                "over this many seconds")
+    min_rows: int = Field(100_000, ge=0, le=10**12, description="Only tables with at least this many live rows get "
+                                                                "per-table autovacuum advice")
+    limit: int = Field(20, ge=1, le=1000, description="Most horizon holders and tables to list")
+
+
+@tool(group="monitoring", effect=Effect.READ)
+async def vacuum_advisor(ctx: ToolContext, args: VacuumAdvisorIn) -> dict[str, Any]:
+    """What holds VACUUM back and how long until wraparound: the xmin horizon's holders, each with its release command.
+
+    Holders are sessions (long or idle-in-transaction), prepared transactions, replication slots and standbys
+    with hot_standby_feedback, oldest first. The ID burn rate is measured over sampleSeconds (two reads of
+    the next transaction ID), and gives the time left until autovacuum_freeze_max_age (an anti-wraparound
+    vacuum starts) and until the server stops assigning IDs. Per-table advice sets
+    autovacuum_vacuum_scale_factor to about an hour of each big table's updates and deletes.
+    """
+    await set_lock_timeout(ctx)
+    holders = await horizon_holders(ctx)
+    burn = await id_burn(ctx, args.sample_seconds)
+    window = await stats_window(ctx)
+    s = await _settings(ctx)
+    feedback = await ctx.fetchval("SELECT current_setting('hot_standby_feedback')")
+    advice = autovacuum_advice(await churn(ctx, SYSTEM_SCHEMAS, args.min_rows), window["observed_days"] or 1.0,
+                               float(s["autovacuum_vacuum_scale_factor"]), args.min_rows, await ctx.conn())
+    top = holders[0] if holders else None
+    return {"horizon": {"age": top["xid_age"] if top else 0, "held_by": top, "holders": holders[: args.limit],
+                        "count": len(holders)},
+            "hot_standby_feedback": feedback, "burn": burn,
+            "autovacuum": {"tables": advice[: args.limit], "count": len(advice),
+                           "global_scale_factor": s["autovacuum_vacuum_scale_factor"],
+                           "observed_days": window["observed_days"],
+                           "basis": "updates and deletes per hour since the statistics were reset"}}

@@ -11,6 +11,7 @@ from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import load_query
 from pgcode.groups._common import IDENT_MAX
+from pgcode.health.locks import set_lock_timeout
 from pgcode.types import Effect
 
 
@@ -31,6 +32,7 @@ async def replication_status(ctx: ToolContext, args: ReplicationStatusIn) -> dic
     standalone server both lists are empty and `note` says so; on a standby, wal_receiver and standby_lag
     describe its upstream. Byte lags are exact (LSN differences); time lags are as the standby last reported.
     """
+    await set_lock_timeout(ctx)
     in_recovery = bool(await ctx.fetchval("SELECT pg_is_in_recovery()"))
     lsn = await ctx.fetchval("SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
                              "ELSE pg_current_wal_lsn() END)::text")
@@ -64,6 +66,7 @@ class ServerVersionIn(ToolInput):
 @tool(group="monitoring", effect=Effect.READ)
 async def server_version(ctx: ToolContext, args: ServerVersionIn) -> dict[str, Any]:
     """The PostgreSQL version: full version() string, server_version, server_version_num, major and minor."""
+    await set_lock_timeout(ctx)
     row = await ctx.fetchone("SELECT version() AS version, current_setting('server_version') AS server_version, "
                              "current_setting('server_version_num')::int AS server_version_num")
     assert row is not None
@@ -98,6 +101,7 @@ async def show_settings(ctx: ToolContext, args: ShowSettingsIn) -> list[dict[str
     value comes from (default, configuration file, database, user, ...). Note that pgcode's own connection
     sets statement_timeout for each call, so that one shows pgcode's limit.
     """
+    await set_lock_timeout(ctx)
     return await ctx.fetch(load_query("show_settings"), {
         "pattern": _like(args.pattern) if args.pattern else None, "names": args.names,
         "category": _like(args.category) if args.category else None, "changed_only": args.changed_only,
@@ -111,6 +115,7 @@ class UptimeIn(ToolInput):
 @tool(group="monitoring", effect=Effect.READ)
 async def uptime(ctx: ToolContext, args: UptimeIn) -> dict[str, Any]:
     """When the server started, how long it has been up (seconds and text), and when its configuration loaded."""
+    await set_lock_timeout(ctx)
     row = await ctx.fetchone(
         "SELECT pg_postmaster_start_time() AS started_at, "
         "extract(epoch FROM clock_timestamp() - pg_postmaster_start_time())::float8 AS uptime_seconds, "
@@ -128,6 +133,7 @@ class RecoveryStatusIn(ToolInput):
 @tool(group="monitoring", effect=Effect.READ)
 async def recovery_status(ctx: ToolContext, args: RecoveryStatusIn) -> dict[str, Any]:
     """Whether the server is in recovery (a standby/replica) and, if so, how far its replay is behind."""
+    await set_lock_timeout(ctx)
     if not await ctx.fetchval("SELECT pg_is_in_recovery()"):
         return {"in_recovery": False, "role": "primary",
                 "note": "this server is not in recovery: it accepts writes (a primary or standalone server)"}

@@ -13,6 +13,7 @@ from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX
+from pgcode.health.locks import locked_relations, set_lock_timeout
 from pgcode.types import Effect
 
 
@@ -26,6 +27,7 @@ class DatabaseSizeIn(ToolInput):
 @tool(group="monitoring", effect=Effect.READ)
 async def database_size(ctx: ToolContext, args: DatabaseSizeIn) -> dict[str, Any]:
     """The size of a database in bytes (and pretty), optionally with every other database's size."""
+    await set_lock_timeout(ctx)
     row = await ctx.fetchone(
         "SELECT d.datname AS database, pg_database_size(d.oid) AS size_bytes, "
         "pg_size_pretty(pg_database_size(d.oid)) AS size_pretty, d.datname = current_database() AS is_current "
@@ -53,11 +55,20 @@ async def table_sizes(ctx: ToolContext, args: TableSizesIn) -> list[dict[str, An
     """Tables largest first: {table, schema, size_bytes, table_bytes, index_bytes, toast_bytes, row_estimate}.
 
     size_bytes = table_bytes + index_bytes + toast_bytes. A partitioned table shows the sums over its
-    partitions, which are listed too (is_partition: true).
+    partitions, which are listed too (is_partition: true). Never waits on a lock: a table another session
+    locks (ACCESS EXCLUSIVE) is measured from pg_class.relpages instead (size_estimated: true, locked_by says
+    who holds it).
     """
-    return await ctx.fetch(load_query("table_sizes"), {
+    await set_lock_timeout(ctx)
+    locks = await locked_relations(ctx)
+    rows = await ctx.fetch(load_query("table_sizes"), {
         "schema": args.schema_, "include_system": args.include_system, "min_bytes": args.min_bytes,
-        "limit": args.limit})
+        "limit": args.limit, "locked": locks.oids})
+    held = {r.object: r.reason for r in locks.by_oid.values()}
+    for row in rows:
+        if row["size_estimated"]:
+            row["locked_by"] = held.get(f"{row['schema']}.{row['table']}", "a partition is locked")
+    return rows
 
 
 class SessionState(StrEnum):
@@ -122,6 +133,7 @@ async def connection_stats(ctx: ToolContext, args: ConnectionStatsIn) -> list[di
     (total, active, idle, idle_in_transaction, waiting_on_locks, longest_duration) instead.
     pg.monitoring.activeConnections() is this tool with its defaults: the list of client sessions.
     """
+    await set_lock_timeout(ctx)
     if args.group_by is None:
         tail: sql.Composable = _LISTED
     else:

@@ -13,6 +13,8 @@ from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import load_query
 from pgcode.groups._common import IDENT_MAX
 from pgcode.groups.performance._shared import QUERY_TEXT_MAX, cut
+from pgcode.health.blocking import blocking_chains as health_blocking_chains
+from pgcode.health.locks import set_lock_timeout
 from pgcode.health.probes import connection_counts, ratio
 from pgcode.types import Effect
 
@@ -96,6 +98,27 @@ async def blocking_pairs(ctx: ToolContext, limit: int = 50) -> list[Row]:
         "left(a.query, 300) AS query, round(extract(epoch FROM now() - a.query_start)::numeric, 3) "
         "AS waiting_seconds FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' "
         "AND cardinality(pg_blocking_pids(a.pid)) > 0 ORDER BY a.query_start LIMIT %s", (limit,))
+
+
+class BlockingChainsIn(ToolInput):
+    query_max_length: int = Field(300, ge=20, le=QUERY_TEXT_MAX, description="Cut query texts to this length")
+    limit: int = Field(50, ge=1, le=1000, description="Most chains (root blockers) to return, longest wait first")
+
+
+@tool(group="performance", effect=Effect.READ)
+async def blocking_chains(ctx: ToolContext, args: BlockingChainsIn) -> dict[str, Any]:
+    """Lock waits as chains down to the root blocker: who waits on whom, how long, and the command that frees them.
+
+    One entry per root (a session, or a prepared transaction as pid 0, that blocks others and waits on no
+    one), with every session behind it (depth 1 waits on the root directly) from pg_blocking_pids. The
+    advice cancels a root that runs a lone statement and terminates one whose transaction goes on (a
+    cancelled statement leaves the transaction and its locks); the SQL command is guarded by the root's
+    xact_start so it does nothing once that transaction has ended. Ending sessions needs the admin scope.
+    """
+    await set_lock_timeout(ctx)
+    chains = await health_blocking_chains(ctx, args.query_max_length)
+    return {"chains": chains[: args.limit], "count": len(chains), "truncated": len(chains) > args.limit,
+            "blocked_sessions": sum(c["blocked_count"] for c in chains)}
 
 
 class ConnectionPoolOptimizeIn(ToolInput):

@@ -11,8 +11,12 @@ WITH ints AS MATERIALIZED (  -- only integer columns reach the casts below
     JOIN pg_type t ON t.oid = a.atttypid
     WHERE t.typname IN ('int2', 'int4') AND NOT s.inherited AND a.attidentity = ''
       AND s.schemaname <> ALL (%(system)s) AND s.schemaname NOT LIKE 'pg\_temp\_%%'
-      AND NOT EXISTS (SELECT 1 FROM pg_attrdef ad WHERE ad.adrelid = c.oid AND ad.adnum = a.attnum
-                      AND pg_get_expr(ad.adbin, ad.adrelid) LIKE 'nextval(%%')
+      -- a default that depends on a sequence (nextval), read from pg_depend: pg_get_expr would lock the table
+      AND NOT EXISTS (SELECT 1 FROM pg_attrdef ad
+                      JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                                      AND d.refclassid = 'pg_class'::regclass
+                      JOIN pg_class sq ON sq.oid = d.refobjid AND sq.relkind = 'S'
+                      WHERE ad.adrelid = c.oid AND ad.adnum = a.attnum)
 )
 SELECT i.schemaname AS schema, i.tablename AS table, i.attname AS column, i.typname AS column_type,
        m.largest, CASE i.typname WHEN 'int2' THEN 32767 ELSE 2147483647 END AS limit_value

@@ -1,14 +1,18 @@
 -- Sequences and how much of their range they have used. A sequence that feeds a column (serial, identity,
 -- OWNED BY, or a column DEFAULT nextval(...)) runs out at the narrower of its own limit and the column type's:
 -- a bigint sequence behind an integer column fails at 2^31 - 1.
-WITH seq AS (
-    SELECT c.oid, s.schemaname AS schema, s.sequencename AS sequence, format_type(s.data_type, NULL) AS sequence_type,
-           s.last_value, s.increment_by, s.min_value, s.max_value, s.cycle
-    FROM pg_sequences s
-    JOIN pg_namespace n ON n.nspname = s.schemaname
-    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename
-    WHERE s.last_value IS NOT NULL
-      AND s.schemaname <> ALL (%(system)s) AND s.schemaname NOT LIKE 'pg\_temp\_%%'
+WITH seq AS MATERIALIZED (  -- materialized: the lock guard filters before last_value is read
+    -- pg_sequence and a guarded pg_sequence_last_value rather than pg_sequences: reading last_value locks the
+    -- sequence, so one that another session holds (ALTER SEQUENCE, DROP) is left out
+    SELECT c.oid, n.nspname AS schema, c.relname AS sequence, format_type(s.seqtypid, NULL) AS sequence_type,
+           CASE WHEN has_sequence_privilege(c.oid, 'SELECT,USAGE') THEN pg_sequence_last_value(c.oid) END
+               AS last_value, s.seqincrement AS increment_by, s.seqmin AS min_value,
+           s.seqmax AS max_value, s.seqcycle AS cycle
+    FROM pg_sequence s
+    JOIN pg_class c ON c.oid = s.seqrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname <> ALL (%(system)s) AND n.nspname NOT LIKE 'pg\_temp\_%%'
+      AND c.oid::bigint <> ALL (%(locked)s::bigint[])
 ), fed AS (
     -- columns a sequence feeds: owned (a) and identity (i) dependencies, and defaults that call nextval (n)
     SELECT d.objid AS seq_oid, d.refobjid AS table_oid, d.refobjsubid AS attnum, d.deptype = 'i' AS is_identity
@@ -41,3 +45,4 @@ LEFT JOIN LATERAL (
     ORDER BY type_max NULLS LAST, t.relname, a.attname
     LIMIT 1
 ) col ON true
+WHERE seq.last_value IS NOT NULL
