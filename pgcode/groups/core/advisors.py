@@ -6,20 +6,21 @@ import time
 from typing import Any
 
 from pglast import ast, parse_sql
-from pglast.parser import ParseError
 from pydantic import Field
 
 from pgcode import health
 from pgcode.advisor.engine import Query, advise, explain, outline, prepare
+from pgcode.advisor.workload import REASONS, user_workload
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
+from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups.performance._shared import QUERY_TEXT_MAX
+from pgcode.groups.performance._shared import pgss_fetch, pgss_order, pgss_relation
 from pgcode.groups.performance.explain import Kind, Statement, inspect
-from pgcode.groups.performance.statements import select_statements
 from pgcode.types import Effect, Scope
 
 _MAX_SQL = 1_000_000
+_WORKLOAD_ROWS = 5000  # pg_stat_statements.max's default: every statement it keeps
 
 
 class AnalyzeDbHealthIn(ToolInput):
@@ -61,8 +62,11 @@ async def analyze_db_health(ctx: ToolContext, args: AnalyzeDbHealthIn) -> dict[s
 
 
 class AnalyzeWorkloadIndexesIn(ToolInput):
-    top_queries: int = Field(20, ge=1, le=200, description="How many statements to analyze, by total execution time")
-    min_calls: int = Field(1, ge=1, description="Only statements called at least this often")
+    top_queries: int = Field(20, ge=1, le=200, description="How many of the user's statements to analyze, by total "
+                                                           "execution time")
+    min_calls: int = Field(2, ge=1, description="Skip statements called fewer times than this")
+    min_mean_ms: float = Field(0.0, ge=0, description="Skip statements whose mean execution time is below this "
+                                                      "(milliseconds)")
     search: str | None = Field(None, min_length=1, max_length=1000,
                                description="Only statements whose text contains this (case-insensitive)")
     max_indexes: int = Field(5, ge=1, le=20, description="Most indexes to recommend")
@@ -71,47 +75,54 @@ class AnalyzeWorkloadIndexesIn(ToolInput):
     include_plans: bool = Field(False, description="Add each statement's plan outline before and after")
 
 
-@tool(group="core", effect=Effect.READ, extensions=("pg_stat_statements",))
-async def analyze_workload_indexes(ctx: ToolContext, args: AnalyzeWorkloadIndexesIn) -> dict[str, Any]:
-    """Indexes the busiest statements (pg_stat_statements, by total time) need: DDL, size, cost gain per query.
-
-    Candidates are the columns the statements filter, join and sort on (parsed with pglast). With hypopg
-    installed each is planned as a hypothetical index and chosen greedily by planner-cost gain weighted by
-    calls (ties go to the smaller index); without it, gains are estimated from pg_stats and the result says
-    method "heuristic". $n placeholders get a generic plan on PostgreSQL 16+, and typical values from
-    pg_stats before. Statements other than SELECT, UPDATE and DELETE are skipped, and say why; EXPLAIN
-    statements (tools planning queries, this one included) are left out.
-    """
-    rows, _ = await select_statements(ctx, order="total_time", limit=args.top_queries, qlen=QUERY_TEXT_MAX,
-                                      min_calls=args.min_calls, search=args.search)
+async def workload_queries(ctx: ToolContext, *, top: int, min_calls: int, min_mean_ms: float,
+                           search: str | None) -> tuple[list[Query], dict[str, Any]]:
+    """The user's statements from pg_stat_statements as advisor queries (calls as weight, rows per call as the
+    size the parameter values aim at), and a summary of what was left out and why."""
+    query = load_query("advisor_workload").format(total=pgss_order(ctx, "total_time"), pgss=await pgss_relation(ctx))
+    rows = await pgss_fetch(ctx, query, {"search": search, "limit": _WORKLOAD_ROWS})
+    statements, excluded = user_workload(rows, own_roles={ctx.settings.read_role, ctx.settings.write_role},
+                                         min_calls=min_calls, min_mean_ms=min_mean_ms, top=top)
     queries, skipped = [], []
-    for r in rows:
-        if _explain(r["query"]):
-            continue  # EXPLAIN statements are tools planning something (this one's included), not workload
-        label = r["query"] if len(r["query"]) <= 500 else r["query"][:500] + "…"
+    for s in statements:
+        label = s.text if len(s.text) <= 500 else s.text[:500] + "…"
         try:
-            _advisable(r["query"])
-            q = Query(r["query"], weight=float(r["calls"]), label=label)
+            _advisable(s.text)
+            q = Query(s.text, weight=float(s.calls), label=label, rows_per_call=s.rows_per_call)
             await prepare(ctx, q)
         except ToolError as err:
-            skipped.append({"queryid": r["queryid"], "query": label, "reason": err.message})
+            skipped.append({"queryid": s.queryid, "query": label, "reason": err.message})
             continue
         queries.append(q)
+    summary = {"statements_seen": len(rows), "excluded": dict(excluded),
+               "why": {k: REASONS[k] for k in excluded}, "min_calls": min_calls, "min_mean_ms": min_mean_ms,
+               "skipped": skipped}
+    return queries, summary
+
+
+@tool(group="core", effect=Effect.READ, extensions=("pg_stat_statements",))
+async def analyze_workload_indexes(ctx: ToolContext, args: AnalyzeWorkloadIndexesIn) -> dict[str, Any]:
+    """Indexes the user's busiest statements (pg_stat_statements, by total time) need: DDL, size, gain per query.
+
+    pgcode's own statements (its roles), EXPLAIN, catalog and extension queries, DDL and utility statements
+    are left out, and statements under minCalls / minMeanMs skipped; the result counts each. $n get values
+    that make each condition keep the rows per call the workload saw (pg_stats most common values and
+    histograms; LIMIT the rows returned), listed per query with the reason. Candidates follow a DBA's rules
+    (equality columns, then a range or the ORDER BY keys; INCLUDE for index-only scans; partial indexes for
+    constant conditions); with hypopg they are chosen greedily by planner-cost gain per byte, consolidated, and
+    never duplicate an existing index; an existing index a new one makes redundant is listed under drop.
+    Without hypopg gains are estimated from pg_stats and method is "heuristic".
+    """
+    queries, workload = await workload_queries(ctx, top=args.top_queries, min_calls=args.min_calls,
+                                               min_mean_ms=args.min_mean_ms, search=args.search)
     out = await advise(ctx, queries, max_indexes=args.max_indexes, min_improvement=args.min_improvement,
                        include_plans=args.include_plans)
     for entry in out["queries"]:
         entry["calls"] = int(entry.pop("weight"))
-    out["skipped"] = skipped + out["skipped"]
+    out["skipped"] = workload.pop("skipped") + out["skipped"]
     out["statements_analyzed"] = len(out["queries"])
+    out["workload"] = workload
     return out
-
-
-def _explain(text: str) -> bool:
-    try:
-        stmts = parse_sql(text)
-    except ParseError:
-        return False
-    return len(stmts) == 1 and isinstance(stmts[0].stmt, ast.ExplainStmt)
 
 
 def _advisable(text: str) -> Statement:
@@ -129,8 +140,8 @@ class AnalyzeQueryIndexesIn(ToolInput):
     sql: str = Field(max_length=_MAX_SQL, description="One SELECT (or UPDATE/DELETE, planned only) to find indexes "
                                                       "for; $1, $2 ... for parameters")
     params: list[Any] | None = Field(None, max_length=1000,
-                                     description="Values for $1, $2 ...; without them a generic plan (PostgreSQL "
-                                                 "16+) or typical values from pg_stats are used")
+                                     description="Values for $1, $2 ...; without them typical values from pg_stats "
+                                                 "are used (listed in the result with the reason)")
     analyze: bool = Field(False, description="Also run the query (EXPLAIN ANALYZE, reads only) for its actual time; "
                                              "hypothetical indexes are planned, never run")
     max_indexes: int = Field(3, ge=1, le=10, description="Most indexes to recommend")

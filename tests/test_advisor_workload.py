@@ -1,0 +1,121 @@
+"""The index advisor on a small pgbench-like workload: realistic $n values (never NULL for LIMIT), a DBA's
+multi-column indexes, the user's statements only (pgcode's own left out), no duplicate of an existing index,
+drop advice for the index a new one makes redundant, and a size estimate near the built index's size."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgcode.core.runtime import Runtime
+from pgcode.types import Principal, Scope
+from tests.fix_db import Call
+
+pytestmark = pytest.mark.anyio
+
+READER = Principal.with_scope("reader", Scope.READ)
+ACCOUNTS = "SELECT * FROM {s}.accounts WHERE bid = $1 AND abalance > $2"
+HISTORY_AID = "SELECT count(*) FROM {s}.history WHERE aid = $1"
+HISTORY_TID = "SELECT * FROM {s}.history WHERE tid = $1 ORDER BY mtime DESC LIMIT $2"
+
+
+@pytest.fixture(scope="module")
+def bench(dsn: str, schema: str) -> Iterator[str]:
+    """pgbench's tables at a small scale (100k accounts in 10 branches, 200k history rows over 100 tellers),
+    balances spread over -5000..5000, an index on history(aid) and one on accounts(bid) already there; then the
+    workload: 20 calls of each of the three statements, run with server-side parameters as an application does."""
+    s = schema
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"""
+            CREATE TABLE {s}.branches (bid int PRIMARY KEY, bbalance int NOT NULL, filler char(88));
+            CREATE TABLE {s}.tellers (tid int PRIMARY KEY, bid int NOT NULL, tbalance int NOT NULL, filler char(84));
+            CREATE TABLE {s}.accounts (aid int PRIMARY KEY, bid int NOT NULL, abalance int NOT NULL, filler char(84))
+                WITH (fillfactor = 100);
+            CREATE TABLE {s}.history (tid int, bid int, aid int, delta int, mtime timestamp, filler char(22));
+            INSERT INTO {s}.branches SELECT g, 0, '' FROM generate_series(1, 10) g;
+            INSERT INTO {s}.tellers SELECT g, 1 + (g - 1) / 10, 0, '' FROM generate_series(1, 100) g;
+            INSERT INTO {s}.accounts SELECT g, 1 + (g - 1) / 10000, (g * 7919) % 10001 - 5000, ''
+                FROM generate_series(1, 100000) g;
+            INSERT INTO {s}.history
+            SELECT 1 + g % 100, 1 + g % 10, 1 + (g::bigint * 48271 % 100000)::int, g % 1000 - 500,
+                   timestamp '2024-01-01' + g * interval '13 seconds', ''
+                FROM generate_series(1, 200000) g;
+            CREATE INDEX history_aid ON {s}.history (aid);
+            CREATE INDEX accounts_bid ON {s}.accounts (bid);
+        """)
+        c.execute(f"VACUUM ANALYZE {s}.branches, {s}.tellers, {s}.accounts, {s}.history")
+        for i in range(20):
+            # about 27 rows a call: the top 0.27% of the balances of one branch
+            c.execute(ACCOUNTS.format(s=s).replace("$1", "%s").replace("$2", "%s"), (1 + i % 10, 4972 + i % 3))
+            c.execute(HISTORY_AID.format(s=s).replace("$1", "%s"), (1 + i * 4999,))
+            c.execute(HISTORY_TID.format(s=s).replace("$1", "%s").replace("$2", "%s"), (1 + i * 5, 10))
+    yield s
+
+
+def by_table(out: dict[str, Any]) -> dict[str, list[tuple[str, ...]]]:
+    found: dict[str, list[tuple[str, ...]]] = {}
+    for r in out["recommendations"]:
+        found.setdefault(r["table"], []).append(tuple(r["columns"]))
+    return found
+
+
+async def test_workload_gets_a_dbas_indexes(call: Call, rt: Runtime, bench: str) -> None:
+    # pgcode's own statements on the same tables: a read tool and a query plan; neither is the user's workload
+    for _ in range(3):
+        await call("pg_read_query", {"sql": f"SELECT * FROM {bench}.history WHERE delta = 7"}, READER)
+    await call("pg_analyze_query_indexes", {"sql": f"SELECT * FROM {bench}.accounts WHERE filler = 'x'"})
+    out = await call("pg_analyze_workload_indexes", {"search": f"{bench}.", "includePlans": True})
+    texts = {q["query"] for q in out["queries"]}
+    assert texts == {t.format(s=bench) for t in (ACCOUNTS, HISTORY_AID, HISTORY_TID)}
+    assert out["workload"]["excluded"]["pgcode"] >= 1 and "pgcode" in out["workload"]["why"]
+    if not rt.db.caps.has_extension("hypopg"):
+        return
+    found = by_table(out)
+    assert ("bid", "abalance") in found["accounts"]
+    assert ("tid", "mtime") in found["history"]
+    assert ("aid",) not in found.get("history", [])  # history_aid exists
+    assert all("delta" not in cols and "filler" not in cols for cols in found["history"] + found["accounts"])
+    accounts = next(r for r in out["recommendations"] if r["columns"] == ["bid", "abalance"])
+    assert [d["index"] for d in accounts["makes_redundant"]] == [f"{bench}.accounts_bid"]
+    assert f"DROP INDEX CONCURRENTLY \"{bench}\".\"accounts_bid\"" in [d["ddl"] for d in out["drop"]]
+    assert accounts["write_cost"]["indexes_after"] == 3
+
+
+async def test_workload_parameters_are_realistic(call: Call, rt: Runtime, bench: str) -> None:
+    out = await call("pg_analyze_workload_indexes", {"search": f"{bench}."})
+    queries = {q["query"]: q for q in out["queries"]}
+    limited = queries[HISTORY_TID.format(s=bench)]
+    assert limited["params"][1] == 10 and limited["rows_per_call"] == 10  # LIMIT: the rows a call returned
+    assert "LIMIT" in limited["param_values"][1]["why"]
+    accounts = queries[ACCOUNTS.format(s=bench)]
+    bid, balance = accounts["params"]
+    assert 1 <= int(bid) <= 10 and int(balance) > 4800  # the top of the balances, as the calls asked
+    assert accounts["param_values"][1]["column"] == "accounts.abalance"
+    assert 5 <= accounts["estimated_rows"] <= 150  # the planner expects about the 27 rows a call returned
+    if rt.db.caps.has_extension("hypopg"):
+        for q in out["queries"]:  # per-query ratios and per-index ratios tell the same story
+            assert q["cost_after"] < q["cost_before"] / 5 or (q["indexes"] == [] and "aid" in q["query"])
+        for r in out["recommendations"]:
+            if len(r["queries"]) == 1:
+                q = out["queries"][r["queries"][0]]
+                assert r["gain_ratio"] == pytest.approx(q["gain_ratio"], abs=1e-3)
+
+
+async def test_size_estimate_is_near_the_built_size(call: Call, rt: Runtime, bench: str,
+                                                    conn: psycopg.Connection[Any]) -> None:
+    if not rt.db.caps.has_extension("hypopg"):
+        pytest.skip("needs hypopg, which this server lacks")
+    out = await call("pg_analyze_workload_indexes", {"search": f"{bench}."})
+    assert out["recommendations"]
+    for r in out["recommendations"]:
+        ddl = r["ddl"].replace("CONCURRENTLY ", "")
+        name = f"probe_{'_'.join(r['columns'])}"
+        conn.execute(ddl.replace("CREATE INDEX ON", f"CREATE INDEX {name} ON"))
+        try:
+            built = conn.execute(f"SELECT pg_relation_size('{bench}.{name}')").fetchone()[0]
+        finally:
+            conn.execute(f"DROP INDEX {bench}.{name}")
+        assert abs(r["estimated_size_bytes"] - built) <= 0.3 * built, (r["ddl"], r["estimated_size_bytes"], built)
