@@ -10,6 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgcode.advisor.sizing import btree_size
+from pgcode.advisor.workload import user_workload
 from pgcode.core.runtime import Runtime
 from pgcode.types import Principal, Scope
 from tests.fix_db import Call
@@ -119,3 +121,48 @@ async def test_size_estimate_is_near_the_built_size(call: Call, rt: Runtime, ben
         finally:
             conn.execute(f"DROP INDEX {bench}.{name}")
         assert abs(r["estimated_size_bytes"] - built) <= 0.3 * built, (r["ddl"], r["estimated_size_bytes"], built)
+
+
+async def test_index_recommendations_is_the_same_engine(call: Call, rt: Runtime, bench: str) -> None:
+    workload = await call("pg_analyze_workload_indexes", {"search": f"{bench}."})
+    per_index = await call("pg_index_recommendations", {"schema": bench})
+    assert per_index["source"] == "workload" and per_index["method"] == workload["method"]
+    assert by_table(per_index) == by_table(workload)
+    for r in per_index["recommendations"]:
+        assert r["statements"] and r["ddl"] in {w["ddl"] for w in workload["recommendations"]}
+        assert all(s["params"] is not None and None not in s["params"] for s in r["statements"])
+
+
+def test_workload_keeps_only_the_users_statements() -> None:
+    rows = [{"queryid": str(i), "query": q, "username": u, "calls": c, "rows": c, "total_ms": 10.0 * c}
+            for i, (q, u, c) in enumerate([
+                ("SELECT * FROM app.orders WHERE id = $1", "app", 50),
+                ("SELECT * FROM app.orders WHERE id = $1", "pgcode_read", 500),
+                ("SELECT * FROM app.orders WHERE status = $1", "app", 1),
+                ("EXPLAIN (FORMAT JSON) SELECT * FROM app.orders", "app", 9),
+                ("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace", "app", 9),
+                ("SELECT * FROM pg_stat_statements", "app", 9),
+                ("SELECT hypopg_reset()", "app", 9),
+                ("CREATE TABLE app.t (id int)", "app", 9),
+                ("INSERT INTO app.orders VALUES ($1)", "app", 9),
+                ("SELECT * FROM app.orders WHERE", "app", 9),
+            ])]
+    kept, excluded = user_workload(rows, own_roles={"pgcode_read", "pgcode_write"}, min_calls=2, min_mean_ms=0,
+                                   top=10)
+    assert [(s.text, s.calls) for s in kept] == [("SELECT * FROM app.orders WHERE id = $1", 50)]
+    assert dict(excluded) == {"pgcode": 1, "below_min_calls": 1, "explain": 1, "catalog": 3, "utility": 1,
+                              "insert": 1, "unparsable": 1}
+    slow_only, excluded = user_workload(rows[:1], own_roles=set(), min_calls=1, min_mean_ms=11, top=10)
+    assert slow_only == [] and dict(excluded) == {"below_min_mean_ms": 1}
+
+
+def test_size_estimate_counts_deduplication_and_fill_factor() -> None:
+    unique = {"avg_width": 4, "n_distinct": -1, "typname": "int4"}
+    few = {"avg_width": 4, "n_distinct": 10, "typname": "int4"}
+    # 1M unique int4 keys: 16-byte tuples + 4-byte pointers at 90% of 8152 bytes: about 2,725 leaf pages
+    assert 2700 * 8192 < btree_size(1_000_000, [unique]) < 2800 * 8192
+    # 10 values: posting lists hold 6 bytes per row, the index is about a third of the unique one
+    assert btree_size(1_000_000, [few]) < btree_size(1_000_000, [unique]) / 2.5
+    assert btree_size(1_000_000, [few], fillfactor=100) < btree_size(1_000_000, [few])
+    numeric = {"avg_width": 5, "n_distinct": 10, "typname": "numeric"}  # numeric cannot be deduplicated
+    assert btree_size(1_000_000, [numeric]) >= btree_size(1_000_000, [unique])

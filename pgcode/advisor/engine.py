@@ -249,7 +249,7 @@ async def _trial(ctx: ToolContext, hypo: Hypothetical, cand: Candidate, queries:
 
 
 async def advise(ctx: ToolContext, queries: list[Query], *, max_indexes: int, min_improvement: float,
-                 include_plans: bool = True) -> dict[str, Any]:
+                 include_plans: bool = True, hypothetical: bool = True) -> dict[str, Any]:
     """Recommend indexes for the queries (each already through prepare()): hypopg when installed, else
     heuristics. Each recommendation has its DDL, estimated size, the cost gain of the queries whose plans use
     it, its write cost, and the existing indexes it makes redundant; each query its cost before and after."""
@@ -267,7 +267,7 @@ async def advise(ctx: ToolContext, queries: list[Query], *, max_indexes: int, mi
             reason = exc.message if isinstance(exc, ToolError) else (exc.diag.message_primary or str(exc))
             skipped.append({"query": q.label or q.text[:300], "reason": f"could not be planned: {reason}"})
     cands = candidates(planned, tables)
-    hypopg = ctx.caps.has_extension("hypopg")
+    hypopg = hypothetical and ctx.caps.has_extension("hypopg")
     names: dict[str, str] = {}
     after: list[dict[str, Any]] | None = None
     if hypopg:
@@ -315,7 +315,7 @@ async def advise(ctx: ToolContext, queries: list[Query], *, max_indexes: int, mi
         "total_cost_before": round(sum(q.weight * cost(p) for q, p in zip(planned, before, strict=True)), 2),
         "total_cost_after": round(sum(q.weight * e["cost_after"] for q, e in zip(planned, per_query, strict=True)), 2),
         "skipped": skipped}
-    if not hypopg:
+    if not ctx.caps.has_extension("hypopg"):
         out["note"] = HEURISTIC_NOTE
     return out
 

@@ -5,22 +5,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pglast import ast, parse_sql
 from pydantic import Field
 
 from pgcode import health
 from pgcode.advisor.engine import Query, advise, explain, outline, prepare
-from pgcode.advisor.workload import REASONS, user_workload
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
-from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups.performance._shared import pgss_fetch, pgss_order, pgss_relation
-from pgcode.groups.performance.explain import Kind, Statement, inspect
+from pgcode.groups.performance._workload import advisable, workload_queries
+from pgcode.groups.performance.explain import Kind, inspect
 from pgcode.types import Effect, Scope
 
 _MAX_SQL = 1_000_000
-_WORKLOAD_ROWS = 5000  # pg_stat_statements.max's default: every statement it keeps
 
 
 class AnalyzeDbHealthIn(ToolInput):
@@ -75,31 +71,6 @@ class AnalyzeWorkloadIndexesIn(ToolInput):
     include_plans: bool = Field(False, description="Add each statement's plan outline before and after")
 
 
-async def workload_queries(ctx: ToolContext, *, top: int, min_calls: int, min_mean_ms: float,
-                           search: str | None) -> tuple[list[Query], dict[str, Any]]:
-    """The user's statements from pg_stat_statements as advisor queries (calls as weight, rows per call as the
-    size the parameter values aim at), and a summary of what was left out and why."""
-    query = load_query("advisor_workload").format(total=pgss_order(ctx, "total_time"), pgss=await pgss_relation(ctx))
-    rows = await pgss_fetch(ctx, query, {"search": search, "limit": _WORKLOAD_ROWS})
-    statements, excluded = user_workload(rows, own_roles={ctx.settings.read_role, ctx.settings.write_role},
-                                         min_calls=min_calls, min_mean_ms=min_mean_ms, top=top)
-    queries, skipped = [], []
-    for s in statements:
-        label = s.text if len(s.text) <= 500 else s.text[:500] + "…"
-        try:
-            _advisable(s.text)
-            q = Query(s.text, weight=float(s.calls), label=label, rows_per_call=s.rows_per_call)
-            await prepare(ctx, q)
-        except ToolError as err:
-            skipped.append({"queryid": s.queryid, "query": label, "reason": err.message})
-            continue
-        queries.append(q)
-    summary = {"statements_seen": len(rows), "excluded": dict(excluded),
-               "why": {k: REASONS[k] for k in excluded}, "min_calls": min_calls, "min_mean_ms": min_mean_ms,
-               "skipped": skipped}
-    return queries, summary
-
-
 @tool(group="core", effect=Effect.READ, extensions=("pg_stat_statements",))
 async def analyze_workload_indexes(ctx: ToolContext, args: AnalyzeWorkloadIndexesIn) -> dict[str, Any]:
     """Indexes the user's busiest statements (pg_stat_statements, by total time) need: DDL, size, gain per query.
@@ -123,17 +94,6 @@ async def analyze_workload_indexes(ctx: ToolContext, args: AnalyzeWorkloadIndexe
     out["statements_analyzed"] = len(out["queries"])
     out["workload"] = workload
     return out
-
-
-def _advisable(text: str) -> Statement:
-    """Check a statement for EXPLAIN (sqlpolicy rules) and that it is a SELECT, UPDATE or DELETE: the statements
-    whose conditions an index serves. EXPLAIN plans a write without running it."""
-    stmt = inspect(text)
-    node = parse_sql(text)[0].stmt
-    if stmt.kind is Kind.DDL or not isinstance(node, ast.SelectStmt | ast.UpdateStmt | ast.DeleteStmt):
-        raise ToolError(ErrorCode.INVALID_INPUT, "index advice takes SELECT, UPDATE or DELETE",
-                        hint="INSERT, MERGE and DDL have no conditions an index would serve")
-    return stmt
 
 
 class AnalyzeQueryIndexesIn(ToolInput):
@@ -163,7 +123,7 @@ async def analyze_query_indexes(ctx: ToolContext, args: AnalyzeQueryIndexesIn) -
     size; without hypopg gains are estimated from pg_stats and method is "heuristic". The query is planned,
     not run, unless analyze is true (reads only, in a READ ONLY transaction).
     """
-    stmt = _advisable(args.sql)
+    stmt = advisable(args.sql)
     if args.analyze and stmt.kind is not Kind.READ:
         raise ToolError(ErrorCode.INVALID_INPUT, "analyze runs the statement, so only reads may be analyzed",
                         hint="leave analyze false to plan it without running it")
