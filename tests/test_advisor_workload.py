@@ -166,3 +166,19 @@ def test_size_estimate_counts_deduplication_and_fill_factor() -> None:
     assert btree_size(1_000_000, [few], fillfactor=100) < btree_size(1_000_000, [few])
     numeric = {"avg_width": 5, "n_distinct": 10, "typname": "numeric"}  # numeric cannot be deduplicated
     assert btree_size(1_000_000, [numeric]) >= btree_size(1_000_000, [unique])
+
+
+async def test_covering_and_partial_candidates(call: Call, rt: Runtime, bench: str) -> None:
+    if not rt.db.caps.has_extension("hypopg"):
+        pytest.skip("needs hypopg, which this server lacks")
+    # tid's 2,000 rows lie on every page: only an index-only scan beats the sequential scan
+    out = await call("pg_analyze_query_indexes", {"sql": f"SELECT delta FROM {bench}.history WHERE tid = 7"})
+    top = out["recommendations"][0]
+    assert (top["columns"], top["include"]) == (["tid"], ["delta"])
+    assert top["ddl"].endswith('("tid") INCLUDE ("delta")')
+    # a constant condition no row meets today (work queues: rows waiting for a value): a small partial index
+    out = await call("pg_analyze_query_indexes",
+                     {"sql": f"SELECT * FROM {bench}.history WHERE delta IS NULL AND tid = $1"})
+    top = out["recommendations"][0]
+    assert top["where"] == '"delta" IS NULL' and top["columns"] == ["tid"]
+    assert top["estimated_size_bytes"] < 64 * 1024
