@@ -114,25 +114,6 @@ class Hypothetical:
     async def drop(self, oid: int) -> None:
         await self.ctx.execute(sql.SQL("SELECT {}(%s)").format(self._fn("hypopg_drop_index")), (oid,))
 
-    async def size(self, oid: int) -> int:
-        return int(await self.ctx.fetchval(sql.SQL("SELECT {}(%s)").format(self._fn("hypopg_relation_size")),
-                                           (oid,)))
-
-    async def evaluate(self, query: sql.Composable, ddl: str) -> dict[str, Any]:
-        """Cost of `query` before and with the one hypothetical index `ddl`, whether it is used, its size."""
-        before = cost(await explain(self.ctx, query))
-        oid, name = await self.create(ddl)
-        try:
-            after_plan = await explain(self.ctx, query)
-            size = await self.size(oid)
-        finally:
-            await self.drop(oid)
-        after = cost(after_plan)
-        conn = await self.ctx.conn()
-        return {"query": query.as_string(conn), "cost_before": before, "cost_after": after,
-                "cost_gain": round(before - after, 2), "gain_ratio": round(1 - after / before, 4) if before else None,
-                "index_used": name in indexes_in(after_plan), "estimated_size_bytes": size}
-
 
 @asynccontextmanager
 async def hypothetical_indexes(ctx: ToolContext) -> AsyncIterator[Hypothetical]:
