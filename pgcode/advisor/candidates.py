@@ -1,5 +1,5 @@
-"""Index candidates for the advisor: the tables statements name, the columns they filter, join and sort on,
-and values for their $n placeholders; plus the greedy pick both advisor paths share."""
+"""Index candidates as a DBA writes them: equality columns first, then one range column or the ORDER BY keys,
+INCLUDE columns for an index-only scan, a predicate for a constant condition; never one an index already has."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from typing import Any
 
 from psycopg import sql
 
-from pgcode.advisor.querycols import Level, Use, levels, param_count
+from pgcode.advisor.querycols import Constant, Level, Use
+from pgcode.advisor.sizing import btree_size, distinct_count
 from pgcode.core.context import ToolContext
-from pgcode.db.queries import SYSTEM_SCHEMAS
-from pgcode.errors import ErrorCode, ToolError
+from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
 
-GENERIC_PLAN = 160000  # EXPLAIN (GENERIC_PLAN) arrived in PostgreSQL 16
-MAX_CANDIDATES = 40  # each candidate costs an EXPLAIN per query it may help, per greedy round
-_TIE = 0.95  # candidates within 5% of the best gain are equals: the smaller index wins
+MAX_CANDIDATES = 60  # each candidate costs an EXPLAIN per query it may help, per greedy round
+MAX_KEYS = 3  # equality columns in one candidate
+MAX_INCLUDE = 4  # columns an index-only scan may carry
+MAX_INCLUDE_WIDTH = 64  # bytes of INCLUDE columns per row
+STATUS_VALUES = 100  # at most this many distinct values: a constant on the column can define a partial index
 
 
 @dataclass
@@ -27,8 +29,24 @@ class Query:
     params: list[Any] | None = None
     generic: bool = False
     label: str | None = None
+    rows_per_call: float | None = None  # what the workload saw (pg_stat_statements rows / calls)
+    param_notes: list[dict[str, Any]] = field(default_factory=list)  # each $n's value and why
     levels: list[Level] = field(default_factory=list)
     tables: set[int] = field(default_factory=set)  # oids of the tables it reads
+
+
+@dataclass
+class Index:
+    """An index that exists: its key columns (attnums, 0 for an expression) and what keeps it."""
+
+    schema: str
+    name: str
+    keys: list[int]
+    desc: list[bool]
+    include: list[int]
+    droppable: bool  # a plain btree: not unique, not a constraint's, no predicate or expression
+    size_bytes: int
+    plain: bool  # btree without predicate or expressions: it serves any query on its leading columns
 
 
 @dataclass
@@ -39,61 +57,75 @@ class Table:
     reltuples: float
     relpages: int
     columns: dict[str, dict[str, Any]]  # name -> attnum, typname, btree-able, pg_stats
-    index_keys: list[list[int]]  # key columns of its valid, non-partial indexes
+    indexes: list[Index]
     leaves: set[str] = field(default_factory=set)  # "schema.name" of its leaf partitions, when partitioned
+    writes_per_second: float = 0.0
 
 
 @dataclass
 class Candidate:
     table: Table
     columns: tuple[str, ...]
-    uses: tuple[str, ...]  # the clauses the columns come from: eq, range, join, order
+    uses: tuple[str, ...]  # the shapes it comes from: eq, range, join, order, eq+range, eq+order, ...
+    desc: tuple[bool, ...] = ()
+    include: tuple[str, ...] = ()
+    predicate: Constant | None = None
     queries: set[int] = field(default_factory=set)
 
     @property
-    def key(self) -> tuple[int, tuple[str, ...]]:
-        return self.table.oid, self.columns
+    def key(self) -> tuple[Any, ...]:
+        return self.table.oid, self.columns, self.desc, self.include, self.predicate
 
     def ddl(self, *, concurrently: bool = False) -> sql.Composed:
-        return sql.SQL("CREATE INDEX {}ON {} ({})").format(
+        keys = [sql.Identifier(c) + sql.SQL(" DESC" if d else "") for c, d in zip(self.columns, self.desc,
+                                                                                    strict=True)]
+        parts = [sql.SQL("CREATE INDEX {}ON {} ({})").format(
             sql.SQL("CONCURRENTLY " if concurrently else ""), sql.Identifier(self.table.schema, self.table.name),
-            sql.SQL(", ").join(map(sql.Identifier, self.columns)))
+            sql.SQL(", ").join(keys))]
+        if self.include:
+            parts.append(sql.SQL(" INCLUDE ({})").format(sql.SQL(", ").join(map(sql.Identifier, self.include))))
+        if self.predicate is not None:
+            parts.append(sql.SQL(" WHERE ") + predicate_sql(self.predicate))
+        return sql.Composed(parts)
+
+    def estimated_size(self) -> int:
+        """Bytes of the built index (pgcode.advisor.sizing): fill factor 90, deduplicated duplicates."""
+        rows = self.table.reltuples * predicate_share(self.table, self.predicate)
+        cols = self.table.columns
+        return btree_size(rows, [cols[c] for c in self.columns], [cols[c] for c in self.include])
+
+    def describe(self) -> str:
+        keys = ", ".join(c + (" DESC" if d else "") for c, d in zip(self.columns, self.desc, strict=True))
+        text = f"{self.table.schema}.{self.table.name} ({keys})"
+        if self.include:
+            text += f" INCLUDE ({', '.join(self.include)})"
+        if self.predicate is not None:
+            p = self.predicate
+            text += f" WHERE {p.column[1]} {p.test}" + (f" {p.value!r}" if p.test == "=" else "")
+        return text
 
 
-# A partitioned table's size is its leaf partitions' (plans scan those), listed as (schema, name) pairs.
-_TABLES = """
-SELECT q.name, c.oid, n.nspname AS schema, c.relname AS table, c.relkind,
-       coalesce(p.reltuples, greatest(c.reltuples, 0)) AS reltuples, coalesce(p.relpages, c.relpages) AS relpages,
-       coalesce(p.leaves, '{}') AS leaves
-FROM unnest(%s::text[]) AS q(name)
-JOIN pg_class c ON c.oid = to_regclass(q.name)
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN LATERAL (
-    SELECT sum(greatest(lc.reltuples, 0)) AS reltuples, sum(lc.relpages) AS relpages,
-           array_agg(ln.nspname || '.' || lc.relname) AS leaves
-    FROM pg_partition_tree(c.oid) t JOIN pg_class lc ON lc.oid = t.relid
-    JOIN pg_namespace ln ON ln.oid = lc.relnamespace
-    WHERE c.relkind = 'p' AND t.isleaf
-) p ON true
-WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname <> ALL (%s) AND n.nspname NOT LIKE 'pg\\_toast%%'
-"""
-_COLUMNS = """
-SELECT a.attrelid, a.attname, a.attnum, t.typname,
-       (t.typcategory NOT IN ('A', 'C', 'G', 'P', 'R', 'U', 'X') OR t.typname = 'uuid') AS btree,
-       s.null_frac, s.n_distinct, s.avg_width, s.correlation,
-       coalesce((s.most_common_vals::text::text[])[1],
-                (s.histogram_bounds::text::text[])[greatest(cardinality(s.histogram_bounds::text::text[]) / 2, 1)])
-           AS sample_value
-FROM pg_attribute a
-JOIN pg_class c ON c.oid = a.attrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_type t ON t.oid = a.atttypid
-LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = a.attname
-                    AND s.inherited = (c.relkind = 'p')  -- a partitioned table has only whole-tree statistics
-WHERE a.attrelid = ANY (%s) AND a.attnum > 0 AND NOT a.attisdropped
-"""
-_INDEXES = ("SELECT indrelid, string_to_array(indkey::text, ' ')::int2[] AS keys FROM pg_index "
-            "WHERE indrelid = ANY (%s) AND indisvalid AND indpred IS NULL")
+def predicate_sql(p: Constant) -> sql.Composed:
+    column = sql.Identifier(p.column[1])
+    if p.test == "=":
+        return sql.SQL("{} = {}").format(column, sql.Literal(p.value))
+    return sql.SQL("{} IS NULL" if p.test == "is null" else "{} IS NOT NULL").format(column)
+
+
+def predicate_share(table: Table, p: Constant | None) -> float:
+    """The share of rows a partial index keeps, from the column's null_frac and most common values."""
+    if p is None:
+        return 1.0
+    stats = table.columns[p.column[1]]
+    nulls = float(stats.get("null_frac") or 0)
+    if p.test == "is null":
+        return max(nulls, 0.001)
+    if p.test == "is not null":
+        return 1 - nulls
+    for value, freq in zip(stats.get("mcv") or [], stats.get("mcf") or [], strict=False):
+        if str(value) == str(p.value):
+            return float(freq)
+    return (1 - nulls) / distinct_count(stats, max(table.reltuples, 1))
 
 
 async def resolve(ctx: ToolContext, queries: list[Query]) -> dict[int, Table]:
@@ -107,16 +139,22 @@ async def resolve(ctx: ToolContext, queries: list[Query]) -> dict[int, Table]:
                 names[(schema, rel)] = ident.as_string(conn)
     if not names:
         return {}
-    rows = await ctx.fetch(_TABLES, (list(set(names.values())), SYSTEM_SCHEMAS))
+    rows = await ctx.fetch(load_query("advisor_tables"), {"names": list(set(names.values())),
+                                                          "system": SYSTEM_SCHEMAS})
     by_name = {r["name"]: r for r in rows}
     tables = {int(r["oid"]): Table(int(r["oid"]), r["schema"], r["table"], float(r["reltuples"]),
-                                   int(r["relpages"]), {}, [], set(r["leaves"])) for r in rows}
+                                   int(r["relpages"]), {}, [], set(r["leaves"]), float(r["writes_per_second"] or 0))
+              for r in rows}
     if not tables:
         return {}
-    for c in await ctx.fetch(_COLUMNS, (list(tables),)):
+    for c in await ctx.fetch(load_query("advisor_columns"), {"oids": list(tables)}):
         tables[int(c["attrelid"])].columns[c["attname"]] = c
-    for x in await ctx.fetch(_INDEXES, (list(tables),)):
-        tables[int(x["indrelid"])].index_keys.append([int(k) for k in x["keys"]])
+    for x in await ctx.fetch(load_query("advisor_indexes"), {"oids": list(tables)}):
+        columns, n = [int(k) for k in x["columns"]], int(x["key_count"])
+        plain = x["method"] == "btree" and not x["partial"] and not x["expressions"]
+        tables[int(x["indrelid"])].indexes.append(Index(
+            x["schema"], x["name"], columns[:n], [bool(int(o) & 1) for o in x["options"][:n]], columns[n:],
+            plain and not x["is_unique"] and not x["constraint_backed"], int(x["size_bytes"]), plain))
     for q in queries:
         for level in q.levels:
             for alias, key in level.relations.items():
@@ -137,74 +175,152 @@ def owner(level: Level, qualifier: str | None, column: str, tables: dict[int, Ta
     return owners[0] if len(owners) == 1 else None
 
 
+@dataclass
+class _Needs:
+    """What one query level asks of one table."""
+
+    eq: list[str] = field(default_factory=list)
+    range: list[str] = field(default_factory=list)
+    join: list[str] = field(default_factory=list)
+    order: list[tuple[str, bool]] = field(default_factory=list)
+    order_complete: bool = True  # every ORDER BY key is a column of this table
+    referenced: set[str] = field(default_factory=set)
+    constants: list[Constant] = field(default_factory=list)
+
+
+def _needs(level: Level, tables: dict[int, Table]) -> dict[int, _Needs]:
+    per_table: dict[int, _Needs] = {}
+
+    def add(target: list[Any], item: Any) -> None:
+        if item not in target:
+            target.append(item)
+
+    for (qualifier, column), use in level.uses:
+        table = owner(level, qualifier, column, tables)
+        if table is None or not table.columns[column]["btree"]:
+            continue
+        needs = per_table.setdefault(table.oid, _Needs())
+        if use is Use.EQ:
+            add(needs.eq, column)
+        elif use is Use.RANGE:
+            add(needs.range, column)
+        elif use is Use.JOIN:
+            add(needs.join, column)
+    sort_keys = [(owner(level, q, c, tables), c, desc) for (q, c), desc in level.order]
+    for table, column, desc in sort_keys:
+        if table is not None and table.columns[column]["btree"]:
+            add(per_table.setdefault(table.oid, _Needs()).order, (column, desc))
+    for oid, needs in per_table.items():  # sort keys from two tables: no one index returns rows in that order
+        needs.order_complete = all(t is not None and t.oid == oid for t, _, _ in sort_keys)
+    for qualifier, column in level.columns:
+        table = owner(level, qualifier, column, tables)
+        if table is not None and table.oid in per_table:
+            per_table[table.oid].referenced.add(column)
+    for constant in level.constants:
+        table = owner(level, constant.column[0], constant.column[1], tables)
+        if table is not None and table.oid in per_table:
+            per_table[table.oid].constants.append(constant)
+    return per_table
+
+
+def _shapes(table: Table, needs: _Needs) -> list[tuple[tuple[str, ...], tuple[bool, ...], str]]:
+    """Key columns (with directions) for one table of one query level, and the shape's name."""
+    eq = sorted(needs.eq, key=lambda c: -distinct_count(table.columns[c], max(table.reltuples, 1)))[:MAX_KEYS]
+    out: list[tuple[tuple[str, ...], tuple[bool, ...], str]] = []
+
+    def add(cols: list[str], desc: list[bool] | None, why: str) -> None:
+        cols_t = tuple(dict.fromkeys(cols))
+        if cols_t and len(cols_t) == len(cols):
+            out.append((cols_t, tuple(desc or [False] * len(cols_t)), why))
+
+    for c in needs.eq:
+        add([c], None, "eq")
+    for c in needs.range:
+        add([c], None, "range")
+    for c in needs.join:
+        add([c], None, "join")
+    if len(eq) > 1:
+        add(eq, None, "eq")
+    for c in needs.range[:2]:
+        if eq:
+            add([*eq, c], None, "eq+range")
+    if needs.order and needs.order_complete:
+        keys = [c for c, _ in needs.order if c not in eq][:MAX_KEYS]
+        directions = [d for c, d in needs.order if c not in eq][:MAX_KEYS]
+        mixed = len(set(directions)) > 1  # one direction is served by a backward scan; mixed ones need DESC keys
+        desc = directions if mixed else [False] * len(keys)
+        if keys:
+            add([*eq, *keys], [False] * len(eq) + desc, "eq+order" if eq else "order")
+    return out
+
+
 def candidates(queries: list[Query], tables: dict[int, Table]) -> list[Candidate]:
     """Index candidates per query and table: single columns, equality columns together, equality + range,
-    and sort keys; those an existing index already leads with are left out."""
-    found: dict[tuple[int, tuple[str, ...]], Candidate] = {}
+    equality + sort keys, their covering (INCLUDE) and partial (constant predicate) variants; those an existing
+    index already provides are left out."""
+    found: dict[tuple[Any, ...], Candidate] = {}
+
+    def add(cand: Candidate, qi: int) -> None:
+        if provided(cand):
+            return
+        kept = found.setdefault(cand.key, cand)
+        if cand.uses[0] not in kept.uses:
+            kept.uses = (*kept.uses, cand.uses[0])
+        kept.queries.add(qi)
+
     for qi, q in enumerate(queries):
-        per_table: dict[int, dict[Use, list[str]]] = {}
         for level in q.levels:
-            for (qualifier, column), use in level.uses:
-                table = owner(level, qualifier, column, tables)
-                if table is None or not table.columns[column]["btree"]:
+            for oid, needs in _needs(level, tables).items():
+                table = tables[oid]
+                shapes = _shapes(table, needs)
+                for cols, desc, why in shapes:
+                    add(Candidate(table, cols, (why,), desc), qi)
+                if not shapes:
                     continue
-                cols = per_table.setdefault(table.oid, {u: [] for u in Use})[use]
-                if column not in cols:
-                    cols.append(column)
-        for oid, by_use in per_table.items():
-            eq, rng, join, order = (by_use[u] for u in (Use.EQ, Use.RANGE, Use.JOIN, Use.ORDER))
-            shapes: list[tuple[list[str], str]] = [([c], "eq") for c in eq] + [([c], "range") for c in rng]
-            shapes += [([c], "join") for c in join]
-            if len(eq) > 1:
-                shapes.append((eq[:3], "eq"))
-            if eq and rng:
-                shapes.append((eq[:2] + rng[:1], "eq+range"))
-            if order:
-                shapes.append((order[:3], "order"))
-                if eq:
-                    shapes.append((eq[:2] + order[:2], "eq+order"))
-            for cols, why in shapes:
-                key_cols = tuple(dict.fromkeys(cols))
-                if _covered(tables[oid], key_cols):
-                    continue
-                cand = found.setdefault((oid, key_cols), Candidate(tables[oid], key_cols, (why,)))
-                if why not in cand.uses:
-                    cand.uses = (*cand.uses, why)
-                cand.queries.add(qi)
-    return list(found.values())[:MAX_CANDIDATES]
+                cols, desc, why = max(shapes, key=lambda s: len(s[0]))  # the fullest shape
+                extra = sorted(needs.referenced - set(cols))
+                width = sum(float(table.columns[c]["avg_width"] or 8) for c in extra)
+                if not level.star and extra and len(extra) <= MAX_INCLUDE and width <= MAX_INCLUDE_WIDTH:
+                    add(Candidate(table, cols, (why + "+include",), desc, tuple(extra)), qi)
+                for constant in needs.constants:
+                    keys = [(c, d) for c, d in zip(cols, desc, strict=True) if c != constant.column[1]]
+                    if constant.test == "=" and not (keys and _status_like(table, constant.column[1])):
+                        continue  # `code = 4242` is one lookup of many, not a subset the statement always reads
+                    keys = keys or [(constant.column[1], False)]
+                    add(Candidate(table, tuple(c for c, _ in keys), (why + "+partial",),
+                                  tuple(d for _, d in keys), (), constant), qi)
+    return sorted(found.values(), key=lambda c: -len(c.queries))[:MAX_CANDIDATES]
 
 
-def _covered(table: Table, columns: tuple[str, ...]) -> bool:
-    nums = [int(table.columns[c]["attnum"]) for c in columns]
-    return any(keys[: len(nums)] == nums for keys in table.index_keys)
+def _status_like(table: Table, column: str) -> bool:
+    """A column of a few values (a status, a flag): a constant on it names a lasting subset of the rows."""
+    return distinct_count(table.columns[column], max(table.reltuples, 1)) <= STATUS_VALUES
 
 
-async def prepare(ctx: ToolContext, q: Query) -> None:
-    """Parse the statement and decide how its $n get values: given, GENERIC_PLAN (16+), or sampled (pg_stats)."""
-    q.levels = levels(q.text)
-    n = param_count(q.text)
-    if q.params is not None:
-        if len(q.params) != n:
-            raise ToolError(ErrorCode.INVALID_INPUT, f"the statement uses {n} parameter(s) ($1..${n}) and "
-                                                     f"{len(q.params)} were given")
-        return
-    if n and ctx.server_version >= GENERIC_PLAN:
-        q.generic = True
+def provided(cand: Candidate) -> bool:
+    """An existing plain btree already leads with the candidate's keys (in its directions, or all reversed)
+    and holds its INCLUDE columns: the candidate would duplicate it."""
+    cols = cand.table.columns
+    nums = [int(cols[c]["attnum"]) for c in cand.columns]
+    included = {int(cols[c]["attnum"]) for c in cand.include}
+    for index in cand.table.indexes:
+        if not index.plain or index.keys[: len(nums)] != nums:
+            continue
+        directions = list(index.desc[: len(nums)])
+        same = directions == list(cand.desc) or directions == [not d for d in cand.desc]
+        if same and included <= set(index.keys) | set(index.include):
+            return True
+    return False
 
 
-def sample_params(q: Query, tables: dict[int, Table]) -> None:
-    """Before PostgreSQL 16 (no GENERIC_PLAN): a typical value per $n from pg_stats of the column it is
-    compared with (its most common value, else the middle histogram bound); NULL where there is none."""
-    if q.generic or q.params is not None:
-        return
-    n = param_count(q.text)
-    values: list[Any] = [None] * n
-    for level in q.levels:
-        for number, (qualifier, column) in level.params.items():
-            table = owner(level, qualifier, column, tables)
-            if table is not None and 0 < number <= n and values[number - 1] is None:
-                values[number - 1] = table.columns[column]["sample_value"]
-    q.params = values if n else None
+def redundant_existing(cand: Candidate) -> list[Index]:
+    """Existing indexes the candidate makes redundant: plain, droppable btrees whose keys lead the candidate's."""
+    cols = cand.table.columns
+    nums = [int(cols[c]["attnum"]) for c in cand.columns]
+    if cand.predicate is not None:
+        return []
+    return [i for i in cand.table.indexes if i.droppable and not i.include and 0 < len(i.keys) <= len(nums)
+            and nums[: len(i.keys)] == i.keys]
 
 
 @dataclass
@@ -217,13 +333,14 @@ class Choice:
 
 
 def pick(trials: list[Choice], min_improvement: float) -> Choice | None:
-    """The best trial by gain; trials within 5% of it are equals and the smallest index wins."""
+    """Among the trials that gain min_improvement and at least half the best gain, the one with the most gain
+    per byte: a far smaller index with nearly the gain wins; a tiny one with a sliver of the gain does not."""
     useful = [c for c in trials if c.gain > 0 and c.gain_ratio >= min_improvement]
     if not useful:
         return None
     best = max(c.gain for c in useful)
-    return min((c for c in useful if c.gain >= _TIE * best), key=lambda c: (c.size, -c.gain))
+    return max((c for c in useful if c.gain >= best / 2), key=lambda c: (c.gain / max(c.size, 1), c.gain))
 
 
 def label(c: Candidate) -> str:
-    return f"hypothetical index on {c.table.schema}.{c.table.name} ({', '.join(c.columns)})"
+    return f"hypothetical index on {c.describe()}"

@@ -1,7 +1,8 @@
 """The index advisor: candidate indexes from what statements filter, join and sort on, weighed as hypothetical
 indexes with hypopg when it is installed (planner costs before and after), by statistics otherwise.
 
-Candidates and placeholders: pgcode.advisor.candidates; the path without hypopg: pgcode.advisor.heuristics.
+Candidates: pgcode.advisor.candidates; parameter values: pgcode.advisor.params; without hypopg:
+pgcode.advisor.heuristics. Both advisor tools and pg_index_recommendations run advise().
 """
 
 from __future__ import annotations
@@ -22,16 +23,31 @@ from pgcode.advisor.candidates import (
     candidates,
     label,
     pick,
-    prepare,
+    predicate_sql,
+    redundant_existing,
     resolve,
-    sample_params,
 )
 from pgcode.advisor.heuristics import HEURISTIC_NOTE, cost_settings, with_heuristics
+from pgcode.advisor.params import fill
 from pgcode.advisor.plans import plan_nodes
+from pgcode.advisor.querycols import levels, param_count
 from pgcode.core.context import ToolContext, savepoint
 from pgcode.errors import ErrorCode, ToolError
 
 __all__ = ["Hypothetical", "Query", "advise", "explain", "hypothetical_indexes", "outline", "prepare"]
+
+CONSOLIDATE_TOLERANCE = 0.05  # an index whose removal raises its queries' cost by less than this is redundant
+SIZE_NOTE = ("btree estimate: leaf pages at fill factor 90, duplicate keys merged into posting lists "
+             "(deduplication), inner pages and metapage; from pg_stats avg_width and n_distinct")
+
+
+async def prepare(ctx: ToolContext, q: Query) -> None:
+    """Parse the statement and check the values given for its $n (the others are filled in advise())."""
+    q.levels = levels(q.text)
+    n = param_count(q.text)
+    if q.params is not None and len(q.params) != n:
+        raise ToolError(ErrorCode.INVALID_INPUT, f"the statement uses {n} parameter(s) ($1..${n}) and "
+                                                 f"{len(q.params)} were given")
 
 
 # ---------------------------------------------------------------- EXPLAIN
@@ -98,25 +114,6 @@ class Hypothetical:
     async def drop(self, oid: int) -> None:
         await self.ctx.execute(sql.SQL("SELECT {}(%s)").format(self._fn("hypopg_drop_index")), (oid,))
 
-    async def size(self, oid: int) -> int:
-        return int(await self.ctx.fetchval(sql.SQL("SELECT {}(%s)").format(self._fn("hypopg_relation_size")),
-                                           (oid,)))
-
-    async def evaluate(self, query: sql.Composable, ddl: str) -> dict[str, Any]:
-        """Cost of `query` before and with the one hypothetical index `ddl`, whether it is used, its size."""
-        before = cost(await explain(self.ctx, query))
-        oid, name = await self.create(ddl)
-        try:
-            after_plan = await explain(self.ctx, query)
-            size = await self.size(oid)
-        finally:
-            await self.drop(oid)
-        after = cost(after_plan)
-        conn = await self.ctx.conn()
-        return {"query": query.as_string(conn), "cost_before": before, "cost_after": after,
-                "cost_gain": round(before - after, 2), "gain_ratio": round(1 - after / before, 4) if before else None,
-                "index_used": name in indexes_in(after_plan), "estimated_size_bytes": size}
-
 
 @asynccontextmanager
 async def hypothetical_indexes(ctx: ToolContext) -> AsyncIterator[Hypothetical]:
@@ -151,38 +148,62 @@ async def hypothetical_indexes(ctx: ToolContext) -> AsyncIterator[Hypothetical]:
 async def with_hypopg(ctx: ToolContext, queries: list[Query], before: list[dict[str, Any]],
                       cands: list[Candidate], *, max_indexes: int,
                       min_improvement: float) -> tuple[list[Choice], list[dict[str, Any]], dict[str, str]]:
-    """Greedy selection with hypothetical indexes: each round adds the candidate that cuts the planner cost of
-    the workload most (ties to the smaller index), until none gains min_improvement or max_indexes are chosen.
+    """Greedy selection with hypothetical indexes: each round adds the candidate with the most planner-cost gain
+    per byte (among those with at least half the best gain), until none gains min_improvement or max_indexes
+    are chosen; then an index the others make redundant is dropped and the search goes on.
     Returns the choices the final plans use, those plans, and hypothetical index name -> description."""
     current = [cost(p) for p in before]
     chosen: list[Choice] = []
-    names: dict[str, str] = {}  # hypothetical index name -> description
-    chosen_name: dict[int, str] = {}
+    live: dict[int, tuple[int, str]] = {}  # id(choice) -> hypothetical index oid, name
     conn = await ctx.conn()
     async with hypothetical_indexes(ctx) as hypo:
         remaining = list(cands)
-        while remaining and len(chosen) < max_indexes:
-            trials = []
-            for cand in list(remaining):
-                trial = await _trial(ctx, hypo, cand, queries, current)
-                if trial is None:  # hypopg cannot model it (a partitioned table, say): not a candidate
-                    remaining.remove(cand)
-                else:
-                    trials.append(trial)
-            best = pick(trials, min_improvement)
-            if best is None:
+        for _ in range(3):  # consolidation frees slots for another round at most twice
+            while remaining and len(chosen) < max_indexes:
+                trials = []
+                for cand in list(remaining):
+                    trial = await _trial(ctx, hypo, cand, queries, current)
+                    if trial is None:  # hypopg cannot model it (a partitioned table, say): not a candidate
+                        remaining.remove(cand)
+                    else:
+                        trials.append(trial)
+                best = pick(trials, min_improvement)
+                if best is None:
+                    break
+                chosen.append(best)
+                remaining.remove(best.candidate)
+                live[id(best)] = await hypo.create(best.candidate.ddl().as_string(conn))
+                current = [cost(await explain(ctx, q)) for q in queries]
+            if not await _consolidate(ctx, hypo, chosen, live, queries, current):
                 break
-            chosen.append(best)
-            remaining.remove(best.candidate)
-            _, name = await hypo.create(best.candidate.ddl().as_string(conn))
-            names[name] = label(best.candidate)
-            chosen_name[id(best)] = name
-            for i in best.candidate.queries:
-                current[i] = cost(await explain(ctx, queries[i]))
         after = [await explain(ctx, q) for q in queries]
+    names = {name: label(c.candidate) for c in chosen for _, name in [live[id(c)]]}
     used = set().union(*(indexes_in(p) for p in after)) if after else set()
-    # a later choice can make an earlier one redundant: keep what the final plans use
-    return [c for c in chosen if chosen_name[id(c)] in used], after, names
+    return [c for c in chosen if live[id(c)][1] in used], after, names
+
+
+async def _consolidate(ctx: ToolContext, hypo: Hypothetical, chosen: list[Choice], live: dict[int, tuple[int, str]],
+                       queries: list[Query], current: list[float]) -> bool:
+    """Drop chosen indexes (largest first) whose removal leaves their queries' cost within the tolerance: another
+    chosen index serves them. Whether any was dropped."""
+    conn = await ctx.conn()
+    dropped = False
+    for choice in sorted(chosen, key=lambda c: -c.size):
+        affected = sorted(set().union(*(c.candidate.queries for c in chosen)))
+        oid, _ = live[id(choice)]
+        await hypo.drop(oid)
+        costs = {i: cost(await explain(ctx, queries[i])) for i in affected}
+        with_it = sum(queries[i].weight * current[i] for i in affected)
+        without = sum(queries[i].weight * costs[i] for i in affected)
+        if without <= with_it * (1 + CONSOLIDATE_TOLERANCE):
+            chosen.remove(choice)
+            del live[id(choice)]
+            for i, c in costs.items():
+                current[i] = c
+            dropped = True
+        else:
+            live[id(choice)] = await hypo.create(choice.candidate.ddl().as_string(conn))
+    return dropped
 
 
 async def _trial(ctx: ToolContext, hypo: Hypothetical, cand: Candidate, queries: list[Query],
@@ -194,7 +215,6 @@ async def _trial(ctx: ToolContext, hypo: Hypothetical, cand: Candidate, queries:
         async with savepoint(ctx, "pgcode_candidate"):
             oid, _ = await hypo.create(cand.ddl().as_string(conn))
             costs = {i: cost(await explain(ctx, queries[i])) for i in cand.queries}
-            size = await hypo.size(oid)
     except psycopg.Error:
         return None
     finally:
@@ -203,22 +223,23 @@ async def _trial(ctx: ToolContext, hypo: Hypothetical, cand: Candidate, queries:
     per_query = {i: current[i] - c for i, c in costs.items() if c < current[i]}
     gain = sum(queries[i].weight * g for i, g in per_query.items())
     base = sum(queries[i].weight * current[i] for i in cand.queries) or 1.0
-    return Choice(cand, gain, gain / base, size, per_query)
+    return Choice(cand, gain, gain / base, cand.estimated_size(), per_query)
 
 
 # ---------------------------------------------------------------- the advice
 
 
 async def advise(ctx: ToolContext, queries: list[Query], *, max_indexes: int, min_improvement: float,
-                 include_plans: bool = True) -> dict[str, Any]:
+                 include_plans: bool = True, hypothetical: bool = True) -> dict[str, Any]:
     """Recommend indexes for the queries (each already through prepare()): hypopg when installed, else
-    heuristics; with the DDL, estimated size and cost gain of each, and every query's cost before and after."""
+    heuristics. Each recommendation has its DDL, estimated size, the cost gain of the queries whose plans use
+    it, its write cost, and the existing indexes it makes redundant; each query its cost before and after."""
     tables = await resolve(ctx, queries)
     planned: list[Query] = []
     before: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     for q in queries:
-        sample_params(q, tables)
+        fill(q, tables, ctx.server_version)
         try:
             async with savepoint(ctx, "pgcode_advisor"):
                 before.append(await explain(ctx, q))
@@ -227,21 +248,26 @@ async def advise(ctx: ToolContext, queries: list[Query], *, max_indexes: int, mi
             reason = exc.message if isinstance(exc, ToolError) else (exc.diag.message_primary or str(exc))
             skipped.append({"query": q.label or q.text[:300], "reason": f"could not be planned: {reason}"})
     cands = candidates(planned, tables)
-    hypopg = ctx.caps.has_extension("hypopg")
+    hypopg = hypothetical and ctx.caps.has_extension("hypopg")
     names: dict[str, str] = {}
     after: list[dict[str, Any]] | None = None
     if hypopg:
         chosen, after, names = (await with_hypopg(ctx, planned, before, cands, max_indexes=max_indexes,
                                                   min_improvement=min_improvement)) if cands else ([], before, {})
+        by_label = {v: k for k, v in names.items()}
+        for c in chosen:  # the gain of the queries whose final plans use it, as in their own rows
+            name = by_label[label(c.candidate)]
+            c.per_query = {i: cost(before[i]) - cost(after[i]) for i in range(len(planned))
+                           if name in indexes_in(after[i])}
     else:
         chosen = with_heuristics(planned, before, cands, tables, await cost_settings(ctx), max_indexes=max_indexes,
                                  min_improvement=min_improvement)
+    for c in chosen:
+        c.gain = sum(planned[i].weight * g for i, g in c.per_query.items())
+        base = sum(planned[i].weight * cost(before[i]) for i in c.per_query) or 1.0
+        c.gain_ratio = c.gain / base
     conn = await ctx.conn()
-    recommendations = [{
-        "schema": c.candidate.table.schema, "table": c.candidate.table.name, "columns": list(c.candidate.columns),
-        "clauses": list(c.candidate.uses), "ddl": c.candidate.ddl(concurrently=True).as_string(conn),
-        "estimated_size_bytes": c.size, "cost_gain": round(c.gain, 2), "gain_ratio": round(c.gain_ratio, 4),
-        "queries": sorted(c.per_query)} for c in chosen]
+    recommendations = [_recommendation(c, conn) for c in chosen]
     per_query = []
     for i, (q, plan) in enumerate(zip(planned, before, strict=True)):
         cost_before = cost(plan)
@@ -254,18 +280,45 @@ async def advise(ctx: ToolContext, queries: list[Query], *, max_indexes: int, mi
             used = [label(c.candidate) for c in helped]
         entry: dict[str, Any] = {
             "query": q.label or q.text, "weight": q.weight, "params": "generic plan" if q.generic else q.params,
+            "param_values": q.param_notes, "rows_per_call": q.rows_per_call,
+            "estimated_rows": plan["Plan"].get("Plan Rows"),
             "cost_before": cost_before, "cost_after": round(cost_after, 2),
             "gain_ratio": round(1 - cost_after / cost_before, 4) if cost_before else None, "indexes": used}
         if include_plans:
             entry["plan_before"] = outline(plan)
             entry["plan_after"] = outline(after[i], names) if after is not None else None
         per_query.append(entry)
+    drops = {d["index"]: d for r in recommendations for d in r["makes_redundant"]}
     out: dict[str, Any] = {
         "method": "hypopg" if hypopg else "heuristic", "recommendations": recommendations,
-        "count": len(recommendations), "queries": per_query, "candidates_considered": len(cands),
+        "count": len(recommendations), "drop": list(drops.values()), "queries": per_query,
+        "candidates_considered": len(cands), "size_estimate": SIZE_NOTE,
         "total_cost_before": round(sum(q.weight * cost(p) for q, p in zip(planned, before, strict=True)), 2),
         "total_cost_after": round(sum(q.weight * e["cost_after"] for q, e in zip(planned, per_query, strict=True)), 2),
         "skipped": skipped}
-    if not hypopg:
+    if not ctx.caps.has_extension("hypopg"):
         out["note"] = HEURISTIC_NOTE
     return out
+
+
+def _recommendation(c: Choice, conn: Any) -> dict[str, Any]:
+    cand, table = c.candidate, c.candidate.table
+    indexes_after = len(table.indexes) + 1
+    redundant = redundant_existing(cand)
+    return {
+        "schema": table.schema, "table": table.name, "columns": list(cand.columns),
+        "descending": [col for col, d in zip(cand.columns, cand.desc, strict=True) if d],
+        "include": list(cand.include),
+        "where": predicate_sql(cand.predicate).as_string(conn) if cand.predicate else None,
+        "clauses": list(cand.uses), "ddl": cand.ddl(concurrently=True).as_string(conn),
+        "estimated_size_bytes": c.size, "cost_gain": round(c.gain, 2), "gain_ratio": round(c.gain_ratio, 4),
+        "queries": sorted(c.per_query),
+        "write_cost": {"writes_per_second": round(table.writes_per_second, 3), "indexes_after": indexes_after,
+                       "index_writes_per_second": round(table.writes_per_second * indexes_after, 3),
+                       "note": "inserts, updates and deletes per second since the statistics began; each writes "
+                               "one more index entry per row with this index"},
+        "makes_redundant": [{"index": f"{i.schema}.{i.name}", "size_bytes": i.size_bytes,
+                             "ddl": sql.SQL("DROP INDEX CONCURRENTLY {}").format(
+                                 sql.Identifier(i.schema, i.name)).as_string(conn),
+                             "reason": f"its columns lead {cand.describe()}"} for i in redundant],
+    }

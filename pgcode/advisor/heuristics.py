@@ -40,15 +40,6 @@ async def cost_settings(ctx: ToolContext) -> CostSettings:
     return CostSettings(**row)
 
 
-def estimated_size(table: Table, columns: tuple[str, ...]) -> int:
-    """B-tree size from reltuples and average widths: 8-byte tuple header + data, MAXALIGNed, a 4-byte line
-    pointer, pages 90% full (the default fillfactor), plus the metapage."""
-    width = sum(float(table.columns[c]["avg_width"] or 8) for c in columns)
-    per_tuple = math.ceil((8 + width) / 8) * 8 + 4
-    pages = math.ceil(table.reltuples * per_tuple / (8192 * 0.9)) + 1
-    return int(pages * 8192)
-
-
 def selectivity(table: Table, column: str, use: str) -> float:
     """Share of rows a condition on the column keeps: 1/n_distinct for equality (PostgreSQL's 0.005 without
     statistics), a third for a range (the planner's default for inequalities)."""
@@ -79,7 +70,7 @@ def heuristic_gain(cand: Candidate, uses: dict[str, str], seq_cost: float, cs: C
             break
     if sel >= 1.0:
         return 0.0, 0
-    size = estimated_size(table, cand.columns)
+    size = cand.estimated_size()
     rows = max(1.0, table.reltuples * sel)
     pages = max(float(table.relpages), 1.0)
     fetched = max(1.0, pages * (1 - math.exp(-rows / pages)))

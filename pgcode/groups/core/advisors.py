@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pglast import ast, parse_sql
-from pglast.parser import ParseError
 from pydantic import Field
 
 from pgcode import health
@@ -14,9 +12,8 @@ from pgcode.advisor.engine import Query, advise, explain, outline, prepare
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.groups.performance._shared import QUERY_TEXT_MAX
-from pgcode.groups.performance.explain import Kind, Statement, inspect
-from pgcode.groups.performance.statements import select_statements
+from pgcode.groups.performance._workload import advisable, workload_queries
+from pgcode.groups.performance.explain import Kind, inspect
 from pgcode.types import Effect, Scope
 
 _MAX_SQL = 1_000_000
@@ -61,8 +58,11 @@ async def analyze_db_health(ctx: ToolContext, args: AnalyzeDbHealthIn) -> dict[s
 
 
 class AnalyzeWorkloadIndexesIn(ToolInput):
-    top_queries: int = Field(20, ge=1, le=200, description="How many statements to analyze, by total execution time")
-    min_calls: int = Field(1, ge=1, description="Only statements called at least this often")
+    top_queries: int = Field(20, ge=1, le=200, description="How many of the user's statements to analyze, by total "
+                                                           "execution time")
+    min_calls: int = Field(2, ge=1, description="Skip statements called fewer times than this")
+    min_mean_ms: float = Field(0.0, ge=0, description="Skip statements whose mean execution time is below this "
+                                                      "(milliseconds)")
     search: str | None = Field(None, min_length=1, max_length=1000,
                                description="Only statements whose text contains this (case-insensitive)")
     max_indexes: int = Field(5, ge=1, le=20, description="Most indexes to recommend")
@@ -73,64 +73,35 @@ class AnalyzeWorkloadIndexesIn(ToolInput):
 
 @tool(group="core", effect=Effect.READ, extensions=("pg_stat_statements",))
 async def analyze_workload_indexes(ctx: ToolContext, args: AnalyzeWorkloadIndexesIn) -> dict[str, Any]:
-    """Indexes the busiest statements (pg_stat_statements, by total time) need: DDL, size, cost gain per query.
+    """Indexes the user's busiest statements (pg_stat_statements, by total time) need: DDL, size, gain per query.
 
-    Candidates are the columns the statements filter, join and sort on (parsed with pglast). With hypopg
-    installed each is planned as a hypothetical index and chosen greedily by planner-cost gain weighted by
-    calls (ties go to the smaller index); without it, gains are estimated from pg_stats and the result says
-    method "heuristic". $n placeholders get a generic plan on PostgreSQL 16+, and typical values from
-    pg_stats before. Statements other than SELECT, UPDATE and DELETE are skipped, and say why; EXPLAIN
-    statements (tools planning queries, this one included) are left out.
+    pgcode's own statements (its roles), EXPLAIN, catalog and extension queries, DDL and utility statements
+    are left out, and statements under minCalls / minMeanMs skipped; the result counts each. $n get values
+    that make each condition keep the rows per call the workload saw (pg_stats most common values and
+    histograms; LIMIT the rows returned), listed per query with the reason. Candidates follow a DBA's rules
+    (equality columns, then a range or the ORDER BY keys; INCLUDE for index-only scans; partial indexes for
+    constant conditions); with hypopg they are chosen greedily by planner-cost gain per byte, consolidated, and
+    never duplicate an existing index; an existing index a new one makes redundant is listed under drop.
+    Without hypopg gains are estimated from pg_stats and method is "heuristic".
     """
-    rows, _ = await select_statements(ctx, order="total_time", limit=args.top_queries, qlen=QUERY_TEXT_MAX,
-                                      min_calls=args.min_calls, search=args.search)
-    queries, skipped = [], []
-    for r in rows:
-        if _explain(r["query"]):
-            continue  # EXPLAIN statements are tools planning something (this one's included), not workload
-        label = r["query"] if len(r["query"]) <= 500 else r["query"][:500] + "…"
-        try:
-            _advisable(r["query"])
-            q = Query(r["query"], weight=float(r["calls"]), label=label)
-            await prepare(ctx, q)
-        except ToolError as err:
-            skipped.append({"queryid": r["queryid"], "query": label, "reason": err.message})
-            continue
-        queries.append(q)
+    queries, workload = await workload_queries(ctx, top=args.top_queries, min_calls=args.min_calls,
+                                               min_mean_ms=args.min_mean_ms, search=args.search)
     out = await advise(ctx, queries, max_indexes=args.max_indexes, min_improvement=args.min_improvement,
                        include_plans=args.include_plans)
     for entry in out["queries"]:
         entry["calls"] = int(entry.pop("weight"))
-    out["skipped"] = skipped + out["skipped"]
+    out["skipped"] = workload.pop("skipped") + out["skipped"]
     out["statements_analyzed"] = len(out["queries"])
+    out["workload"] = workload
     return out
-
-
-def _explain(text: str) -> bool:
-    try:
-        stmts = parse_sql(text)
-    except ParseError:
-        return False
-    return len(stmts) == 1 and isinstance(stmts[0].stmt, ast.ExplainStmt)
-
-
-def _advisable(text: str) -> Statement:
-    """Check a statement for EXPLAIN (sqlpolicy rules) and that it is a SELECT, UPDATE or DELETE: the statements
-    whose conditions an index serves. EXPLAIN plans a write without running it."""
-    stmt = inspect(text)
-    node = parse_sql(text)[0].stmt
-    if stmt.kind is Kind.DDL or not isinstance(node, ast.SelectStmt | ast.UpdateStmt | ast.DeleteStmt):
-        raise ToolError(ErrorCode.INVALID_INPUT, "index advice takes SELECT, UPDATE or DELETE",
-                        hint="INSERT, MERGE and DDL have no conditions an index would serve")
-    return stmt
 
 
 class AnalyzeQueryIndexesIn(ToolInput):
     sql: str = Field(max_length=_MAX_SQL, description="One SELECT (or UPDATE/DELETE, planned only) to find indexes "
                                                       "for; $1, $2 ... for parameters")
     params: list[Any] | None = Field(None, max_length=1000,
-                                     description="Values for $1, $2 ...; without them a generic plan (PostgreSQL "
-                                                 "16+) or typical values from pg_stats are used")
+                                     description="Values for $1, $2 ...; without them typical values from pg_stats "
+                                                 "are used (listed in the result with the reason)")
     analyze: bool = Field(False, description="Also run the query (EXPLAIN ANALYZE, reads only) for its actual time; "
                                              "hypothetical indexes are planned, never run")
     max_indexes: int = Field(3, ge=1, le=10, description="Most indexes to recommend")
@@ -152,7 +123,7 @@ async def analyze_query_indexes(ctx: ToolContext, args: AnalyzeQueryIndexesIn) -
     size; without hypopg gains are estimated from pg_stats and method is "heuristic". The query is planned,
     not run, unless analyze is true (reads only, in a READ ONLY transaction).
     """
-    stmt = _advisable(args.sql)
+    stmt = advisable(args.sql)
     if args.analyze and stmt.kind is not Kind.READ:
         raise ToolError(ErrorCode.INVALID_INPUT, "analyze runs the statement, so only reads may be analyzed",
                         hint="leave analyze false to plan it without running it")

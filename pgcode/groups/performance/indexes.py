@@ -7,12 +7,13 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
-from pgcode.advisor.engine import hypothetical_indexes
-from pgcode.core.context import Row, ToolContext
+from pgcode.advisor.engine import Query, advise, prepare
+from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
 from pgcode.groups._common import IDENT_MAX
 from pgcode.groups.performance._shared import cut, resolve_table
+from pgcode.groups.performance._workload import workload_queries
 from pgcode.health.probes import stats_window
 from pgcode.types import Effect
 
@@ -22,10 +23,17 @@ _LAST_IDX_SCAN = 160000  # pg_stat_*_indexes.last_idx_scan arrived in PostgreSQL
 class IndexRecommendationsIn(ToolInput):
     table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
-    min_seq_scans: int = Field(10, ge=0, description="Only tables sequentially scanned at least this often")
-    min_rows: int = Field(1000, ge=0, description="Only tables with at least this many live rows")
-    min_distinct: int = Field(100, ge=2, description="Only columns with at least this many distinct values")
-    per_table: int = Field(3, ge=1, le=20, description="Most candidate columns per table")
+    top_queries: int = Field(50, ge=1, le=200, description="How many of the user's statements to weigh, by total "
+                                                           "execution time (pg_stat_statements)")
+    min_calls: int = Field(2, ge=1, description="Skip statements called fewer times than this")
+    min_mean_ms: float = Field(0.0, ge=0, description="Skip statements whose mean execution time is below this "
+                                                      "(milliseconds)")
+    min_seq_scans: int = Field(10, ge=0, description="Without a workload: only tables sequentially scanned at "
+                                                     "least this often")
+    min_rows: int = Field(1000, ge=0, description="Without a workload: only tables with at least this many live rows")
+    min_distinct: int = Field(100, ge=2, description="Without a workload: only columns with at least this many "
+                                                     "distinct values")
+    per_table: int = Field(3, ge=1, le=20, description="Most recommendations per table")
     evaluate: bool = Field(True, description="Weigh each candidate with a hypothetical index (hypopg) when the "
                                              "extension is installed")
     limit: int = Field(20, ge=1, le=500, description="Most recommendations to return")
@@ -33,66 +41,93 @@ class IndexRecommendationsIn(ToolInput):
 
 @tool(group="performance", effect=Effect.READ, extensions=())
 async def index_recommendations(ctx: ToolContext, args: IndexRecommendationsIn) -> dict[str, Any]:
-    """Suggested indexes for sequentially scanned tables, with DDL, reasons and (hypopg) estimated cost gain.
+    """Suggested indexes, one row each: DDL, the statements it serves, cost gain, size, write cost, what it replaces.
 
-    Candidates are selective, btree-friendly columns (pg_stats) of tables read mostly by sequential scans
-    (pg_stat_user_tables), not already leading an index. With hypopg installed each candidate is tried as a
-    hypothetical index on an equality lookup of a typical value: cost before and after, whether the planner
-    uses it, and its estimated size; candidates that gain nothing are listed as rejected. Without hypopg
-    the result is the heuristic alone and says so. For one query's needs, use pg_analyze_query_indexes.
+    The same engine as pg_analyze_workload_indexes (its per-index view): the user's statements from
+    pg_stat_statements (pgcode's own, catalog and utility statements left out) with realistic parameter
+    values, multi-column candidates weighed as hypothetical indexes (hypopg) and chosen greedily by gain per
+    byte. Without pg_stat_statements, or no statement on the tables asked for, the workload is an equality
+    lookup per selective column of the sequentially scanned tables (source "statistics"). Without hypopg the
+    gains are estimated from pg_stats and method is "heuristic".
     """
     schema, table = args.schema_, args.table
     if table is not None:
         schema, table = await resolve_table(ctx, table, schema)
+    queries: list[Query] = []
+    workload: dict[str, Any] | None = None
+    if ctx.caps.has_extension("pg_stat_statements"):
+        queries, workload = await workload_queries(ctx, top=args.top_queries, min_calls=args.min_calls,
+                                                   min_mean_ms=args.min_mean_ms, search=table)
+        queries = [q for q in queries if _names(q, schema, table)]
+    source = "workload"
+    if not queries:
+        source = "statistics"
+        queries = await _lookups(ctx, args, schema, table)
+    out = await advise(ctx, queries, max_indexes=min(args.limit, 20), min_improvement=0.01, include_plans=False,
+                       hypothetical=args.evaluate)
+    per_table: dict[tuple[str, str], int] = {}
+    rows = []
+    for r in out["recommendations"]:
+        key = (r["schema"], r["table"])
+        if (schema and r["schema"] != schema) or (table and r["table"] != table):
+            continue
+        per_table[key] = per_table.get(key, 0) + 1
+        if per_table[key] > args.per_table:
+            continue
+        served = [out["queries"][i] for i in r["queries"]]
+        r["column"] = r["columns"][0]
+        r["statements"] = [{"query": q["query"], "calls": int(q["weight"]), "cost_before": q["cost_before"],
+                            "cost_after": q["cost_after"], "params": q["params"]} for q in served]
+        r["reason"] = (f"serves {len(served)} statement(s) called {sum(int(q['weight']) for q in served)} times; "
+                       f"their cost falls by {r['gain_ratio']:.0%}")
+        r["evaluation"] = {"cost_gain": r["cost_gain"], "gain_ratio": r["gain_ratio"], "index_used": True,
+                           "estimated_size_bytes": r["estimated_size_bytes"]} if out["method"] == "hypopg" else None
+        rows.append(r)
+    recommendations, truncated = cut(rows, args.limit)
+    result = {"method": out["method"], "hypopg": ctx.caps.has_extension("hypopg"), "source": source,
+              "recommendations": recommendations, "count": len(recommendations), "truncated": truncated,
+              "drop": [d for r in recommendations for d in r["makes_redundant"]],
+              "statements_analyzed": len(out["queries"]), "skipped": out["skipped"],
+              "size_estimate": out["size_estimate"]}
+    if workload is not None:
+        result["workload"] = workload
+    if "note" in out:
+        result["note"] = out["note"]
+    return result
+
+
+def _names(q: Query, schema: str | None, table: str | None) -> bool:
+    """Whether the statement reads the table (or a table of the schema) asked for; any statement without a filter."""
+    if table is None and schema is None:
+        return True
+    for level in q.levels:
+        for rel_schema, rel in level.relations.values():
+            if (table is None or rel == table) and (schema is None or rel_schema in (None, schema)):
+                return True
+    return False
+
+
+async def _lookups(ctx: ToolContext, args: IndexRecommendationsIn, schema: str | None,
+                   table: str | None) -> list[Query]:
+    """Without a workload: an equality lookup on each selective column of the sequentially scanned tables,
+    weighted by the table's sequential scans (the columns from index_recommendations.sql)."""
     rows = await ctx.fetch(load_query("index_recommendations"), {
         "min_seq_scans": args.min_seq_scans, "min_rows": args.min_rows, "schema": schema, "table": table,
         "min_distinct": args.min_distinct})
+    conn = await ctx.conn()
     per_table: dict[tuple[str, str], int] = {}
-    candidates = []
+    queries = []
     for row in rows:
         key = (row["schema"], row["table"])
         per_table[key] = per_table.get(key, 0) + 1
-        if per_table[key] <= args.per_table:
-            candidates.append(row)
-    candidates, truncated = cut(candidates, args.limit)
-    conn = await ctx.conn()
-    for c in candidates:
-        ident = sql.Identifier(c["schema"], c["table"])
-        c["ddl"] = sql.SQL("CREATE INDEX CONCURRENTLY ON {} ({})").format(
-            ident, sql.Identifier(c["column"])).as_string(conn)
-        c["reason"] = (f"{c['seq_scan']} sequential scans read {c['seq_tup_read']} rows; {c['column']} has about "
-                       f"{c['distinct_values']} distinct values ({c['rows_per_value']} rows per value)")
-    hypopg = ctx.caps.has_extension("hypopg")
-    out: dict[str, Any] = {"method": "heuristic", "hypopg": hypopg, "truncated": truncated}
-    if hypopg and args.evaluate and candidates:
-        out["method"] = "hypopg"
-        await _evaluate(ctx, candidates)
-        kept = [c for c in candidates if c["evaluation"] and c["evaluation"]["cost_gain"] > 0]
-        out["rejected"] = [c for c in candidates if c not in kept]
-        candidates = sorted(kept, key=lambda c: c["evaluation"]["cost_gain"], reverse=True)
-    elif not hypopg:
-        out["note"] = ("hypopg is not installed: candidates come from statistics alone, without a cost estimate; "
-                       "CREATE EXTENSION hypopg to weigh them")
-    for c in candidates + out.get("rejected", []):
-        c.pop("sample_value", None)
-    out["recommendations"] = candidates
-    out["count"] = len(candidates)
-    return out
-
-
-async def _evaluate(ctx: ToolContext, candidates: list[Row]) -> None:
-    """Try each candidate as a hypothetical index on an equality lookup of a typical value (pgcode.advisor.engine)."""
-
-    conn = await ctx.conn()
-    async with hypothetical_indexes(ctx) as hypo:
-        for c in candidates:
-            c["evaluation"] = None
-            if c["sample_value"] is None:
-                continue
-            table, column = sql.Identifier(c["schema"], c["table"]), sql.Identifier(c["column"])
-            probe = sql.SQL("SELECT * FROM {} WHERE {} = {}").format(table, column, sql.Literal(c["sample_value"]))
-            ddl = sql.SQL("CREATE INDEX ON {} ({})").format(table, column).as_string(conn)
-            c["evaluation"] = await hypo.evaluate(probe, ddl)
+        if per_table[key] > args.per_table:
+            continue
+        text = sql.SQL("SELECT * FROM {} WHERE {} = $1").format(
+            sql.Identifier(row["schema"], row["table"]), sql.Identifier(row["column"])).as_string(conn)
+        q = Query(text, weight=float(max(row["seq_scan"], 1)), label=text)
+        await prepare(ctx, q)
+        queries.append(q)
+    return queries
 
 
 class UnusedIndexesIn(ToolInput):
