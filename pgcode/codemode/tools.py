@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from pgcode.codemode import history, scripts
 from pgcode.codemode.engine import ExecRequest, engine
-from pgcode.codemode.settings import ABSOLUTE_MAX_TIMEOUT_MS
+from pgcode.codemode.settings import ABSOLUTE_MAX_MEMORY_MB, ABSOLUTE_MAX_TIMEOUT_MS
 from pgcode.codemode.validate import static_problems
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
@@ -19,6 +19,12 @@ from pgcode.types import Effect, TxMode
 _MAX_FIELD = 1_000_000  # far above the 50 KB code limit: larger code gets a clear INVALID_INPUT output
 Timeout = Field(30_000, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS,
                 description="Time limit in ms (default 30000; the server may lower it, 300000 at most)")
+ToolNames = list[Annotated[str, StringConstraints(min_length=1, max_length=128)]]
+_MEMORY_HELP = ("JS heap limit in MB (default 128). A request above the server's maximum "
+                "(PGCODE_CODEMODE_MAX_MEMORY_MB, 512 unless configured) is lowered, and metrics says so")
+_TOOLS_HELP = ("Allow-list: group names (\"core\") and/or tool names (\"pg_table_stats\"). `pg` then holds only "
+               "those, pg.help() lists only those, and any other call fails with FORBIDDEN. It narrows what your "
+               "scopes and readonly allow, never widens it. Absent: every tool your scopes allow")
 
 
 class ExecuteCodeIn(ToolInput):
@@ -27,6 +33,8 @@ class ExecuteCodeIn(ToolInput):
                                   "listTables()` ... `return` the result. At most 50 KB")
     readonly: bool = Field(False, description="Allow only read tools; every call runs in a READ ONLY transaction")
     timeout: int = Timeout
+    memory_limit: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_MEMORY_MB, description=_MEMORY_HELP)
+    tools: ToolNames | None = Field(None, max_length=300, description=_TOOLS_HELP)
     input: Any = Field(None, description="Any JSON value, visible as `input` in the code")
 
 
@@ -39,11 +47,17 @@ async def execute_code(ctx: ToolContext, args: ExecuteCodeIn) -> dict[str, Any]:
     direct calls, with your scopes; Promise.all runs them concurrently. A failed call throws an Error with
     .code and .message. A failed run is not a tool error: `success` is false and `error` has
     {code, message, line} (codes: MISSING_CODE, INVALID_INPUT, SYNTAX_ERROR, RUNTIME_ERROR, TIMEOUT,
-    SECURITY_ERROR, RESULT_TOO_LARGE, READ_ONLY, EXECUTION_FAILED, or the code of an uncaught tool error).
+    MEMORY_LIMIT, SECURITY_ERROR, RESULT_TOO_LARGE, READ_ONLY, FORBIDDEN, EXECUTION_FAILED, or the code of an
+    uncaught tool error). `metrics` has durationMs, toolCalls, resultBytes, memoryLimitMB and peakMemoryMB.
     pg.help() and pg.<group>.help() describe the API inside the code; pg_codemode_docs outside it.
     """
-    request = ExecRequest(code=args.code, input=args.input, readonly=args.readonly, timeout_ms=args.timeout)
+    request = ExecRequest(code=args.code, input=args.input, readonly=args.readonly, timeout_ms=args.timeout,
+                          memory_mb=args.memory_limit, tools=_tuple(args.tools))
     return await engine(ctx.rt).execute(request, ctx.principal)
+
+
+def _tuple(names: list[str] | None) -> tuple[str, ...] | None:
+    return None if names is None else tuple(names)
 
 
 class ValidateCodeIn(ToolInput):
