@@ -24,6 +24,7 @@ class Settings(BaseModel):
         None, description="libpq connection string or URL; None means use the embedded demo server"
     )
     read_only: bool = Field(False, description="expose and run only tools whose effect is read")
+    codemode: bool = Field(True, description="off: no pg_execute_code, no code-mode tools, no /v1/execute family")
     statement_timeout_ms: int = Field(30_000, ge=100, le=3_600_000)
     pool_min_size: int = Field(1, ge=0, le=100)
     pool_max_size: int = Field(10, ge=1, le=200)

@@ -62,6 +62,19 @@ class Allowance:
         return f"{tool} is not in this run's allow-list (tools: {listed})"
 
 
+OFF_NOTE = ("Code mode is off on this server (PGCODE_CODEMODE=off): pg_execute_code, the code-mode tools and the "
+            "/v1/execute family are not offered; call the tools directly.")
+
+
+def without_code_mode(registry: Registry) -> Registry:
+    """The registry of a server with code mode off: every tool but the codemode group's."""
+    return Registry({s.name: s for s in registry if s.group != CODEMODE_GROUP})
+
+
+def serves_code_mode(registry: Registry) -> bool:
+    return any(s.group == CODEMODE_GROUP for s in registry)
+
+
 def sandbox_tools(registry: Registry) -> list[ToolSpec]:
     return [s for s in registry if s.group != CODEMODE_GROUP]
 
