@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from pgcode.codemode.engine import engine
@@ -128,3 +130,41 @@ async def test_allow_list_holds_in_concurrent_calls(run: Run) -> None:
                        "return r.map(x => x.status === 'fulfilled' ? 'ok' : x.reason.code)", tools=["core"]))
     assert out == ["ok", "FORBIDDEN", "FORBIDDEN"]
 
+
+
+# -- saved scripts: default allow-list and heap limit -----------------------------------------------------
+
+async def test_saved_script_keeps_its_allow_list_and_memory_limit(rt: Runtime) -> None:
+    me = Principal.with_scope(f"limits-{uuid.uuid4().hex[:8]}", Scope.ADMIN)
+    code = ("const a = []; for (let i = 0; i < args.n; i++) a.push({i, s: 'row ' + i});\n"
+            "return {groups: Object.keys(pg), n: a.length}")
+    saved = await rt.invoke("pg_script_save", {"name": "narrow", "code": code, "tools": ["core", "pg_table_stats"],
+                                               "memoryLimit": 16}, me)
+    assert saved["tools"] == ["core", "pg_table_stats"] and saved["memory_limit_mb"] == 16
+    run = await rt.invoke("pg_script_run", {"name": "narrow", "args": {"n": 10}}, me)
+    assert ok(run)["groups"] == ["core", "performance", "call", "help"] and run["metrics"]["memoryLimitMB"] == 16
+    big = await rt.invoke("pg_script_run", {"name": "narrow", "args": {"n": 200_000}}, me)
+    failed(big, "MEMORY_LIMIT", "16 MB")
+    wider = await rt.invoke("pg_script_run", {"name": "narrow", "args": {"n": 200_000}, "memoryLimit": 128,
+                                              "tools": ["monitoring"]}, me)
+    assert ok(wider) == {"groups": ["monitoring", "call", "help"], "n": 200_000}
+    cleared = await rt.invoke("pg_script_update", {"name": "narrow", "clear": ["tools", "memoryLimit"]}, me)
+    assert cleared["tools"] is None and cleared["memory_limit_mb"] is None
+    everything = ok(await rt.invoke("pg_script_run", {"name": "narrow", "args": {"n": 1}}, me))
+    assert "performance" in everything["groups"] and "admin" in everything["groups"]
+
+
+async def test_saved_script_allow_list_is_checked(rt: Runtime) -> None:
+    me = Principal.with_scope(f"limits-{uuid.uuid4().hex[:8]}", Scope.ADMIN)
+    with pytest.raises(ToolError) as bad:
+        await rt.invoke("pg_script_save", {"name": "typo", "code": "return 1", "tools": ["cor"]}, me)
+    assert bad.value.code is ErrorCode.INVALID_INPUT and "did you mean core" in bad.value.message
+    assert (await rt.invoke("pg_script_list", {}, me))["total"] == 0  # nothing was saved
+    await rt.invoke("pg_script_save", {"name": "ok", "code": "return 1", "tools": ["core"]}, me)
+    with pytest.raises(ToolError) as both:
+        await rt.invoke("pg_script_update", {"name": "ok", "tools": ["core"], "clear": ["tools"]}, me)
+    assert both.value.code is ErrorCode.INVALID_INPUT
+    with pytest.raises(ToolError) as codemode:
+        await rt.invoke("pg_script_update", {"name": "ok", "tools": ["pg_script_run"]}, me)
+    assert "cannot be called from code mode" in codemode.value.message
+    assert (await rt.invoke("pg_script_get", {"name": "ok"}, me))["tools"] == ["core"]
