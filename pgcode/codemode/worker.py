@@ -216,7 +216,7 @@ class Worker:
             except MemoryError:  # the worker's address-space cap: JSON copies of what the code built
                 meta, value = {"ok": False, "error": error("MEMORY_LIMIT", OOM)}, b""
             if self._spent is not None:
-                if meta.get("error", {}).get("code") == "MEMORY_LIMIT":
+                if (meta.get("error") or {}).get("code") == "MEMORY_LIMIT":
                     self._spent.heap.exhausted()
                 meta["peakMemoryBytes"] = self._spent.heap.peak
             meta_bytes = json.dumps(meta).encode()
