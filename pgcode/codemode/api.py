@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -35,8 +37,42 @@ ERROR_CODES = {
     "RESULT_TOO_LARGE": "the returned value is larger than the result limit as JSON",
     "RATE_LIMITED": "too many executions for this caller (a tool error, HTTP 429, before the code runs)",
     "READ_ONLY": "a readonly execution called a tool that changes the database",
-    "EXECUTION_FAILED": "the sandbox could not finish: out of memory, too many tool calls, or a crashed worker",
+    "MEMORY_LIMIT": "the code used more memory than its limit (memoryLimit); the worker was replaced",
+    "FORBIDDEN": "the code called a tool outside its allow-list (tools), or one the caller's scopes do not allow",
+    "EXECUTION_FAILED": "the sandbox could not finish: too many tool calls, or a crashed worker",
 }
+
+
+Methods = dict[str, list[tuple[str, ToolSpec]]]
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What one run with an allow-list (`tools`) sees in `pg` and may call; scopes and readonly still apply."""
+
+    entries: tuple[str, ...]
+    tools: frozenset[str]
+    api: str
+    """The prelude map of the methods left in `pg` (SandboxApi.prelude_map)."""
+
+    def refusal(self, tool: str) -> str | None:
+        if tool in self.tools:
+            return None
+        listed = ", ".join(self.entries) or "nothing"
+        return f"{tool} is not in this run's allow-list (tools: {listed})"
+
+
+OFF_NOTE = ("Code mode is off on this server (PGCODE_CODEMODE=off): pg_execute_code, the code-mode tools and the "
+            "/v1/execute family are not offered; call the tools directly.")
+
+
+def without_code_mode(registry: Registry) -> Registry:
+    """The registry of a server with code mode off: every tool but the codemode group's."""
+    return Registry({s.name: s for s in registry if s.group != CODEMODE_GROUP})
+
+
+def serves_code_mode(registry: Registry) -> bool:
+    return any(s.group == CODEMODE_GROUP for s in registry)
 
 
 def sandbox_tools(registry: Registry) -> list[ToolSpec]:
@@ -93,12 +129,41 @@ class SandboxApi:
                 out.setdefault(group, []).append((method, spec))
         return {g: sorted(out[g], key=lambda e: e[0]) for g in sorted(out)}
 
-    def prelude_map(self) -> str:
+    def prelude_map(self, groups: Methods | None = None) -> str:
         """"group:method=tool,method=tool;group:..." with every alias as a method of its own.
 
         One string, not a JS object literal: QuickJS parses a string about ten times faster (prelude.js).
         """
-        return ";".join(f"{g}:" + ",".join(f"{m}={s.name}" for m, s in entries) for g, entries in self.groups.items())
+        groups = self.groups if groups is None else groups
+        return ";".join(f"{g}:" + ",".join(f"{m}={s.name}" for m, s in entries) for g, entries in groups.items())
+
+    def allowance(self, entries: Sequence[str]) -> Allowance:
+        """The `pg` of an allow-list: whole groups by name, single tools (with all their methods) by tool name.
+
+        ValueError, with the names that are neither and what they may have meant, for anything else.
+        """
+        groups = {e for e in entries if e in self.groups}
+        names = {e for e in entries if e in self.tools}
+        unknown = [e for e in entries if e not in groups and e not in names]
+        if unknown:
+            raise ValueError(self._unknown_entries(unknown))
+        visible = {g: kept for g, methods in self.groups.items()
+                   if (kept := [(m, s) for m, s in methods if g in groups or s.name in names])}
+        tools = frozenset(s.name for methods in visible.values() for _, s in methods)
+        return Allowance(tuple(dict.fromkeys(entries)), tools, self.prelude_map(visible))
+
+    def _unknown_entries(self, unknown: list[str]) -> str:
+        parts = []
+        for entry in unknown[:5]:
+            spec = self.registry.get(entry)
+            if spec is not None:
+                parts.append(f"{entry} cannot be called from code mode")
+                continue
+            near = difflib.get_close_matches(entry, [*self.groups, *self.tools], n=1)
+            parts.append(f"{entry[:80]!r} is neither a group nor a tool" + (f" (did you mean {near[0]}?)" if near
+                                                                             else ""))
+        return (f"tools: {'; '.join(parts)}. Name groups ({', '.join(self.groups)}) or tools such as "
+                "pg_read_query")
 
     def method_doc(self, group: str, method: str, spec: ToolSpec) -> dict[str, Any]:
         here = f"pg.{group}.{method}"
@@ -119,8 +184,8 @@ class SandboxApi:
         groups = {g: {"group": g, "methods": docs} for g, docs in self._group_docs().items()}
         return {"index": index, "groups": groups}
 
-    def worker_init(self, js_limits: dict[str, int]) -> dict[str, Any]:
-        return {"api": self.prelude_map(), "help": self.help_payload(), "limits": js_limits}
+    def worker_init(self, js_limits: dict[str, int], memory: dict[str, int]) -> dict[str, Any]:
+        return {"api": self.prelude_map(), "help": self.help_payload(), "limits": js_limits, "memory": memory}
 
     def docs(self, limits: dict[str, Any]) -> dict[str, Any]:
         return {"usage": USAGE, "languages": LANGUAGES, "limits": limits, "errorCodes": ERROR_CODES,

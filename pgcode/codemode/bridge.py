@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from pgcode.codemode.api import CODEMODE_GROUP
+from pgcode.codemode.api import CODEMODE_GROUP, Allowance
 from pgcode.codemode.protocol import MAX_FRAME
 from pgcode.codemode.settings import CodeModeSettings
 from pgcode.core.callctx import IN_CODE_EXECUTION
@@ -49,10 +49,12 @@ def _forged(what: str) -> Abort:
 class HostBridge:
     """One execution's host calls: counted, capped, run concurrently up to a limit, results as JSON bytes."""
 
-    def __init__(self, rt: Runtime, principal: Principal, *, read_only: bool, settings: CodeModeSettings) -> None:
+    def __init__(self, rt: Runtime, principal: Principal, *, read_only: bool, settings: CodeModeSettings,
+                 allowance: Allowance | None = None) -> None:
         self._rt = rt
         self._principal = principal
         self._read_only = read_only
+        self._allowance = allowance
         self._settings = settings
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self._begun: list[str] = []
@@ -162,13 +164,17 @@ class HostBridge:
             return _failure(cid, "INTERNAL", f"{tool} failed unexpectedly; the server log has the details")
 
     def _refuse(self, tool: str) -> tuple[str, str, str | None] | None:
-        """(code, message, hint) for a call code mode never makes: unknown, code mode itself, a write when readonly."""
+        """(code, message, hint) for a call this run may not make: unknown, code mode itself, outside the
+        allow-list, a write when readonly. invoke() checks the caller's scopes after these."""
         spec = self._rt.registry.get(tool)
         if spec is None:
             return ("NOT_FOUND", f"there is no tool named {tool!r}",
                     "pg.help() lists the groups and methods; pg.call takes names such as 'pg_read_query'")
         if spec.group == CODEMODE_GROUP:
             return "SECURITY_ERROR", f"{tool} cannot be called from code mode", None
+        outside = self._allowance.refusal(tool) if self._allowance is not None else None
+        if outside is not None:
+            return "FORBIDDEN", outside, "pg.help() lists what this run may call; add the group or tool to `tools`"
         if self._read_only and spec.effect is not Effect.READ:  # before validation: whatever the arguments
             return ("READ_ONLY", f"{tool} changes the database and this execution is readonly",
                     "run without readonly (needs the tool's scope) or use a read tool")

@@ -10,12 +10,17 @@ from typing import Any
 from pgcode.codemode.engine import INPUT_ERRORS
 
 
-def read_request(path: str, input_file: str | None, *, readonly: bool, timeout: int | None) -> dict[str, Any]:
+def read_request(path: str, input_file: str | None, *, readonly: bool, timeout: int | None,
+                 memory_limit: int | None = None, tools: str | None = None) -> dict[str, Any]:
     """The pg_execute_code arguments; OSError or ValueError (with a message for the user) when unreadable."""
     code = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     args: dict[str, Any] = {"code": code, "readonly": readonly}
     if timeout is not None:
         args["timeout"] = timeout
+    if memory_limit is not None:
+        args["memoryLimit"] = memory_limit
+    if tools is not None:
+        args["tools"] = [name.strip() for name in tools.split(",") if name.strip()]
     if input_file is not None:
         try:
             args["input"] = json.loads(Path(input_file).read_text(encoding="utf-8"))

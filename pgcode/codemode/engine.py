@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgcode.codemode import syntax
-from pgcode.codemode.api import SandboxApi
+from pgcode.codemode.api import Allowance, SandboxApi
 from pgcode.codemode.bridge import Abort, HostBridge, pending_calls
 from pgcode.codemode.history import History, new_record
 from pgcode.codemode.pool import PoolClosed, WorkerHandle, WorkerPool
@@ -33,6 +33,9 @@ class ExecRequest:
     args: Any = None
     readonly: bool = False
     timeout_ms: int | None = None
+    memory_mb: int | None = None
+    tools: tuple[str, ...] | None = None
+    """An allow-list of groups and tool names; None: everything the caller's scopes allow."""
     script_id: int | None = None
 
 
@@ -56,7 +59,8 @@ class CodeMode:
             async with self._pool_lock:
                 if self._pool is None:
                     s = self.settings
-                    pool = WorkerPool(s.workers, self.api.worker_init(s.js_limits()), recycle_after=s.recycle_after)
+                    init = self.api.worker_init(s.js_limits(), s.memory_limits())
+                    pool = WorkerPool(s.workers, init, recycle_after=s.recycle_after)
                     await pool.start()
                     self._pool = pool
         return self._pool
@@ -66,7 +70,9 @@ class CodeMode:
         return {"maxCodeBytes": s.max_code_bytes, "maxInputBytes": s.max_input_bytes,
                 "defaultTimeoutMs": s.default_timeout_ms, "maxTimeoutMs": s.max_timeout_ms,
                 "maxResultBytes": s.max_result_bytes, "maxToolCalls": s.max_host_calls,
-                "maxConcurrentToolCalls": s.max_concurrency, "memoryMiB": 128, "maxLogEntries": s.max_logs,
+                "maxConcurrentToolCalls": s.max_concurrency,
+                "defaultMemoryMB": min(s.default_memory_mb, s.max_memory_mb), "maxMemoryMB": s.max_memory_mb,
+                "maxLogEntries": s.max_logs,
                 "historyDays": s.history_days}
 
     # -- execution -------------------------------------------------------------------------------------
@@ -82,24 +88,45 @@ class CodeMode:
         started, t0 = time.time(), loop.time()
         exec_id = uuid.uuid4()
         input_json = json.dumps(req.input, separators=(",", ":"))
-        bridge = HostBridge(self.rt, principal, read_only=req.readonly, settings=self.settings)
+        allowance, problem = self._allowance(req)
+        bridge = HostBridge(self.rt, principal, read_only=req.readonly, settings=self.settings, allowance=allowance)
+        memory = self._memory(req)
         meta: dict[str, Any]
         value = b""
-        problem = self._check(req, input_json)
+        problem = problem or self._check(req, input_json)
         if problem is not None:
             meta = {"ok": False, "error": problem}
         else:
             timeout_ms = min(req.timeout_ms or self.settings.default_timeout_ms, self.settings.max_timeout_ms)
             try:
-                meta, value = await self._run(req, bridge, timeout_ms)
+                meta, value = await self._run(req, bridge, timeout_ms, memory["memoryLimitMB"], allowance)
             finally:
                 await bridge.close()
         out = self._output(meta, value, bridge, loop.time() - t0)
+        out["metrics"].update(memory)
+        out["metrics"]["peakMemoryMB"] = _megabytes(meta.get("peakMemoryBytes"), memory["memoryLimitMB"])
         out["executionId"] = str(exec_id)
         self.history.record(new_record(
             exec_id, principal.subject, req.code, language=out["language"], input_bytes=len(input_json),
             readonly=req.readonly, script_id=req.script_id, started=started, duration_ms=out["metrics"]["durationMs"],
             error=out["error"], tool_calls=bridge.calls, result_bytes=out["metrics"]["resultBytes"]))
+        return out
+
+    def _allowance(self, req: ExecRequest) -> tuple[Allowance | None, dict[str, Any] | None]:
+        if req.tools is None:
+            return None, None
+        try:
+            return self.api.allowance(req.tools), None
+        except ValueError as exc:
+            return None, error("INVALID_INPUT", str(exc))
+
+    def _memory(self, req: ExecRequest) -> dict[str, int]:
+        """The run's heap limit in MB for `metrics`; a request above the server's maximum is lowered and says so."""
+        s = self.settings
+        wanted = req.memory_mb or s.default_memory_mb
+        out = {"memoryLimitMB": min(wanted, s.max_memory_mb)}
+        if req.memory_mb is not None and req.memory_mb > s.max_memory_mb:
+            out["memoryLimitRequestedMB"] = req.memory_mb  # lowered to PGCODE_CODEMODE_MAX_MEMORY_MB
         return out
 
     def _check(self, req: ExecRequest, input_json: str) -> dict[str, Any] | None:
@@ -114,7 +141,8 @@ class CodeMode:
                                           f"{s.max_input_bytes} are accepted")
         return None
 
-    async def _run(self, req: ExecRequest, bridge: HostBridge, timeout_ms: int) -> tuple[dict[str, Any], bytes]:
+    async def _run(self, req: ExecRequest, bridge: HostBridge, timeout_ms: int, memory_mb: int,
+                   allowance: Allowance | None) -> tuple[dict[str, Any], bytes]:
         late = error("TIMEOUT", f"the code ran past its {timeout_ms} ms time limit and was stopped")
         try:
             pool = await self.pool()  # the first execution of a process starts the pool: not part of the limit
@@ -127,7 +155,11 @@ class CodeMode:
             return {"ok": False, "error": busy}, b""
         except (PoolClosed, OSError, RuntimeError):
             return {"ok": False, "error": error("EXECUTION_FAILED", "the code-mode sandbox is not available")}, b""
-        body = json.dumps({"code": req.code, "input": req.input, "args": req.args}).encode()
+        request: dict[str, Any] = {"code": req.code, "input": req.input, "args": req.args,
+                                   "memoryBytes": memory_mb << 20}
+        if allowance is not None:
+            request.update(api=allowance.api, tools=list(allowance.entries))
+        body = json.dumps(request).encode()
         try:
             meta, value = await self._converse(worker, body, bridge, deadline)
         except TimeoutError:
@@ -145,8 +177,14 @@ class CodeMode:
         except BaseException:
             pool.discard(worker)
             raise
-        pool.release(worker)
-        if isinstance(meta.get("error"), dict) and meta["error"].get("code") == "TIMEOUT":
+        code = meta["error"].get("code") if isinstance(meta.get("error"), dict) else None
+        if code == "MEMORY_LIMIT":
+            pool.discard(worker)  # a fresh process for the next run, whatever the exhausted heap left behind
+            meta["error"]["message"] = (f"the code ran past its memory limit of {memory_mb} MB and was stopped "
+                                        f"(memoryLimit; this server allows up to {self.settings.max_memory_mb})")
+        else:
+            pool.release(worker)
+        if code == "TIMEOUT":
             meta["error"] = {**late, "line": meta["error"].get("line")}
         return meta, value
 
@@ -218,6 +256,13 @@ class CodeMode:
         if unwinding:
             await asyncio.wait(unwinding, timeout=1.0)
         await self.history.close()
+
+
+def _megabytes(peak: Any, limit_mb: int) -> float | None:
+    """The worker's (untrusted) peak heap in MB, within what its limit allows; None when it sent none."""
+    if type(peak) is not int or peak < 0:
+        return None
+    return round(min(peak, limit_mb << 20) / (1 << 20), 2)
 
 
 def _int(value: Any) -> int:

@@ -1,8 +1,8 @@
 // pgcode code-mode prelude: evaluated first in every fresh QuickJS context, before the request arrives
 // (each worker prepares its next context while idle). It closes the routes to code generation, removes
-// the engine's bridge globals, and builds `pg`, `console`, `input` and `args`. Tool calls return pending
-// Promises; the worker hands the queued calls to the server when JS is idle and settles them in a later
-// eval (research/sandbox-probe.md, section 4). Tampering with built-ins after this point only affects the
+// the engine's bridge globals and builds `console`; `pg` (narrowed by an allow-list), `input` and `args`
+// are built when the request arrives. Tool calls return pending Promises; the worker hands the queued
+// calls to the server when JS is idle and settles them in a later eval (research/sandbox-probe.md, 4). Tampering with built-ins after this point only affects the
 // tamperer's own run (one context per execution) and the server checks every call, so only the API
 // objects are frozen. Parsing costs about 0.3 us per token here: keep this file small, and the method
 // table is one string (API) expanded per group on first use.
@@ -99,18 +99,20 @@
     o.help = () => help(group);
     return freeze(o);
   };
-  const pg = {};
-  for (const spec of API ? API.split(';') : []) {
-    const i = spec.indexOf(':'), group = spec.slice(0, i), list = spec.slice(i + 1);
-    let built;
-    def(pg, group, {enumerable: true, get: () => built || (built = build(group, list))});
-  }
-  pg.call = (tool, args) => {
-    if (typeof tool !== 'string') throw new TypeError('pg.call(name, args): name is a tool name such as "pg_read_query"');
-    return call(tool, args);
+  const makePg = (api) => {  // api: this run's map (an allow-list narrows it), or all of API
+    const pg = {};
+    for (const spec of api ? api.split(';') : []) {
+      const i = spec.indexOf(':'), group = spec.slice(0, i), list = spec.slice(i + 1);
+      let built;
+      def(pg, group, {enumerable: true, get: () => built || (built = build(group, list))});
+    }
+    pg.call = (tool, args) => {
+      if (typeof tool !== 'string') throw new TypeError('pg.call(name, args): name is a tool name such as "pg_read_query"');
+      return call(tool, args);
+    };
+    pg.help = help;
+    return freeze(pg);
   };
-  pg.help = help;
-  def(G, 'pg', {value: freeze(pg), enumerable: true});
 
   // Completion: the user's function settles the box; every eval ends by serialising state().
   const box = {done: false};
@@ -150,6 +152,7 @@
     const vars = G.dukpy || {};
     delete G.call_python;
     delete G.dukpy;
+    def(G, 'pg', {value: makePg(typeof vars.api === 'string' ? vars.api : API), enumerable: true});
     def(G, 'input', {value: vars.input === undefined ? null : vars.input, enumerable: true});
     def(G, 'args', {value: vars.args === undefined ? null : vars.args, enumerable: true});
   };

@@ -16,7 +16,8 @@ from pgcode.types import TxMode
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
 NAME_RULE = "a script name starts with a letter and has up to 100 letters, digits, '_', '.' or '-'"
-_FIELDS = sql.SQL("id, name, description, language, readonly, timeout_ms, created_at, updated_at, runs, last_run_at")
+_FIELDS = sql.SQL("id, name, description, language, readonly, timeout_ms, memory_limit_mb, tools, created_at, "
+                  "updated_at, runs, last_run_at")
 
 
 def check_name(name: str) -> None:
@@ -51,11 +52,11 @@ def _missing(script_id: int | None, name: str | None) -> ToolError:
 
 async def save(ctx: ToolContext, owner: str, values: dict[str, Any]) -> dict[str, Any]:
     row = await ctx.fetchone(
-        sql.SQL("INSERT INTO pgcode.scripts (owner, name, description, code, language, readonly, timeout_ms) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (owner, name) DO NOTHING RETURNING {}")
-        .format(_FIELDS),
+        sql.SQL("INSERT INTO pgcode.scripts (owner, name, description, code, language, readonly, timeout_ms, "
+                "memory_limit_mb, tools) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (owner, name) DO NOTHING RETURNING {}").format(_FIELDS),
         [owner, values["name"], values["description"], values["code"], values["language"], values["readonly"],
-         values["timeout_ms"]])
+         values["timeout_ms"], values["memory_limit_mb"], values["tools"]])
     if row is None:
         raise ToolError(ErrorCode.ALREADY_EXISTS, f"you already have a script named {values['name']!r}",
                         hint="pg_script_update changes it; pg_script_delete removes it")
@@ -111,8 +112,8 @@ async def load_for_run(db: Database, owner: str, script_id: int | None, name: st
     """The script to run, read in a short transaction of its own (the run itself holds no connection)."""
     where, params = _where(owner, script_id, name)
     async with db.transaction(TxMode.READ_ONLY) as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.SQL("SELECT id, name, code, readonly, timeout_ms FROM pgcode.scripts WHERE {}")
-                          .format(where), params)
+        await cur.execute(sql.SQL("SELECT id, name, code, readonly, timeout_ms, memory_limit_mb, tools "
+                                  "FROM pgcode.scripts WHERE {}").format(where), params)
         row = await cur.fetchone()
     if row is None:
         raise _missing(script_id, name)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 ABSOLUTE_MAX_TIMEOUT_MS = 300_000
+ABSOLUTE_MAX_MEMORY_MB = 16_384
 
 
 def _default_workers() -> int:
@@ -25,6 +26,10 @@ class CodeModeSettings(BaseModel):
                                 description="larger requested timeouts are lowered to this")
     hard_grace_ms: int = Field(25, ge=1, le=5_000,
                                description="after the deadline, how long the worker's own timer gets before a kill")
+    default_memory_mb: int = Field(128, ge=1, le=ABSOLUTE_MAX_MEMORY_MB,
+                                   description="JS heap limit of a run that does not ask for one (memoryLimit)")
+    max_memory_mb: int = Field(512, ge=16, le=ABSOLUTE_MAX_MEMORY_MB,
+                               description="larger requested memory limits are lowered to this")
     max_concurrency: int = Field(4, ge=1, le=64, description="tool calls of one execution running at once")
     max_host_calls: int = Field(10_000, ge=1, le=1_000_000)
     max_code_bytes: int = Field(50 * 1024, ge=1, le=1024 * 1024)
@@ -47,6 +52,11 @@ class CodeModeSettings(BaseModel):
             if raw not in (None, ""):
                 values[name] = raw
         return cls.model_validate(values)
+
+    def memory_limits(self) -> dict[str, int]:
+        """The heap limits every worker knows: a run's own limit travels with it, capped by the maximum."""
+        return {"defaultBytes": min(self.default_memory_mb, self.max_memory_mb) << 20,
+                "maxBytes": self.max_memory_mb << 20}
 
     def js_limits(self) -> dict[str, int]:
         """The limits the prelude enforces inside the sandbox (the server checks them again)."""

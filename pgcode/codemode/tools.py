@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from pgcode.codemode import history, scripts
 from pgcode.codemode.engine import ExecRequest, engine
-from pgcode.codemode.settings import ABSOLUTE_MAX_TIMEOUT_MS
+from pgcode.codemode.settings import ABSOLUTE_MAX_MEMORY_MB, ABSOLUTE_MAX_TIMEOUT_MS
 from pgcode.codemode.validate import static_problems
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
@@ -19,6 +19,12 @@ from pgcode.types import Effect, TxMode
 _MAX_FIELD = 1_000_000  # far above the 50 KB code limit: larger code gets a clear INVALID_INPUT output
 Timeout = Field(30_000, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS,
                 description="Time limit in ms (default 30000; the server may lower it, 300000 at most)")
+ToolNames = list[Annotated[str, StringConstraints(min_length=1, max_length=128)]]
+_MEMORY_HELP = ("JS heap limit in MB (default 128). A request above the server's maximum "
+                "(PGCODE_CODEMODE_MAX_MEMORY_MB, 512 unless configured) is lowered, and metrics says so")
+_TOOLS_HELP = ("Allow-list: group names (\"core\") and/or tool names (\"pg_table_stats\"). `pg` then holds only "
+               "those, pg.help() lists only those, and any other call fails with FORBIDDEN. It narrows what your "
+               "scopes and readonly allow, never widens it. Absent: every tool your scopes allow")
 
 
 class ExecuteCodeIn(ToolInput):
@@ -27,6 +33,8 @@ class ExecuteCodeIn(ToolInput):
                                   "listTables()` ... `return` the result. At most 50 KB")
     readonly: bool = Field(False, description="Allow only read tools; every call runs in a READ ONLY transaction")
     timeout: int = Timeout
+    memory_limit: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_MEMORY_MB, description=_MEMORY_HELP)
+    tools: ToolNames | None = Field(None, max_length=300, description=_TOOLS_HELP)
     input: Any = Field(None, description="Any JSON value, visible as `input` in the code")
 
 
@@ -39,11 +47,17 @@ async def execute_code(ctx: ToolContext, args: ExecuteCodeIn) -> dict[str, Any]:
     direct calls, with your scopes; Promise.all runs them concurrently. A failed call throws an Error with
     .code and .message. A failed run is not a tool error: `success` is false and `error` has
     {code, message, line} (codes: MISSING_CODE, INVALID_INPUT, SYNTAX_ERROR, RUNTIME_ERROR, TIMEOUT,
-    SECURITY_ERROR, RESULT_TOO_LARGE, READ_ONLY, EXECUTION_FAILED, or the code of an uncaught tool error).
+    MEMORY_LIMIT, SECURITY_ERROR, RESULT_TOO_LARGE, READ_ONLY, FORBIDDEN, EXECUTION_FAILED, or the code of an
+    uncaught tool error). `metrics` has durationMs, toolCalls, resultBytes, memoryLimitMB and peakMemoryMB.
     pg.help() and pg.<group>.help() describe the API inside the code; pg_codemode_docs outside it.
     """
-    request = ExecRequest(code=args.code, input=args.input, readonly=args.readonly, timeout_ms=args.timeout)
+    request = ExecRequest(code=args.code, input=args.input, readonly=args.readonly, timeout_ms=args.timeout,
+                          memory_mb=args.memory_limit, tools=_tuple(args.tools))
     return await engine(ctx.rt).execute(request, ctx.principal)
+
+
+def _tuple(names: list[str] | None) -> tuple[str, ...] | None:
+    return None if names is None else tuple(names)
 
 
 class ValidateCodeIn(ToolInput):
@@ -155,6 +169,9 @@ class ScriptSaveIn(ToolInput):
     description: str = Field("", max_length=2000, description="What the script does")
     readonly: bool = Field(False, description="Run readonly unless a run says otherwise")
     timeout: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS, description="Default time limit in ms")
+    memory_limit: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_MEMORY_MB, description="Default JS heap limit in MB")
+    tools: ToolNames | None = Field(None, max_length=300, description="Default allow-list of its runs: group "
+                                                                      "and/or tool names (absent: no allow-list)")
 
 
 async def _checked_code(ctx: ToolContext, code: str) -> str:
@@ -168,6 +185,16 @@ async def _checked_code(ctx: ToolContext, code: str) -> str:
     return str(syntax["language"])
 
 
+def _checked_tools(ctx: ToolContext, names: list[str] | None) -> list[str] | None:
+    """An allow-list to store: every entry a group or tool of code mode (INVALID_INPUT otherwise)."""
+    if names is None:
+        return None
+    try:
+        return list(engine(ctx.rt).api.allowance(names).entries)
+    except ValueError as exc:
+        raise ToolError(ErrorCode.INVALID_INPUT, str(exc)) from None
+
+
 @tool(group="codemode", effect=Effect.WRITE, own_sql=True)
 async def script_save(ctx: ToolContext, args: ScriptSaveIn) -> dict[str, Any]:
     """Save a code-mode script under a name of yours, to run later with pg_script_run."""
@@ -176,7 +203,8 @@ async def script_save(ctx: ToolContext, args: ScriptSaveIn) -> dict[str, Any]:
     language = await _checked_code(ctx, args.code)
     return await scripts.save(ctx, ctx.principal.subject, {
         "name": args.name, "description": args.description, "code": args.code, "language": language,
-        "readonly": args.readonly, "timeout_ms": args.timeout})
+        "readonly": args.readonly, "timeout_ms": args.timeout, "memory_limit_mb": args.memory_limit,
+        "tools": _checked_tools(ctx, args.tools)})
 
 
 class ScriptListIn(ToolInput):
@@ -187,7 +215,7 @@ class ScriptListIn(ToolInput):
 
 @tool(group="codemode", effect=Effect.READ, own_sql=True)
 async def script_list(ctx: ToolContext, args: ScriptListIn) -> dict[str, Any]:
-    """Your saved scripts: id, name, description, readonly, timeout, runs (without their code)."""
+    """Your saved scripts: id, name, description, their run defaults, runs (without their code)."""
     scripts.require_scripts(ctx)
     return await scripts.list_scripts(ctx, ctx.principal.subject, args.search, args.limit, args.offset)
 
@@ -205,11 +233,15 @@ class ScriptUpdateIn(ScriptRef):
     description: str | None = Field(None, max_length=2000, description="New description")
     readonly: bool | None = Field(None, description="New default for readonly")
     timeout: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS, description="New default time limit in ms")
+    memory_limit: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_MEMORY_MB, description="New default heap limit (MB)")
+    tools: ToolNames | None = Field(None, max_length=300, description="New default allow-list ([] allows no tool)")
+    clear: list[Literal["timeout", "memoryLimit", "tools"]] | None = Field(
+        None, description="Defaults to remove: the server's default time or memory limit, no allow-list")
 
 
 @tool(group="codemode", effect=Effect.WRITE, own_sql=True)
 async def script_update(ctx: ToolContext, args: ScriptUpdateIn) -> dict[str, Any]:
-    """Change a saved script: its code, name, description or defaults."""
+    """Change a saved script: its code, name, description or run defaults (readonly, limits, allow-list)."""
     scripts.require_scripts(ctx)
     changes: dict[str, Any] = {}
     if args.new_name is not None:
@@ -218,12 +250,20 @@ async def script_update(ctx: ToolContext, args: ScriptUpdateIn) -> dict[str, Any
     if args.code is not None:
         changes["language"] = await _checked_code(ctx, args.code)
         changes["code"] = args.code
-    for field, column in (("description", "description"), ("readonly", "readonly"), ("timeout", "timeout_ms")):
+    for field, column in (("description", "description"), ("readonly", "readonly"), ("timeout", "timeout_ms"),
+                          ("memory_limit", "memory_limit_mb")):
         if getattr(args, field) is not None:
             changes[column] = getattr(args, field)
+    if args.tools is not None:
+        changes["tools"] = _checked_tools(ctx, args.tools)
+    for name, column in (("timeout", "timeout_ms"), ("memoryLimit", "memory_limit_mb"), ("tools", "tools")):
+        if name in (args.clear or []):
+            if column in changes:
+                raise ToolError(ErrorCode.INVALID_INPUT, f"{name} is both given and cleared")
+            changes[column] = None
     if not changes:
-        raise ToolError(ErrorCode.INVALID_INPUT, "nothing to change: give newName, code, description, readonly "
-                                                 "or timeout")
+        raise ToolError(ErrorCode.INVALID_INPUT, "nothing to change: give newName, code, description, readonly, "
+                                                 "timeout, memoryLimit, tools or clear")
     return await scripts.update(ctx, ctx.principal.subject, args.id, args.name, changes)
 
 
@@ -239,6 +279,8 @@ class ScriptRunIn(ScriptRef):
     input: Any = Field(None, description="Any JSON value, visible as `input` in the script")
     readonly: bool | None = Field(None, description="Override the script's readonly default")
     timeout: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS, description="Override its time limit (ms)")
+    memory_limit: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_MEMORY_MB, description="Override its heap limit (MB)")
+    tools: ToolNames | None = Field(None, max_length=300, description="Override its allow-list for this run")
 
 
 @tool(group="codemode", effect=Effect.ADMIN, tx=TxMode.NONE)
@@ -247,8 +289,11 @@ async def script_run(ctx: ToolContext, args: ScriptRunIn) -> dict[str, Any]:
     scripts.require_scripts(ctx)
     script = await scripts.load_for_run(ctx.rt.db, ctx.principal.subject, args.id, args.name)
     readonly = script["readonly"] if args.readonly is None else args.readonly
+    tools = args.tools if args.tools is not None else script["tools"]
     request = ExecRequest(code=script["code"], input=args.input, args=args.args, readonly=readonly,
-                          timeout_ms=args.timeout or script["timeout_ms"], script_id=script["id"])
+                          timeout_ms=args.timeout or script["timeout_ms"],
+                          memory_mb=args.memory_limit or script["memory_limit_mb"], tools=_tuple(tools),
+                          script_id=script["id"])
     out = await engine(ctx.rt).execute(request, ctx.principal)
     await scripts.count_run(ctx.rt.db, script["id"])
     return {**out, "script": {"id": script["id"], "name": script["name"]}}

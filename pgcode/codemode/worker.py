@@ -21,6 +21,7 @@ from typing import Any
 from dukpy import JSRuntimeError, _dukpy
 
 from pgcode.codemode._harden import harden_process
+from pgcode.codemode._heap import Heap
 from pgcode.codemode._outcome import (
     COMPILE_ERROR_RE,
     OOM,
@@ -36,35 +37,42 @@ from pgcode.codemode.protocol import MAX_FRAME, Kind, recv_frame, send_frame
 _WRAP_HEAD = "\n" * PAD_LINES + "__pgcode_start(); (async () => {\n"
 _WRAP_TAIL = "\n})().then(__pgcode_ok, __pgcode_fail);\n({toJSON: __pgcode_state});"
 _SETTLE = b"__pgcode_settle(dukpy.r)"
-_REARM_S = 0.005  # after the soft deadline the alarm repeats, so a swallowed one cannot stop it
+_TICK_S = 0.001
+"""While JS runs, SIGALRM every millisecond: it samples the heap, and past the deadline it stops the code
+(the repeat also means a swallowed alarm cannot stop the deadline)."""
 
 
 class _SoftTimeout(Exception):
     pass
 
 
-_ARMED = False
+_DEADLINE: float | None = None
+_SAMPLED: Heap | None = None
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
-    if _ARMED:
+    if _SAMPLED is not None:
+        _SAMPLED.sample()
+    if _DEADLINE is not None and time.monotonic() >= _DEADLINE:
         raise _SoftTimeout
 
 
 @contextmanager
-def _soft_deadline(deadline: float) -> Iterator[None]:
-    """SIGALRM at `deadline` while JS runs: dukpy's interrupt handler polls PyErr_CheckSignals (probe 3b)."""
-    global _ARMED
+def _soft_deadline(deadline: float, heap: Heap | None = None) -> Iterator[None]:
+    """SIGALRM ticks while JS runs: dukpy's interrupt handler polls PyErr_CheckSignals (probe 3b)."""
+    global _DEADLINE, _SAMPLED
     left = deadline - time.monotonic()
     if left <= 0:
         raise _SoftTimeout
-    _ARMED = True
-    signal.setitimer(signal.ITIMER_REAL, left, _REARM_S)
+    _DEADLINE, _SAMPLED = deadline, heap
+    signal.setitimer(signal.ITIMER_REAL, min(left, _TICK_S), _TICK_S)
     try:
         yield
     finally:
-        _ARMED = False
+        _DEADLINE, _SAMPLED = None, None
         signal.setitimer(signal.ITIMER_REAL, 0)
+        if heap is not None:
+            heap.sample()  # what the code keeps between evals (dukpy collects garbage at the end of each)
 
 @dataclass(frozen=True)
 class WorkerConfig:
@@ -73,7 +81,10 @@ class WorkerConfig:
     prelude: bytes
     help_index: bytes
     help_groups: dict[str, bytes]
+    help: dict[str, Any]
     max_result_bytes: int
+    default_memory_bytes: int
+    max_memory_bytes: int
 
     @classmethod
     def from_init(cls, init: dict[str, Any]) -> WorkerConfig:
@@ -83,7 +94,41 @@ class WorkerConfig:
                    .replace("__LIMITS__", json.dumps(limits)) + ";0").encode()
         groups = {g: json.dumps(body).encode() for g, body in init["help"]["groups"].items()}
         return cls(prelude=prelude, help_index=json.dumps(init["help"]["index"]).encode(), help_groups=groups,
-                   max_result_bytes=int(limits["maxResultBytes"]))
+                   help=init["help"], max_result_bytes=int(limits["maxResultBytes"]),
+                   default_memory_bytes=int(init["memory"]["defaultBytes"]),
+                   max_memory_bytes=int(init["memory"]["maxBytes"]))
+
+    def memory_for(self, request: dict[str, Any]) -> int:
+        """The heap limit of one run: what the server asked for, never above the pool's maximum."""
+        asked = request.get("memoryBytes")
+        size = asked if type(asked) is int and asked > 0 else self.default_memory_bytes
+        return min(size, self.max_memory_bytes)
+
+
+def _visible(api: str) -> dict[str, set[str]]:
+    """{group: {method, ...}} of a "group:method=tool,...;..." map (what an allow-list leaves of `pg`)."""
+    out: dict[str, set[str]] = {}
+    for spec in api.split(";") if api else []:
+        group, _, methods = spec.partition(":")
+        out[group] = {pair.partition("=")[0] for pair in methods.split(",")}
+    return out
+
+
+def _narrowed_help(config: WorkerConfig, visible: dict[str, set[str]],
+                   allowed: list[str]) -> dict[str | None, bytes]:
+    """pg.help() and pg.<group>.help() of a run with an allow-list: only what the run can call."""
+    index = dict(config.help["index"])
+    index["groups"] = {g: {**entry, "count": len(methods), "methods": methods}
+                       for g, entry in index["groups"].items() if g in visible
+                       for methods in [[m for m in entry["methods"] if m in visible[g]]]}
+    index["allowList"] = allowed
+    index["call"] = "pg.call('pg_<name>', args) calls a tool of the allow-list by its MCP name"
+    out: dict[str | None, bytes] = {None: json.dumps(index).encode()}
+    for g, body in config.help["groups"].items():
+        if g in visible:
+            docs = [d for d in body["methods"] if d["name"] in visible[g]]
+            out[g] = json.dumps({**body, "methods": docs}).encode()
+    return out
 
 
 class _Host:
@@ -92,12 +137,14 @@ class _Host:
     No `loader` and no `_normalize_module`: dynamic import() fails closed inside dukpy's C loader.
     """
 
-    __slots__ = ("_config", "_ctx", "late")
+    __slots__ = ("_config", "_ctx", "heap", "late", "narrowed")
 
     def __init__(self, config: WorkerConfig | None) -> None:
         self._ctx = _dukpy.create_context()
+        self.heap = Heap(self._ctx)
         self._config = config
         self.late = False  # a soft-timeout signal landed in Python while JS called help()
+        self.narrowed: dict[str | None, bytes] | None = None  # help of a run with an allow-list
 
     def _check_exported_function_exists(self, name: bytes) -> bool:
         return name == b"help" and self._config is not None
@@ -108,10 +155,14 @@ class _Host:
             assert config is not None
             args = json.loads(json_args)
             group = args[0] if isinstance(args, list) and args else None
-            if group is None:
-                return config.help_index
-            if isinstance(group, str) and group in config.help_groups:
-                return config.help_groups[group]
+            if self.narrowed is not None:
+                found = self.narrowed.get(group) if isinstance(group, str | None) else None
+            elif group is None:
+                found = config.help_index
+            else:
+                found = config.help_groups.get(group) if isinstance(group, str) else None
+            if found is not None:
+                return found
             return json.dumps({"error": f"there is no group {str(group)[:64]!r}; pg.help() lists them"}).encode()
         except _SoftTimeout:
             self.late = True  # the repeating alarm interrupts the JS that runs next
@@ -119,7 +170,7 @@ class _Host:
 
 
 def _eval(host: _Host, code: bytes, variables: bytes, deadline: float) -> dict[str, Any]:
-    with _soft_deadline(deadline):
+    with _soft_deadline(deadline, host.heap):
         raw = _dukpy.eval_string(host, code, variables)
     if host.late:
         raise _SoftTimeout
@@ -162,8 +213,12 @@ class Worker:
                 meta, value = self._run(request, deadline)
             except _SoftTimeout:
                 meta, value = {"ok": False, "error": error("TIMEOUT", "the code ran past its time limit")}, b""
-            except MemoryError:
-                meta, value = {"ok": False, "error": error("EXECUTION_FAILED", OOM)}, b""
+            except MemoryError:  # the worker's address-space cap: JSON copies of what the code built
+                meta, value = {"ok": False, "error": error("MEMORY_LIMIT", OOM)}, b""
+            if self._spent is not None:
+                if (meta.get("error") or {}).get("code") == "MEMORY_LIMIT":
+                    self._spent.heap.exhausted()
+                meta["peakMemoryBytes"] = self._spent.heap.peak
             meta_bytes = json.dumps(meta).encode()
             send_frame(self.sock, Kind.DONE, meta_bytes + value, len(meta_bytes))
             self._spent = None
@@ -185,12 +240,17 @@ class Worker:
     def _run(self, request: dict[str, Any], deadline: float) -> tuple[dict[str, Any], bytes]:
         code: str = request["code"]
         user_lines = code.count("\n") + 1
-        variables = json.dumps({"input": request.get("input"), "args": request.get("args")}).encode()
-        state, language = self._start(self._take(), code, variables, user_lines, deadline)
+        api = request.get("api")  # the `pg` an allow-list leaves; absent: all of it
+        variables = json.dumps({"input": request.get("input"), "args": request.get("args"),
+                                "api": api if isinstance(api, str) else None}).encode()
+        host = self._take()
+        if isinstance(api, str):
+            allowed = request.get("tools")
+            host.narrowed = _narrowed_help(self.config, _visible(api), allowed if isinstance(allowed, list) else [])
+        host.heap.limit(self.config.memory_for(request))
+        state, language = self._start(host, code, variables, user_lines, deadline)
         if "problem" in state:
             return {"ok": False, "error": state["problem"], "language": language}, b""
-        host = self._spent
-        assert host is not None
         try:
             while not state.get("done"):
                 calls = state.get("calls")
@@ -268,10 +328,16 @@ class Worker:
         return (out, None) if isinstance(out, str) else (None, "the TypeScript transform returned nothing")
 
 
+def check_heap() -> None:
+    """Fail at start, not in a run, when this dukpy build's heap cannot be limited and measured."""
+    host = _Host(None)
+    host.heap.check_layout()
+
+
 def serve(sock: socket.socket, config: WorkerConfig, sucrase: _Host | None) -> None:
     """Entry point in the forked child: harden, then serve executions until the server goes away."""
     try:
-        harden_process(sock.fileno(), _on_alarm)
+        harden_process(sock.fileno(), _on_alarm, config.max_memory_bytes)
         Worker(sock, config, sucrase).serve()
     finally:
         os._exit(0)

@@ -27,8 +27,9 @@ def main(control_fd: int) -> None:
     (length,) = _LEN.unpack(_recv_exactly(control, _LEN.size))
     init = json.loads(_recv_exactly(control, length))
 
-    from pgcode.codemode.worker import WorkerConfig, load_sucrase, serve
+    from pgcode.codemode.worker import WorkerConfig, check_heap, load_sucrase, serve
 
+    check_heap()
     config = WorkerConfig.from_init(init)
     sucrase = load_sucrase()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps workers; the server holds pidfds

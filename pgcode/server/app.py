@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from pgcode.codemode.api import serves_code_mode
 from pgcode.core.runtime import Runtime
 from pgcode.errors import ErrorCode, ToolError
-from pgcode.server.codemode_routes import codemode_routes
+from pgcode.server.codemode_routes import codemode_off_routes, codemode_routes
 from pgcode.server.mcp import build_mcp_server
 from pgcode.server.report_routes import report_routes
 from pgcode.server.rest import rest_routes
@@ -47,8 +48,9 @@ def create_app(rt: Runtime, *, allowed_hosts: list[str] | None = None, allowed_o
             if manage_runtime:
                 await rt.close()
 
+    code_mode = codemode_routes(rt) if serves_code_mode(rt.registry) else codemode_off_routes()
     routes = [Route("/mcp", endpoint=StreamableHTTPASGIApp(session_manager)), *rest_routes(rt),
-              *codemode_routes(rt), *report_routes(rt), *metadata_routes(rt)]
+              *code_mode, *report_routes(rt), *metadata_routes(rt)]
     return Starlette(routes=routes, middleware=[Middleware(SecurityMiddleware, rt=rt, hosts=hosts, origins=origins)],
                      exception_handlers={Exception: _internal_error}, lifespan=lifespan)
 

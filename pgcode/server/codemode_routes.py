@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from pgcode.codemode.api import LANGUAGES
+from pgcode.codemode.api import LANGUAGES, OFF_NOTE
 from pgcode.codemode.engine import INPUT_ERRORS
 from pgcode.core.runtime import Runtime
 from pgcode.errors import ErrorCode, ToolError
@@ -39,6 +39,19 @@ def _execution_status(out: Any) -> int:
     if isinstance(out, dict) and not out.get("success") and isinstance(out.get("error"), dict):
         return 400 if out["error"].get("code") in INPUT_ERRORS else 200
     return 200
+
+
+CODEMODE_PATHS = ("/v1/execute", "/v1/validate", "/v1/executions", "/v1/executions/{rest:path}", "/v1/scripts",
+                  "/v1/scripts/{rest:path}", "/v1/languages", "/v1/docs")
+
+
+def codemode_off_routes() -> list[Route]:
+    """With code mode off, its paths answer 404 with a JSON error that says why, for every method."""
+    async def off(request: Request) -> Response:
+        return error_response(ToolError(ErrorCode.NOT_FOUND, OFF_NOTE))
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    return [Route(path, off, methods=methods) for path in CODEMODE_PATHS]
 
 
 def codemode_routes(rt: Runtime) -> list[Route]:

@@ -9,6 +9,7 @@ import mcp_types as types
 from mcp.server import Server, ServerRequestContext
 
 from pgcode import __version__
+from pgcode.codemode.api import OFF_NOTE, serves_code_mode
 from pgcode.core.invoke import visible_tools
 from pgcode.core.registry import ToolSpec
 from pgcode.core.runtime import Runtime
@@ -57,11 +58,13 @@ def error_result(err: ToolError) -> types.CallToolResult:
 def build_mcp_server(rt: Runtime) -> Server[Any]:
     """One low-level MCP Server over the runtime's registry (stdio and HTTP share it)."""
     definitions = {spec.name: tool_definition(spec) for spec in rt.registry}
+    code_mode = serves_code_mode(rt.registry)
+    note = {"pgcode/codeMode": "on" if code_mode else "off"}
 
     async def on_list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                             ) -> types.ListToolsResult:
         principal = request_principal(ctx.request)
-        return types.ListToolsResult(tools=[definitions[s.name] for s in visible_tools(rt, principal)])
+        return types.ListToolsResult(tools=[definitions[s.name] for s in visible_tools(rt, principal)], meta=note)
 
     async def on_call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
                            ) -> types.CallToolResult:
@@ -79,5 +82,6 @@ def build_mcp_server(rt: Runtime) -> Server[Any]:
         spec = rt.registry.get(name)
         return spec.input_schema if spec else None
 
-    return Server("pgcode", version=__version__, instructions=INSTRUCTIONS, on_list_tools=on_list_tools,
+    instructions = INSTRUCTIONS if code_mode else f"{INSTRUCTIONS} {OFF_NOTE}"
+    return Server("pgcode", version=__version__, instructions=instructions, on_list_tools=on_list_tools,
                   on_call_tool=on_call_tool, get_tool_input_schema=input_schema)

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pgcode import __version__
+from pgcode.codemode.api import serves_code_mode
 from pgcode.core.invoke import visible_tools
 from pgcode.core.registry import ToolSpec
 from pgcode.core.runtime import Runtime
@@ -76,6 +77,7 @@ def rest_routes(rt: Runtime) -> list[Route]:
             body.update({"database": "reachable" if status == 200 else "unreachable",
                          "serverVersion": row[0] if row else None, "tools": len(rt.registry),
                          "readOnly": rt.settings.read_only, "version": __version__, "audit": rt.audit.stats(),
+                         "codeMode": "on" if serves_code_mode(rt.registry) else "off",
                          **rt.roles.describe()})
         return JSONResponse(body, status_code=status)
 

@@ -86,3 +86,20 @@ def test_run_usage_errors_exit_two(tmp_path: Path, dsn: str) -> None:
     empty.write_text("\n")
     out = _pgcode(str(empty), dsn=dsn)
     assert out.returncode == 2 and json.loads(out.stdout)["error"]["code"] == "MISSING_CODE"
+
+
+def test_run_memory_limit_and_tools(tmp_path: Path, dsn: str) -> None:
+    big = tmp_path / "big.js"
+    big.write_text("const a = [];\nfor (let i = 0; i < 200000; i++) a.push({i, s: 'row ' + i});\nreturn a.length\n")
+    out = _pgcode(str(big), "--memory-limit", "16", dsn=dsn)
+    assert out.returncode == 1 and "MEMORY_LIMIT" in out.stderr
+    body = json.loads(out.stdout)
+    assert body["error"]["code"] == "MEMORY_LIMIT" and body["metrics"]["memoryLimitMB"] == 16
+    assert json.loads(_pgcode(str(big), dsn=dsn).stdout) == 200000  # the default limit holds it
+    narrow = _pgcode("-", "--tools", "core, pg_table_stats", dsn=dsn, stdin="return Object.keys(pg)")
+    assert narrow.returncode == 0, narrow.stderr
+    assert json.loads(narrow.stdout) == ["core", "performance", "call", "help"]
+    outside = _pgcode("-", "--tools", "core", dsn=dsn, stdin="return await pg.call('pg_cache_hit_ratio', {})")
+    assert outside.returncode == 1 and json.loads(outside.stdout)["error"]["code"] == "FORBIDDEN"
+    typo = _pgcode("-", "--tools", "cor", dsn=dsn, stdin="return 1")
+    assert typo.returncode == 2 and "did you mean core" in typo.stderr

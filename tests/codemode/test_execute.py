@@ -28,7 +28,7 @@ async def test_execute_code_returns_the_output_object(run: Run) -> None:
     out = await run("return 1 + 1")
     assert set(out) >= {"success", "result", "logs", "error", "metrics"}
     assert ok(out) == 2 and out["logs"] == [] and out["language"] == "javascript"
-    assert set(out["metrics"]) == {"durationMs", "toolCalls", "resultBytes"}
+    assert set(out["metrics"]) == {"durationMs", "toolCalls", "resultBytes", "memoryLimitMB", "peakMemoryMB"}
     assert out["metrics"]["toolCalls"] == 0 and out["metrics"]["resultBytes"] == 1
     assert 0 < out["metrics"]["durationMs"] < 5_000
 

@@ -151,3 +151,23 @@ async def test_scopes_hold_over_rest(secure: httpx2.AsyncClient) -> None:
     assert mine["total"] == 0  # the reader sees only its own executions
     others = await secure.get("/v1/executions", params={"principal": "cm-admin"}, headers=auth("read"))
     assert others.status_code == 403
+
+
+async def test_execute_takes_a_memory_limit_and_an_allow_list(http: httpx2.AsyncClient) -> None:
+    resp = await http.post("/v1/execute", json={"code": "return Object.keys(pg)", "memoryLimit": 4096,
+                                                "tools": ["core"]})
+    body = resp.json()
+    assert resp.status_code == 200 and body["result"] == ["core", "call", "help"]
+    assert body["metrics"]["memoryLimitMB"] == 512 and body["metrics"]["memoryLimitRequestedMB"] == 4096
+    oom = await http.post("/v1/execute", json={"code": "let s = 'x'; while (true) s += s", "memoryLimit": 8})
+    assert oom.status_code == 200 and oom.json()["error"]["code"] == "MEMORY_LIMIT"
+    forbidden = await http.post("/v1/execute", json={"code": "return await pg.performance.tableStats()",
+                                                     "tools": ["core"]})
+    assert forbidden.status_code == 200 and forbidden.json()["error"]["code"] == "RUNTIME_ERROR"
+    called = await http.post("/v1/execute", json={"code": "return await pg.call('pg_table_stats', {})",
+                                                  "tools": ["core"]})
+    assert called.status_code == 200 and called.json()["error"]["code"] == "FORBIDDEN"
+    unknown = await http.post("/v1/execute", json={"code": "return 1", "tools": ["nope"]})
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "INVALID_INPUT"
+    too_big = await http.post("/v1/execute", json={"code": "return 1", "memoryLimit": 100_000})
+    assert too_big.status_code == 400 and too_big.json()["error"]["code"] == "INVALID_INPUT"
