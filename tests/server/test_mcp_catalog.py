@@ -7,6 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
+import httpx2
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
@@ -14,6 +15,7 @@ from mcp.shared.exceptions import MCPError
 
 from pgcode.core.registry import compact_schema, load_registry
 from pgcode.core.runtime import Runtime
+from pgcode.server.app import create_app
 from pgcode.server.mcp import build_mcp_server
 from pgcode.settings import Settings
 
@@ -136,3 +138,15 @@ async def test_stdio_with_tools_flag(dsn: str) -> None:
     async with Client(params) as client:
         listed = {t.name for t in (await client.list_tools()).tools}
     assert listed == {s.name for s in SPECS if s.group == "codemode"}
+
+
+async def test_rest_catalog_follows_the_same_setting(settings: Settings) -> None:
+    async with Runtime(settings.model_copy(update={"tools": ["performance"]})) as rt:
+        app = create_app(rt)
+        async with app.router.lifespan_context(app), httpx2.AsyncClient(
+                transport=httpx2.ASGITransport(app=app), base_url="http://127.0.0.1") as http:
+            listed = (await http.get("/v1/tools")).json()
+            hidden = await http.get("/v1/tools/pg_list_tables")
+    names = {t["name"] for t in (listed["tools"] if isinstance(listed, dict) else listed)}
+    assert names == {s.name for s in SPECS if s.group == "performance"}
+    assert hidden.status_code == 404
