@@ -6,12 +6,12 @@ Every read runs the tools behind it through invoke() with the caller's principal
 from __future__ import annotations
 
 import json
-from typing import Any
 from urllib.parse import unquote
 
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
+from pgcode.core.invoke import visible_tools
 from pgcode.core.runtime import Runtime
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.report import collect, render
@@ -63,8 +63,10 @@ async def read(rt: Runtime, uri: str, principal: Principal) -> tuple[str, str]:
     if kind == "tables" and len(parts) == 2:
         table = await rt.invoke("pg_describe_table", {"schema": parts[0], "table": parts[1]}, principal)
         return "application/json", json.dumps(table)
-    if kind == "tools" and len(parts) == 1 and (spec := rt.registry.get(parts[0])) is not None:
-        return "application/json", json.dumps(describe(spec))
+    if kind == "tools" and len(parts) == 1:
+        spec = next((s for s in visible_tools(rt, principal) if s.name == parts[0]), None)
+        if spec is not None:
+            return "application/json", json.dumps(describe(spec))
     if kind == "scripts" and len(parts) == 1:
         script = await rt.invoke("pg_script_get", {"name": parts[0]}, principal)
         return "text/javascript", str(script["code"])
@@ -80,7 +82,3 @@ def resource_error(err: ToolError, uri: str) -> MCPError:
 
 def contents(uri: str, mime_type: str, text: str) -> types.ReadResourceResult:
     return types.ReadResourceResult(contents=[types.TextResourceContents(uri=uri, mime_type=mime_type, text=text)])
-
-
-def listing() -> dict[str, Any]:
-    return {"resources": RESOURCES, "templates": TEMPLATES}
