@@ -192,14 +192,14 @@ def _compact(node: Any, inline: dict[str, Any]) -> Any:
         return [_compact(item, inline) for item in node]
     if not isinstance(node, dict):
         return node
-    ref = node.get("$ref", "")
-    if ref.startswith("#/$defs/") and ref.removeprefix("#/$defs/") in inline:
-        node = {**inline[ref.removeprefix("#/$defs/")], **{k: v for k, v in node.items() if k != "$ref"}}
     variants = node.get("anyOf")
     if isinstance(variants, list) and {"type": "null"} in variants and node.get("default", ...) is None:
         rest = [v for v in variants if v != {"type": "null"}]
         node = {k: v for k, v in node.items() if k not in ("anyOf", "default")}
         node = {**rest[0], **node} if len(rest) == 1 else {**node, "anyOf": rest}
+    ref = node.get("$ref", "")
+    if ref.startswith("#/$defs/") and ref.removeprefix("#/$defs/") in inline:
+        node = {**inline[ref.removeprefix("#/$defs/")], **{k: v for k, v in node.items() if k != "$ref"}}
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _SERVER_ONLY_KEYWORDS or (key == "pattern" and value == _NO_NUL_PATTERN) or value == {}:

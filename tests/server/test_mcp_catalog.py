@@ -47,22 +47,29 @@ def test_descriptions_are_dedented_and_schemas_compact(spec: Any) -> None:
         # optional fields are written as their type; null stays where it means something (a required value)
         assert not ({"type": "null"} in node.get("anyOf", []) and node.get("default", ...) is None)
     text = json.dumps(spec.input_schema)
-    for name in spec.input_schema.get("$defs", {}):  # a definition stays only when used twice or more
+    defs = spec.input_schema.get("$defs", {})
+    for name in defs:  # a definition stays only when used twice or more
         assert text.count(f'"#/$defs/{name}"') >= 2
+    for node in _walk(spec.input_schema):  # and every reference resolves inside the tool's own schema
+        if "$ref" in node:
+            assert node["$ref"].removeprefix("#/$defs/") in defs, node["$ref"]
 
 
 def test_compact_schema_keeps_data_and_shared_definitions() -> None:
     schema = {
         "title": "SomeIn", "type": "object", "additionalProperties": False,
         "$defs": {"Mode": {"title": "Mode", "enum": ["a", "b"], "type": "string"},
-                  "Once": {"title": "Once", "type": "object", "properties": {"x": {"type": "integer"}}}},
+                  "Once": {"title": "Once", "type": "object", "properties": {"x": {"type": "integer"}}},
+                  "Small": {"title": "Small", "enum": [1, 2], "type": "integer"}},
         "properties": {
             "title": {"title": "Title", "type": "string", "description": "a property named title stays"},
             "first": {"$ref": "#/$defs/Mode", "description": "one"},
             "second": {"$ref": "#/$defs/Mode", "description": "two"},
-            "once": {"$ref": "#/$defs/Once", "description": "inlined"},
+            "once": {"$ref": "#/$defs/Small", "description": "inlined"},
             "maybe": {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "null"}], "default": None,
                       "description": "optional"},
+            "nullableOnce": {"anyOf": [{"$ref": "#/$defs/Once"}, {"type": "null"}], "default": None,
+                             "description": "optional, inlined"},
             "opts": {"type": "object", "default": {"title": "kept as data"}, "description": "d"},
         },
     }
@@ -72,8 +79,10 @@ def test_compact_schema_keeps_data_and_shared_definitions() -> None:
             "title": {"type": "string", "description": "a property named title stays"},
             "first": {"$ref": "#/$defs/Mode", "description": "one"},
             "second": {"$ref": "#/$defs/Mode", "description": "two"},
-            "once": {"type": "object", "properties": {"x": {"type": "integer"}}, "description": "inlined"},
+            "once": {"enum": [1, 2], "type": "integer", "description": "inlined"},
             "maybe": {"type": "string", "description": "optional"},
+            "nullableOnce": {"type": "object", "properties": {"x": {"type": "integer"}},
+                             "description": "optional, inlined"},
             "opts": {"type": "object", "default": {"title": "kept as data"}, "description": "d"},
         },
         "$defs": {"Mode": {"enum": ["a", "b"], "type": "string"}},
