@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--port", type=int, default=8765, help="port (default 8765)")
         s.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback address without authentication (every caller is admin)")
-    add("stdio", help="serve MCP over stdin/stdout")
+        _tools_option(s)
+    _tools_option(add("stdio", help="serve MCP over stdin/stdout"))
     add("setup", help="create the scope roles (pgcode_read, pgcode_write) and pgcode's schema; "
                                  "idempotent")
     t = add("tools", help="list the tools")
@@ -69,6 +70,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tools_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tools", help="groups or tool names to expose, comma-separated: core,performance or codemode "
+                                   "(env PGCODE_TOOLS; default: all)")
+
+
+def _expose(settings: Settings, tools: str | None) -> Settings:
+    """Apply --tools over PGCODE_TOOLS; an unknown name is a one-line error naming the groups."""
+    if tools is not None:
+        settings = settings.model_copy(update={"tools": [t.strip() for t in tools.split(",") if t.strip()]})
+    try:
+        load_registry().select(settings.tools)
+    except ValueError as exc:
+        print(f"pgcode: --tools / PGCODE_TOOLS: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -85,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                     memory_limit=args.memory_limit, tools=args.tools)
     if args.command == "report":
         return _report(settings, args.format, args.output, args.thresholds)
+    if args.command in ("serve", "demo", "stdio"):
+        settings = _expose(settings, args.tools)
     if args.command == "stdio":
         return _stdio(settings)
     if args.command == "setup":

@@ -58,6 +58,8 @@ class Settings(BaseModel):
     backup_dir: Path | None = Field(None, description="directory the backup tools may read and write files in")
     snapshot_max_bytes: int = Field(50 * 1024 * 1024, ge=0, le=10 * 1024**3,
                                     description="largest table data a pre-mutation snapshot keeps (COPY bytes)")
+    tools: list[str] = Field(default_factory=list, description="groups or pg_* tool names the MCP and REST catalogs "
+                             "expose, e.g. core,performance or codemode (empty: all); code mode reaches every tool")
     dump_timeout_s: float = Field(300.0, gt=0, le=86_400, description="pg_dump runs longer are stopped")
 
     @property
@@ -83,7 +85,7 @@ class Settings(BaseModel):
             raw = env.get(f"PGCODE_{field.upper()}")
             if field == "database_url" or raw in (None, ""):
                 continue
-            if field in ("allowed_hosts", "allowed_origins"):
+            if field in ("allowed_hosts", "allowed_origins", "tools"):
                 values[field] = [item.strip() for item in raw.split(",") if item.strip()]
             else:
                 values[field] = raw

@@ -125,10 +125,12 @@ def test_mcp_annotations_follow_effect(spec: ToolSpec) -> None:
     definition = tool_definition(spec)
     ann = definition.annotations
     assert ann is not None
-    assert definition.name == spec.name and definition.title == spec.title == ann.title
+    # Only hints that say something go on the wire (issue 18: a catalog a model can afford): destructive and
+    # idempotent mean nothing for a read-only tool, and the title is the tool's own.
+    assert definition.name == spec.name and definition.title == spec.title and ann.title is None
     assert ann.read_only_hint is (spec.effect is Effect.READ)
-    assert ann.destructive_hint is (spec.effect is Effect.DESTRUCTIVE)
-    assert ann.idempotent_hint is (spec.effect is Effect.READ)
+    if spec.effect is not Effect.READ:
+        assert ann.destructive_hint is (spec.effect is Effect.DESTRUCTIVE)
     assert ann.open_world_hint is False
 
 
@@ -141,7 +143,10 @@ def test_mcp_annotations_of_known_tools() -> None:
         assert spec is not None
         ann = tool_definition(spec).annotations
         assert ann is not None
-        assert (ann.read_only_hint, ann.destructive_hint) == (read_only, destructive), name
+        # What a client reads, with the spec's defaults for absent hints (destructiveHint defaults to true and
+        # means nothing for a read-only tool).
+        effective = (bool(ann.read_only_hint), not ann.read_only_hint and ann.destructive_hint is not False)
+        assert effective == (read_only, destructive), name
     assert reg.get("pg_drop_table").scope is Scope.ADMIN  # type: ignore[union-attr]
     assert reg.get("pg_write_query").scope is Scope.WRITE  # type: ignore[union-attr]
 

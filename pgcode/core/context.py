@@ -15,6 +15,7 @@ from psycopg.abc import Params
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
+from pgcode.core.callctx import CALL_WATCH
 from pgcode.db.pool import Capabilities, Conn
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.types import Principal, Scope, TxMode
@@ -108,7 +109,23 @@ class ToolContext:
                 await self._stack.enter_async_context(self.rt.fairshare.slot(self.principal.subject, admin=admin))
                 self._conn = await self._stack.enter_async_context(
                     self.rt.db.transaction(self.mode, role=self.role))
+            self._report_to_watch(self._conn)
         return self._conn
+
+    def _report_to_watch(self, conn: Conn) -> None:
+        """Tell a face following this call (CALL_WATCH) which backend serves it and what PostgreSQL notices."""
+        watch = CALL_WATCH.get()
+        if watch is None:
+            return
+        pid = conn.info.backend_pid
+
+        def notice(diag: pg_errors.Diagnostic) -> None:
+            watch.notices.append((diag.severity_nonlocalized or "NOTICE", diag.message_primary or ""))
+
+        watch.backends.add(pid)
+        conn.add_notice_handler(notice)
+        self._stack.callback(watch.backends.discard, pid)
+        self._stack.callback(conn.remove_notice_handler, notice)
 
     async def fetch(self, query: Query, params: Params | None = None) -> list[Row]:
         conn = await self.conn()

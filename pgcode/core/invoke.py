@@ -76,9 +76,12 @@ def rate_class(spec: ToolSpec) -> str:
 
 
 def visible_tools(rt: Runtime, principal: Principal) -> Iterator[ToolSpec]:
-    """The tools this caller may call on this server (what tools/list and GET /v1/tools show)."""
+    """The tools this caller may call on this server (what tools/list and GET /v1/tools show): the ones the
+    server exposes (PGCODE_TOOLS) that the caller's scopes and the read-only setting allow."""
+    exposed = rt.registry.select(rt.settings.tools)
     for spec in rt.registry:
-        if principal.allows(spec.scope) and not (rt.settings.read_only and spec.effect is not Effect.READ):
+        if (spec.name in exposed and principal.allows(spec.scope)
+                and not (rt.settings.read_only and spec.effect is not Effect.READ)):
             yield spec
 
 

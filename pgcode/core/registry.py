@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import inspect
+import json
 import pkgutil
 import re
 import typing
@@ -135,7 +137,7 @@ def _build_spec(func: ToolFunc, *, group: str, effect: Effect, name: str | None,
     tool_name = name or "pg_" + func.__name__
     if not _NAME_RE.match(tool_name):
         raise ValueError(f"{tool_name}: tool names are pg_ followed by lower_snake_case")
-    doc = (func.__doc__ or "").strip()
+    doc = inspect.cleandoc(func.__doc__ or "")
     if not doc:
         raise ValueError(f"{tool_name}: a tool needs a docstring; its first line is what callers read")
     hints = typing.get_type_hints(func)
@@ -154,8 +156,61 @@ def _build_spec(func: ToolFunc, *, group: str, effect: Effect, name: str | None,
         name=tool_name, group=group, method=method, effect=effect, description=doc, input_model=model,
         func=func, aliases=aliases, extensions=extensions, min_version=min_version,
         tx=tx or (TxMode.READ_ONLY if effect is Effect.READ else TxMode.READ_WRITE),
-        scope_for=scope_for, own_sql=own_sql, input_schema=model.model_json_schema(by_alias=True),
+        scope_for=scope_for, own_sql=own_sql, input_schema=compact_schema(model.model_json_schema(by_alias=True)),
     )
+
+
+# A NUL check every identifier field carries: it guards the server, and tells a model nothing.
+_NO_NUL_PATTERN = r"^[^\x00]+$"
+# Length bounds guard the server (identifiers, SQL text, list sizes); a call past one gets INVALID_INPUT naming
+# the field. Numeric bounds stay: they say what a value means (limit 1-10000).
+_SERVER_ONLY_KEYWORDS = frozenset({"title", "maxLength", "minLength", "maxItems", "minItems", "maxProperties"})
+# Keywords whose value is data, not a schema: never rewritten.
+_VALUE_KEYWORDS = frozenset({"default", "enum", "const", "examples", "required"})
+
+
+def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The JSON Schema a caller reads, without what pydantic adds for itself.
+
+    Drops titles (the property name says it) and length bounds, writes an optional field as its type rather than
+    `anyOf [type, null]` with `default: null` (leaving it out means null), and inlines a `$defs` entry used
+    once. Validation stays with the pydantic model, so nothing here loosens what the server accepts.
+    """
+    defs = schema.pop("$defs", {})
+    uses = {name: json.dumps(schema).count(f'"#/$defs/{name}"')
+            + sum(json.dumps(d).count(f'"#/$defs/{name}"') for d in defs.values()) for name in defs}
+    inline = {name: d for name, d in defs.items() if uses[name] == 1}
+    shared = {name: _compact(d, inline) for name, d in defs.items() if uses[name] != 1}
+    out: dict[str, Any] = _compact(schema, inline)
+    if shared:
+        out["$defs"] = shared
+    return out
+
+
+def _compact(node: Any, inline: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_compact(item, inline) for item in node]
+    if not isinstance(node, dict):
+        return node
+    variants = node.get("anyOf")
+    if isinstance(variants, list) and {"type": "null"} in variants and node.get("default", ...) is None:
+        rest = [v for v in variants if v != {"type": "null"}]
+        node = {k: v for k, v in node.items() if k not in ("anyOf", "default")}
+        node = {**rest[0], **node} if len(rest) == 1 else {**node, "anyOf": rest}
+    ref = node.get("$ref", "")
+    if ref.startswith("#/$defs/") and ref.removeprefix("#/$defs/") in inline:
+        node = {**inline[ref.removeprefix("#/$defs/")], **{k: v for k, v in node.items() if k != "$ref"}}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _SERVER_ONLY_KEYWORDS or (key == "pattern" and value == _NO_NUL_PATTERN) or value == {}:
+            continue
+        if key == "properties":
+            out[key] = {name: _compact(prop, inline) for name, prop in value.items()}
+        elif key in _VALUE_KEYWORDS:
+            out[key] = value
+        else:
+            out[key] = _compact(value, inline)
+    return out
 
 
 class Registry:
@@ -185,6 +240,20 @@ class Registry:
 
     def groups(self) -> list[str]:
         return sorted({s.group for s in self})
+
+    def select(self, selection: list[str]) -> frozenset[str]:
+        """Names of the tools a selection of groups and tool names covers (an empty selection: every tool).
+
+        Raises ValueError naming the groups when an entry is neither a group nor a tool.
+        """
+        if not selection:
+            return frozenset(self._by_name)
+        groups = self.groups()
+        unknown = [entry for entry in selection if entry not in groups and entry not in self._by_name]
+        if unknown:
+            raise ValueError(f"no group or tool named {', '.join(map(repr, unknown))}; the groups are "
+                             f"{', '.join(groups)}")
+        return frozenset(s.name for s in self if s.group in selection or s.name in selection)
 
 
 # Where tools are defined: every public module of a package here, or the module itself, registers its tools with

@@ -7,6 +7,7 @@ from typing import Any
 
 import mcp_types as types
 from mcp.server import Server, ServerRequestContext
+from mcp.shared.exceptions import MCPError
 
 from pgcode import __version__
 from pgcode.codemode.api import OFF_NOTE, serves_code_mode
@@ -14,13 +15,15 @@ from pgcode.core.invoke import visible_tools
 from pgcode.core.registry import ToolSpec
 from pgcode.core.runtime import Runtime
 from pgcode.errors import ErrorCode, ToolError
+from pgcode.server import mcp_complete, mcp_prompts, mcp_resources
 from pgcode.server._principal import request_principal
+from pgcode.server.mcp_watch import install_log_forwarding, on_set_level, watching
 from pgcode.types import Effect
 
 INSTRUCTIONS = (
     "PostgreSQL admin tools. Read tools run in READ ONLY transactions; write, admin and destructive tools "
     "need the matching scope. Errors come back as isError results with a JSON body {error: {code, message, "
-    "hint}} that says what to change."
+    "hint}} that says what to change. Resources: pgcode://schema, pgcode://report/health, pgcode://codemode/docs."
 )
 
 
@@ -30,14 +33,16 @@ def tool_definition(spec: ToolSpec) -> types.Tool:
         title=spec.title,
         description=spec.description,
         input_schema=spec.input_schema,
-        annotations=types.ToolAnnotations(
-            title=spec.title,
-            read_only_hint=spec.effect is Effect.READ,
-            destructive_hint=spec.effect is Effect.DESTRUCTIVE,
-            idempotent_hint=spec.effect is Effect.READ,
-            open_world_hint=False,
-        ),
+        annotations=tool_annotations(spec.effect),
     )
+
+
+def tool_annotations(effect: Effect) -> types.ToolAnnotations:
+    """The hints that say something: destructive and idempotent mean nothing for a read-only tool (MCP spec)."""
+    if effect is Effect.READ:
+        return types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    return types.ToolAnnotations(read_only_hint=False, destructive_hint=effect is Effect.DESTRUCTIVE,
+                                 open_world_hint=False)
 
 
 def structured(result: Any) -> dict[str, Any]:
@@ -55,11 +60,21 @@ def error_result(err: ToolError) -> types.CallToolResult:
                                 structured_content=body, is_error=True)
 
 
-def build_mcp_server(rt: Runtime) -> Server[Any]:
-    """One low-level MCP Server over the runtime's registry (stdio and HTTP share it)."""
+def tool_result(result: Any) -> types.CallToolResult:
+    """structuredContent, and the same JSON as text for clients that read only text content."""
+    out = structured(result)
+    return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(out))],
+                                structured_content=out)
+
+
+def build_mcp_server(rt: Runtime, *, progress_interval_s: float = 2.0) -> Server[Any]:
+    """One low-level MCP Server over the runtime's registry (stdio and HTTP share it): tools, resources, prompts,
+    completion, logging, and progress for calls that run longer than `progress_interval_s`."""
+    exposed = rt.registry.select(rt.settings.tools)  # an unknown group fails here, at start
     definitions = {spec.name: tool_definition(spec) for spec in rt.registry}
     code_mode = serves_code_mode(rt.registry)
     note = {"pgcode/codeMode": "on" if code_mode else "off"}
+    install_log_forwarding()
 
     async def on_list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                             ) -> types.ListToolsResult:
@@ -68,20 +83,61 @@ def build_mcp_server(rt: Runtime) -> Server[Any]:
 
     async def on_call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
                            ) -> types.CallToolResult:
+        if params.name not in exposed:  # a protocol error, not a tool error (MCP 2025-06-18, tools/call)
+            raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}",
+                           data={"tool": params.name})
         try:
-            result = await rt.invoke(params.name, params.arguments, request_principal(ctx.request))
+            async with watching(rt, ctx, params.name, interval_s=progress_interval_s):
+                result = await rt.invoke(params.name, params.arguments, request_principal(ctx.request))
         except ToolError as err:
             return error_result(err)
         except Exception:  # invoke() maps every failure; this is the last guard of the wire
             return error_result(ToolError(ErrorCode.INTERNAL, f"{params.name} failed unexpectedly"))
-        out = structured(result)
-        return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(result))],
-                                    structured_content=out)
+        return tool_result(result)
 
     def input_schema(name: str) -> dict[str, Any] | None:
         spec = rt.registry.get(name)
         return spec.input_schema if spec else None
 
+    async def on_list_resources(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+                                ) -> types.ListResourcesResult:
+        return types.ListResourcesResult(resources=mcp_resources.RESOURCES)
+
+    async def on_list_resource_templates(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+                                         ) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(resource_templates=mcp_resources.TEMPLATES)
+
+    async def on_read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+                               ) -> types.ReadResourceResult:
+        try:
+            async with watching(rt, ctx, params.uri, interval_s=progress_interval_s):
+                mime_type, text = await mcp_resources.read(rt, params.uri, request_principal(ctx.request))
+        except ToolError as err:
+            raise mcp_resources.resource_error(err, params.uri) from None
+        return mcp_resources.contents(params.uri, mime_type, text)
+
+    async def on_list_prompts(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+                              ) -> types.ListPromptsResult:
+        return types.ListPromptsResult(prompts=[p.prompt for p in mcp_prompts.PROMPTS.values()])
+
+    async def on_get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams
+                            ) -> types.GetPromptResult:
+        try:
+            return mcp_prompts.render(params.name, params.arguments)
+        except ToolError as err:
+            raise MCPError(code=types.INVALID_PARAMS, message=err.message, data={"error": err.to_dict()}) from None
+
+    async def on_completion(ctx: ServerRequestContext[Any], params: types.CompleteRequestParams
+                            ) -> types.CompleteResult:
+        return await mcp_complete.complete(rt, params, request_principal(ctx.request))
+
     instructions = INSTRUCTIONS if code_mode else f"{INSTRUCTIONS} {OFF_NOTE}"
-    return Server("pgcode", version=__version__, instructions=instructions, on_list_tools=on_list_tools,
-                  on_call_tool=on_call_tool, get_tool_input_schema=input_schema)
+    server: Server[Any] = Server(
+        "pgcode", version=__version__, instructions=instructions, on_list_tools=on_list_tools,
+        on_call_tool=on_call_tool, get_tool_input_schema=input_schema, on_list_resources=on_list_resources,
+        on_list_resource_templates=on_list_resource_templates, on_read_resource=on_read_resource,
+        on_list_prompts=on_list_prompts, on_get_prompt=on_get_prompt, on_completion=on_completion)
+    # logging/setLevel is deprecated from 2026-07-28 (the SDK warns when it is passed to the constructor), but
+    # clients of 2025-11-25 and earlier use it; 2026 clients opt in per request instead.
+    server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, on_set_level)
+    return server

@@ -11,6 +11,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 pytestmark = pytest.mark.anyio
 
@@ -44,9 +45,9 @@ async def _exercise(client: Any) -> None:
     assert invalid.is_error is True
     assert json.loads(invalid.content[0].text)["error"]["code"] == "INVALID_INPUT"
 
-    unknown = await client.call_tool("pg_no_such_tool", {})
-    assert unknown.is_error is True
-    assert json.loads(unknown.content[0].text)["error"]["code"] == "NOT_FOUND"
+    with pytest.raises(MCPError) as unknown:  # a protocol error since the MCP spec says so (issue 18)
+        await client.call_tool("pg_no_such_tool", {})
+    assert unknown.value.code == -32602
 
 
 async def test_mcp_in_memory(mcp_client: Any) -> None:
