@@ -15,6 +15,7 @@ from typing import Any
 import httpx2
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from pgcode.cli import build_runtime
 from pgcode.core.runtime import Runtime
@@ -104,8 +105,9 @@ async def test_mcp_lists_no_code_mode_tools_and_says_why(off_rt: Runtime, mcp_cl
         assert not names & CODE_MODE_TOOLS and "pg_read_query" in names
         assert (listed.meta or {})["pgcode/codeMode"] == "off"
         assert "Code mode is off" in (client.instructions or "")
-        called = await client.call_tool("pg_execute_code", {"code": "return 1"})
-        assert called.is_error is True and called.structured_content["error"]["code"] == "NOT_FOUND"
+        with pytest.raises(MCPError) as unknown:  # not served: an unknown tool, a protocol error
+            await client.call_tool("pg_execute_code", {"code": "return 1"})
+        assert unknown.value.code == -32602
     on = await mcp_client.list_tools()
     assert {t.name for t in on.tools} >= CODE_MODE_TOOLS and (on.meta or {})["pgcode/codeMode"] == "on"
     assert "Code mode is off" not in (mcp_client.instructions or "")
