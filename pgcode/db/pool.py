@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection, AsyncCursor, sql
+from psycopg.abc import Params
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import ConnStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from pgcode.errors import ErrorCode, ToolError, from_db_error
+from pgcode.errors import ErrorCode, ToolError, from_db_error, in_doubt
 from pgcode.settings import Settings
 from pgcode.types import TxMode
 
 Conn = AsyncConnection[TupleRow]
+Query = str | sql.SQL | sql.Composed
 
 _CAPABILITIES_SQL = """
 SELECT current_setting('server_version_num')::int,
@@ -96,10 +101,130 @@ async def register_vector_types(conn: Conn, oid: int | None = None) -> bool:
     return True
 
 
-async def _reset(conn: Conn) -> None:
-    # Runs on every return to the pool: no tool leaves session state behind. DISCARD ALL, not just
-    # RESET ALL: temporary tables, session advisory locks, sequence state and LISTENs go too.
-    await conn.execute("DISCARD ALL")
+def framing(mode: TxMode, timeout: str, role: str | None, *, isolation: str | None = None) -> list[Query]:
+    """The statements that open a call's transaction: BEGIN [READ ONLY], its role and its statement timeout.
+
+    SET, not SELECT set_config(): a SET takes no snapshot, so a tool may still choose its isolation level.
+    """
+    begin = "BEGIN" + (f" ISOLATION LEVEL {isolation}" if isolation else "")
+    begin += " READ ONLY" if mode is TxMode.READ_ONLY else ""
+    return [begin, *call_settings(timeout, role)]
+
+
+def call_settings(timeout: str, role: str | None) -> list[Query]:
+    """SET LOCAL ROLE (NONE: the connecting role) and SET LOCAL statement_timeout."""
+    return [sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role) if role else sql.SQL("NONE")),
+            sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout))]
+
+
+class CallTransaction:
+    """A connection whose next statements open a transaction: sent with the first query, in one round trip.
+
+    psycopg's pipeline mode sends the opening statements and the query together and waits once; a failure
+    still raises the failing statement's error (SQLSTATE, position), and the caller rolls back.
+    """
+
+    def __init__(self, conn: Conn, opening: list[Query], *, export_after: int | None = None) -> None:
+        """`export_after`: export the transaction's snapshot after that many opening statements (pg_export_snapshot)."""
+        self.conn = conn
+        self._opening = opening
+        self._export = export_after
+        self.snapshot_id: str | None = None
+        self.started = False
+
+    async def ready(self) -> Conn:
+        """The connection with the transaction open, for callers that use it directly (one round trip)."""
+        if not self.started:
+            self.started = True
+            opening = list(self._opening)
+            if self._export is not None:
+                await self.conn.execute(sql.SQL("; ").join(_composable(q) for q in opening[:self._export]))
+                cur = await self.conn.execute(_EXPORT_SQL)
+                row = await cur.fetchone()
+                self.snapshot_id = row[0] if row else None
+                opening = opening[self._export:]
+            if opening:
+                await self.conn.execute(sql.SQL("; ").join(_composable(q) for q in opening))
+        return self.conn
+
+    async def run(self, cur: AsyncCursor[Any], query: Query, params: Params | None) -> None:
+        """Execute `query` on `cur` (a cursor of this connection); the first one carries the opening statements."""
+        if self.started:
+            await cur.execute(query, params)
+            return
+        self.started = True
+        conn = self.conn
+        export = conn.cursor() if self._export is not None else None
+        async with conn.pipeline():
+            for i, statement in enumerate(self._opening):
+                if export is not None and i == self._export:
+                    await export.execute(_EXPORT_SQL)
+                await conn.execute(statement)
+            await cur.execute(query, params)
+        if export is not None:
+            row = await export.fetchone()
+            self.snapshot_id = row[0] if row else None
+
+
+_EXPORT_SQL = "SELECT pg_export_snapshot()"
+
+
+def _composable(query: Query) -> sql.Composable:
+    return sql.SQL(query) if isinstance(query, str) else query
+
+
+async def pipelined(conn: Conn, *statements: Query) -> None:
+    """Run statements in one round trip; the first failure raises and skips the rest."""
+    async with conn.pipeline():
+        for statement in statements:
+            await conn.execute(statement)
+
+
+def connection_lost(conn: Conn, exc: BaseException) -> bool:
+    """Whether `exc` means the connection is gone (so a COMMIT sent on it may or may not have happened)."""
+    return conn.closed or conn.pgconn.status == ConnStatus.BAD or (
+        isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None)
+
+
+_XID_SQL = "SELECT pg_current_xact_id_if_assigned()::text"
+
+
+async def commit(conn: Conn, mode: TxMode, *, then: tuple[Query, ...] = ()) -> None:
+    """COMMIT (and `then`, e.g. DISCARD ALL) in one round trip.
+
+    A read-write transaction whose connection is lost while its COMMIT is on the way has an outcome
+    nobody knows: that raises IN_DOUBT with the transaction id (pg_xact_status() tells later). A read
+    has nothing to lose: its rows stand.
+    """
+    xid_cur = conn.cursor() if mode is TxMode.READ_WRITE else None
+    try:
+        async with conn.pipeline():
+            if xid_cur is not None:
+                await xid_cur.execute(_XID_SQL)
+            await conn.execute("COMMIT")
+            for statement in then:
+                await conn.execute(statement)
+    except psycopg.Error as exc:
+        if not connection_lost(conn, exc):
+            raise
+        if xid_cur is None:
+            return
+        xid = _xid_of(xid_cur)
+        if xid is _UNKNOWN or xid is not None:
+            raise in_doubt(xid if isinstance(xid, str) else None) from None
+        # Nothing was written (no transaction id was assigned): nothing is in doubt.
+
+
+_UNKNOWN = object()
+
+
+def _xid_of(cur: AsyncCursor[Any]) -> object:
+    """The transaction id the pipeline returned before the connection was lost: text, None, or _UNKNOWN."""
+    result = cur.pgresult
+    if result is None or result.ntuples != 1:
+        return _UNKNOWN
+    value = result.get_value(0, 0)
+    return value.decode() if value is not None else None
 
 
 class Database:
@@ -109,6 +234,7 @@ class Database:
         self.settings = settings
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._caps: Capabilities | None = None
+        self._discarded: weakref.WeakSet[Conn] = weakref.WeakSet()  # DISCARD ALL already ran with the COMMIT
 
     @property
     def pool(self) -> AsyncConnectionPool[Conn]:
@@ -147,11 +273,24 @@ class Database:
             timeout=s.pool_timeout_s,
             kwargs={"autocommit": True, "prepare_threshold": None},
             configure=lambda conn: _configure_types(conn, self.caps),
-            reset=_reset,
+            reset=self._reset,
             open=False,
             name="pgcode",
         )
         await self._pool.open(wait=s.pool_min_size > 0, timeout=s.pool_timeout_s)
+
+    async def _reset(self, conn: Conn) -> None:
+        # Runs on every return to the pool: no tool leaves session state behind. DISCARD ALL, not just
+        # RESET ALL: temporary tables, session advisory locks, sequence state and LISTENs go too. A call's
+        # transaction usually sent it already, in the COMMIT's round trip.
+        if conn in self._discarded:
+            self._discarded.discard(conn)
+            return
+        await conn.execute("DISCARD ALL")
+
+    def mark_discarded(self, conn: Conn) -> None:
+        """`conn` ran DISCARD ALL after its last transaction: its return to the pool need not run it again."""
+        self._discarded.add(conn)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -177,27 +316,43 @@ class Database:
         volatility = {name: kind for name, kind in await cur.fetchall()}
         return Capabilities(row[0], row[1], row[2], installed, available, volatility)
 
+    def timeout_literal(self, timeout_ms: int | None = None) -> str:
+        return f"{timeout_ms or self.settings.statement_timeout_ms}ms"
+
     @asynccontextmanager
     async def transaction(self, mode: TxMode, *, timeout_ms: int | None = None,
                           role: str | None = None) -> AsyncIterator[Conn]:
         """A pooled connection in `mode`, running as `role` when given; committed on success, rolled back on error."""
-        timeout = sql.Literal(f"{timeout_ms or self.settings.statement_timeout_ms}ms")
-        as_role = sql.SQL("SET {} ROLE {}; ").format(sql.SQL("" if mode is TxMode.AUTOCOMMIT else "LOCAL"),
-                                                     sql.Identifier(role)) if role else sql.SQL("")
+        async with self.call_transaction(mode, timeout_ms=timeout_ms, role=role) as tx:
+            yield await tx.ready()
+
+    @asynccontextmanager
+    async def call_transaction(self, mode: TxMode, *, timeout_ms: int | None = None, role: str | None = None,
+                               opening: list[Query] | None = None) -> AsyncIterator[CallTransaction]:
+        """Like transaction(), but the opening statements wait for the first query (one round trip for both);
+        COMMIT and the pool's DISCARD ALL share one round trip too. `opening` replaces the usual statements
+        (a code execution's concurrent read joins its snapshot)."""
+        timeout = self.timeout_literal(timeout_ms)
         async with self.pool.connection() as conn:
             if mode is TxMode.AUTOCOMMIT:  # session-level settings: undone by DISCARD ALL on return
-                await conn.execute(sql.SQL("{}SET statement_timeout = {}").format(as_role, timeout))
-                yield conn
+                as_role = sql.SQL("SET ROLE {}; ").format(sql.Identifier(role)) if role else sql.SQL("")
+                await conn.execute(sql.SQL("{}SET statement_timeout = {}").format(as_role, sql.Literal(timeout)))
+                tx = CallTransaction(conn, [])
+                tx.started = True
+                yield tx
                 return
-            begin = sql.SQL("BEGIN READ ONLY; " if mode is TxMode.READ_ONLY else "BEGIN; ")
-            # One round trip: the simple-query protocol takes the statements at once.
-            await conn.execute(sql.SQL("{}{}SET LOCAL statement_timeout = {}").format(begin, as_role, timeout))
+            tx = CallTransaction(conn, opening or framing(mode, timeout, role))
             try:
-                yield conn
+                yield tx
             except BaseException:
-                await _rollback_quietly(conn)
+                if tx.started:
+                    await _rollback_quietly(conn)
                 raise
-            await conn.execute("COMMIT")
+            if not tx.started:  # the call sent nothing: the connection is as clean as it came
+                self.mark_discarded(conn)
+                return
+            await commit(conn, mode, then=("DISCARD ALL",))
+            self.mark_discarded(conn)
 
 
 async def _rollback_quietly(conn: Conn) -> None:
