@@ -147,7 +147,9 @@ def from_db_error(exc: psycopg.Error) -> ToolError:
     if diag.message_detail:
         details["detail"] = diag.message_detail
     if diag.statement_position:
-        details["position"] = int(diag.statement_position)
+        # A statement sent after its transaction's opening statements, in one message: its own position.
+        position = int(diag.statement_position) - getattr(exc, "position_offset", 0)
+        details["position"] = position if position > 0 else int(diag.statement_position)
     message = diag.message_primary or str(exc).strip() or type(exc).__name__
     return ToolError(code, message, hint=diag.message_hint, details=details)
 

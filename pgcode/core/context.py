@@ -84,13 +84,13 @@ class ExecutionConnection:
                 return
             conn = await self._connection()
             timeout = self._rt.db.timeout_literal()
-            first = self.snapshot and not self._in_snapshot
             if self.snapshot:
-                begin = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"] if first else []
-                opening = [*begin, *self._pending, "SAVEPOINT pgcode_call", *call_settings(timeout, role)]
+                if not self._in_snapshot:
+                    await self._begin_snapshot(conn)
+                opening = [*self._pending, "SAVEPOINT pgcode_call", *call_settings(timeout, role)]
             else:
                 opening = [*self._pending, *framing(mode, timeout, role)]
-            tx = CallTransaction(conn, opening, export_after=1 if first else None)
+            tx = CallTransaction(conn, opening, TxMode.READ_ONLY if self.snapshot else mode)
             try:
                 yield tx
             except BaseException:
@@ -98,39 +98,47 @@ class ExecutionConnection:
                 raise
             if tx.started:
                 self._pending = []
-                self._in_snapshot = self.snapshot
-                if first:
-                    self.snapshot_id = tx.snapshot_id
-                await self._succeeded(conn, mode)
+                await self._succeeded(tx, mode)
+
+    async def _begin_snapshot(self, conn: Conn) -> None:
+        """Open the execution's snapshot, exported so that a concurrent call can read from it too."""
+        cur = await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot()")
+        cur.nextset()
+        row = await cur.fetchone()
+        self.snapshot_id = str(row[0]) if row else None
+        self._in_snapshot = True
 
     async def _connection(self) -> Conn:
         if self._conn is None:
             self._conn = await self._stack.enter_async_context(self._rt.db.pool.connection())
         return self._conn
 
-    async def _succeeded(self, conn: Conn, mode: TxMode) -> None:
+    async def _succeeded(self, tx: CallTransaction, mode: TxMode) -> None:
+        conn = tx.conn
         if self.snapshot:
             self._pending = ["RELEASE SAVEPOINT pgcode_call"]
         elif mode is TxMode.READ_ONLY:
             self._pending = ["COMMIT"]  # a read has nothing to lose: its COMMIT rides with the next call
         else:
             try:
-                await commit(conn, mode)
+                await commit(conn, tx)
             except (psycopg.Error, ToolError):
                 self.closed = conn.closed or conn.info.transaction_status is TransactionStatus.UNKNOWN
                 raise
 
     async def _failed(self, tx: CallTransaction) -> None:
         """Undo the failed call only; a lost connection ends the execution's use of it."""
-        self._pending = []
-        if not tx.started:
+        if not tx.started:  # nothing was sent: what the next call must send first is still to be sent
             return
+        self._pending = []
         conn = tx.conn
         try:
             if conn.closed:
                 raise psycopg.OperationalError("the connection is closed")
-            if self.snapshot and self._in_snapshot:
+            if self.snapshot and conn.info.transaction_status is TransactionStatus.INERROR and self._in_snapshot:
                 await conn.execute("ROLLBACK TO SAVEPOINT pgcode_call; RELEASE SAVEPOINT pgcode_call")
+            elif self.snapshot and conn.info.transaction_status is not TransactionStatus.INERROR:
+                await conn.execute("RELEASE SAVEPOINT pgcode_call")  # failed after its statements: keep them
             else:
                 await conn.execute("ROLLBACK")
                 self._in_snapshot = False
@@ -260,6 +268,15 @@ class ToolContext:
             self._tx = await self._stack.enter_async_context(
                 self.rt.db.call_transaction(self.mode, role=self.role, opening=opening))
         return self._tx
+
+    async def execute_on(self, cur: AsyncCursor[Any], query: Query, params: Params | None) -> None:
+        """Run `query` on `cur`, a cursor of `cursor_connection()`: a call's first statement goes out with its
+        transaction's opening statements, in one round trip (for tools that need their own cursor class)."""
+        await self._executed(cur, query, params)
+
+    async def cursor_connection(self) -> Conn:
+        """The connection to make a cursor on for execute_on(); its transaction may not be open yet."""
+        return await self._cursor_conn()
 
     async def _executed(self, cur: AsyncCursor[Any], query: Query, params: Params | None) -> None:
         """Run `query` on `cur`; a call's first statement goes out with its transaction's opening statements."""

@@ -120,31 +120,29 @@ def call_settings(timeout: str, role: str | None) -> list[Query]:
 class CallTransaction:
     """A connection whose next statements open a transaction: sent with the first query, in one round trip.
 
-    psycopg's pipeline mode sends the opening statements and the query together and waits once; a failure
-    still raises the failing statement's error (SQLSTATE, position), and the caller rolls back.
+    A first statement without parameters travels in the same simple-query message as the opening statements
+    (one round trip, as for a bare query); the failure of any of them raises its own error, with its SQLSTATE
+    and, through `position_offset`, its position within the caller's statement. A first statement with
+    parameters (extended protocol) follows the opening message. psycopg's pipeline mode would merge those
+    too, but costs more in Python than a loopback round trip.
     """
 
-    def __init__(self, conn: Conn, opening: list[Query], *, export_after: int | None = None) -> None:
-        """`export_after`: export the transaction's snapshot after that many opening statements (pg_export_snapshot)."""
+    def __init__(self, conn: Conn, opening: list[Query], mode: TxMode) -> None:
         self.conn = conn
+        self.mode = mode
         self._opening = opening
-        self._export = export_after
-        self.snapshot_id: str | None = None
         self.started = False
+
+    def _prefix(self) -> str:
+        return "".join(f"{_text(q, self.conn)}; " for q in self._opening)
 
     async def ready(self) -> Conn:
         """The connection with the transaction open, for callers that use it directly (one round trip)."""
         if not self.started:
             self.started = True
-            opening = list(self._opening)
-            if self._export is not None:
-                await self.conn.execute(sql.SQL("; ").join(_composable(q) for q in opening[:self._export]))
-                cur = await self.conn.execute(_EXPORT_SQL)
-                row = await cur.fetchone()
-                self.snapshot_id = row[0] if row else None
-                opening = opening[self._export:]
-            if opening:
-                await self.conn.execute(sql.SQL("; ").join(_composable(q) for q in opening))
+            cur = self.conn.cursor()
+            await cur.execute(self._prefix().removesuffix("; "))
+            self._skip_opening(cur)
         return self.conn
 
     async def run(self, cur: AsyncCursor[Any], query: Query, params: Params | None) -> None:
@@ -152,32 +150,34 @@ class CallTransaction:
         if self.started:
             await cur.execute(query, params)
             return
-        self.started = True
-        conn = self.conn
-        export = conn.cursor() if self._export is not None else None
-        async with conn.pipeline():
-            for i, statement in enumerate(self._opening):
-                if export is not None and i == self._export:
-                    await export.execute(_EXPORT_SQL)
-                await conn.execute(statement)
+        if params is not None:
+            await self.ready()
             await cur.execute(query, params)
-        if export is not None:
-            row = await export.fetchone()
-            self.snapshot_id = row[0] if row else None
+            return
+        self.started = True
+        prefix = self._prefix()
+        try:
+            await cur.execute(prefix + _text(query, self.conn))
+        except psycopg.Error as exc:
+            exc.position_offset = len(prefix)  # type: ignore[attr-defined]  # read by errors.from_db_error
+            raise
+        self._skip_opening(cur)
+
+    def _skip_opening(self, cur: AsyncCursor[Any]) -> None:
+        """Move `cur` past the results of the opening statements."""
+        for _ in self._opening:
+            cur.nextset()
 
 
-_EXPORT_SQL = "SELECT pg_export_snapshot()"
+def _text(query: Query, conn: Conn) -> str:
+    return query if isinstance(query, str) else query.as_string(conn)
 
 
-def _composable(query: Query) -> sql.Composable:
-    return sql.SQL(query) if isinstance(query, str) else query
-
-
-async def pipelined(conn: Conn, *statements: Query) -> None:
-    """Run statements in one round trip; the first failure raises and skips the rest."""
-    async with conn.pipeline():
-        for statement in statements:
-            await conn.execute(statement)
+_XID_SQL = "SELECT pg_current_xact_id_if_assigned()::text"
+# DISCARD ALL, spelled out: it may not run in the implicit transaction of a message that also holds COMMIT.
+_DISCARD_ALL = ("CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *; "
+                "SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES")
+COMMIT_AND_DISCARD = f"COMMIT; {_DISCARD_ALL}"
 
 
 def connection_lost(conn: Conn, exc: BaseException) -> bool:
@@ -186,45 +186,26 @@ def connection_lost(conn: Conn, exc: BaseException) -> bool:
         isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None)
 
 
-_XID_SQL = "SELECT pg_current_xact_id_if_assigned()::text"
+async def commit(conn: Conn, tx: CallTransaction, *, discard: bool = False) -> None:
+    """COMMIT (with DISCARD ALL's statements when `discard`) in one round trip.
 
-
-async def commit(conn: Conn, mode: TxMode, *, then: tuple[Query, ...] = ()) -> None:
-    """COMMIT (and `then`, e.g. DISCARD ALL) in one round trip.
-
-    A read-write transaction whose connection is lost while its COMMIT is on the way has an outcome
-    nobody knows: that raises IN_DOUBT with the transaction id (pg_xact_status() tells later). A read
-    has nothing to lose: its rows stand.
+    A transaction that wrote learns its id first: if the connection is lost while its COMMIT is on the way,
+    the outcome is unknown, and IN_DOUBT says which transaction to look up (pg_xact_status()). A read has
+    nothing to lose: its rows stand.
     """
-    xid_cur = conn.cursor() if mode is TxMode.READ_WRITE else None
+    xid: str | None = None
+    if tx.mode is TxMode.READ_WRITE:
+        cur = await conn.execute(_XID_SQL)
+        row = await cur.fetchone()
+        xid = row[0] if row else None
     try:
-        async with conn.pipeline():
-            if xid_cur is not None:
-                await xid_cur.execute(_XID_SQL)
-            await conn.execute("COMMIT")
-            for statement in then:
-                await conn.execute(statement)
+        await conn.execute(COMMIT_AND_DISCARD if discard else "COMMIT")
     except psycopg.Error as exc:
         if not connection_lost(conn, exc):
             raise
-        if xid_cur is None:
-            return
-        xid = _xid_of(xid_cur)
-        if xid is _UNKNOWN or xid is not None:
-            raise in_doubt(xid if isinstance(xid, str) else None) from None
-        # Nothing was written (no transaction id was assigned): nothing is in doubt.
-
-
-_UNKNOWN = object()
-
-
-def _xid_of(cur: AsyncCursor[Any]) -> object:
-    """The transaction id the pipeline returned before the connection was lost: text, None, or _UNKNOWN."""
-    result = cur.pgresult
-    if result is None or result.ntuples != 1:
-        return _UNKNOWN
-    value = result.get_value(0, 0)
-    return value.decode() if value is not None else None
+        if xid is not None:
+            raise in_doubt(xid) from None
+        # Nothing was written (no transaction id was assigned): nothing is in doubt, the call's result stands.
 
 
 class Database:
@@ -337,11 +318,11 @@ class Database:
             if mode is TxMode.AUTOCOMMIT:  # session-level settings: undone by DISCARD ALL on return
                 as_role = sql.SQL("SET ROLE {}; ").format(sql.Identifier(role)) if role else sql.SQL("")
                 await conn.execute(sql.SQL("{}SET statement_timeout = {}").format(as_role, sql.Literal(timeout)))
-                tx = CallTransaction(conn, [])
+                tx = CallTransaction(conn, [], mode)
                 tx.started = True
                 yield tx
                 return
-            tx = CallTransaction(conn, opening or framing(mode, timeout, role))
+            tx = CallTransaction(conn, opening or framing(mode, timeout, role), mode)
             try:
                 yield tx
             except BaseException:
@@ -351,7 +332,7 @@ class Database:
             if not tx.started:  # the call sent nothing: the connection is as clean as it came
                 self.mark_discarded(conn)
                 return
-            await commit(conn, mode, then=("DISCARD ALL",))
+            await commit(conn, tx, discard=True)
             self.mark_discarded(conn)
 
 
