@@ -169,9 +169,31 @@ async def over_http(dsn: str, runs: int) -> dict[str, Any]:
                     assert not res.is_error
                 return None
 
-            r["mcp_20_calls_ms"] = await median_ms(mcp20, max(20, runs // 25))
-        r["speedup_seq20_vs_mcp"] = r["mcp_20_calls_ms"] / r["rest_execute_seq20_ms"]
-        r["speedup_all20_vs_mcp"] = r["mcp_20_calls_ms"] / r["rest_execute_all20_ms"]
+            def mcp_call(name: str, args: dict[str, Any]) -> Callable[[], Awaitable[object]]:
+                async def go() -> object:
+                    res = await client.call_tool(name, args)
+                    assert not res.is_error, res
+                    return res
+                return go
+
+            # Side by side over MCP, interleaved so that the machine's drift hits every row alike.
+            rows = {"mcp_read_query_ms": mcp_call("pg_read_query", SELECT1),
+                    "mcp_execute_trivial_ms": mcp_call("pg_execute_code", {"code": "return 1+1"}),
+                    "mcp_20_calls_ms": mcp20,
+                    "mcp_execute_seq20_ms": mcp_call("pg_execute_code", {"code": SEQ20}),
+                    "mcp_execute_all20_ms": mcp_call("pg_execute_code", {"code": ALL20})}
+            samples: dict[str, list[float]] = {k: [] for k in rows}
+            for i in range(max(30, runs // 5) + 10):
+                for key, fn in rows.items():
+                    t0 = time.perf_counter()
+                    await fn()
+                    if i >= 10:  # warm-up
+                        samples[key].append((time.perf_counter() - t0) * 1000)
+            r.update({k: statistics.median(v) for k, v in samples.items()})
+        r["speedup_seq20_vs_mcp"] = r["mcp_20_calls_ms"] / r["mcp_execute_seq20_ms"]
+        r["speedup_all20_vs_mcp"] = r["mcp_20_calls_ms"] / r["mcp_execute_all20_ms"]
+        r["mcp_execute_vs_read_query"] = r["mcp_execute_trivial_ms"] / r["mcp_read_query_ms"]
+        r["read_in_code_ms"] = (r["mcp_execute_seq20_ms"] - r["mcp_execute_trivial_ms"]) / 20
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -197,15 +219,30 @@ LINES = [
     ("executions_per_second", "trivial executions per second, default pool, 16 callers"),
     ("rest_execute_seq20_ms", "20 pg_read_query calls as one execution over REST (sequential awaits)"),
     ("rest_execute_all20_ms", "... the same with Promise.all"),
-    ("mcp_20_calls_ms", "20 MCP tool calls over HTTP"),
-    ("speedup_seq20_vs_mcp", "speed-up, sequential execution vs 20 MCP calls (target >= 5)"),
-    ("speedup_all20_vs_mcp", "speed-up, Promise.all execution vs 20 MCP calls"),
+    ("mcp_read_query_ms", "MCP tools/call pg_read_query SELECT 1 (interleaved side by side)"),
+    ("mcp_execute_trivial_ms", "MCP pg_execute_code `return 1+1`"),
+    ("mcp_execute_vs_read_query", "... trivial execution / plain call (target <= 1.5)"),
+    ("mcp_20_calls_ms", "20 reads as 20 MCP tools/calls"),
+    ("mcp_execute_seq20_ms", "one MCP pg_execute_code, 20 sequential reads"),
+    ("mcp_execute_all20_ms", "one MCP pg_execute_code, 20 reads with Promise.all"),
+    ("speedup_seq20_vs_mcp", "speed-up, sequential execution vs 20 MCP calls (target >= 7)"),
+    ("speedup_all20_vs_mcp", "speed-up, Promise.all execution vs 20 MCP calls (target >= 10)"),
+    ("read_in_code_ms", "one read inside code mode (seq20 - trivial) / 20"),
+    ("direct_query_ms", "the bare query on a pooled connection, same run"),
 ]
 
 
 async def main(runs: int) -> dict[str, Any]:
     dsn = os.environ.get("PGCODE_DATABASE_URL") or os.environ["TEST_DATABASE_URL"]
     results = await in_process(dsn, runs)
+    async with Runtime(Settings(database_url=dsn)) as rt:
+
+        async def direct() -> object:
+            async with rt.db.pool.connection() as conn:
+                cur = await conn.execute("SELECT 1")
+                return await cur.fetchall()
+
+        results["direct_query_ms"] = await median_ms(direct, runs, warmup=50)
     results.update(await over_http(dsn, runs))
     return results
 

@@ -23,6 +23,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     CONFLICT = "CONFLICT"
     BUSY = "BUSY"
+    IN_DOUBT = "IN_DOUBT"
     INTERNAL = "INTERNAL"
 
 
@@ -38,6 +39,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNSUPPORTED_VERSION: 424,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.IN_DOUBT: 502,
     ErrorCode.BUSY: 503,
     ErrorCode.TIMEOUT: 504,
 }
@@ -128,23 +130,41 @@ def from_db_error(exc: psycopg.Error) -> ToolError:
                          details={"sqlstate": exc.sqlstate})
     if isinstance(exc, PoolTimeout):
         return busy("every database connection this call may use is taken")
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and exc.sqlstate is None:
-        # A connection-level failure: libpq's message can carry host names, never pass it through.
-        return ToolError(ErrorCode.INTERNAL, "the database connection failed",
-                         hint="check that the server is reachable; GET /healthz reports it")
     sqlstate = exc.sqlstate or ""
+    if (isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and not sqlstate) \
+            or sqlstate in _CONNECTION_LOST or sqlstate.startswith("08"):
+        # A lost connection (a server restart, a terminated backend): its transaction is gone, try again.
+        # libpq's message can carry host names, never pass it through.
+        err = busy("the database connection was lost (the server restarted or ended it); the call's open "
+                   "transaction, if any, was rolled back")
+        err.hint = "retry shortly; GET /healthz reports whether the database is reachable"
+        if sqlstate:
+            err.details["sqlstate"] = sqlstate
+        return err
     code = _SQLSTATE_CODES.get(sqlstate) or _CLASS_CODES.get(sqlstate[:2], ErrorCode.SQL_ERROR)
     diag = exc.diag
     details: dict[str, Any] = {"sqlstate": sqlstate} if sqlstate else {}
     if diag.message_detail:
         details["detail"] = diag.message_detail
     if diag.statement_position:
-        details["position"] = int(diag.statement_position)
+        # A statement sent after its transaction's opening statements, in one message: its own position.
+        position = int(diag.statement_position) - getattr(exc, "position_offset", 0)
+        details["position"] = position if position > 0 else int(diag.statement_position)
     message = diag.message_primary or str(exc).strip() or type(exc).__name__
     return ToolError(code, message, hint=diag.message_hint, details=details)
 
 
+_CONNECTION_LOST = frozenset({"57P01", "57P02", "57P03"})  # admin_shutdown, crash_shutdown, cannot_connect_now
 BUSY_RETRY_AFTER_S = 2
+
+
+def in_doubt(transaction_id: str | None) -> ToolError:
+    """The connection was lost while COMMIT was on its way: the write may or may not have been committed."""
+    check = (f"SELECT pg_xact_status('{transaction_id}') says whether it was committed" if transaction_id
+             else "check the data before retrying")
+    return ToolError(ErrorCode.IN_DOUBT, "the database connection was lost during COMMIT: whether the changes were "
+                     "committed is unknown", hint=check,
+                     details={"transactionId": transaction_id} if transaction_id else {})
 
 
 def busy(message: str) -> ToolError:

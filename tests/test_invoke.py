@@ -420,3 +420,119 @@ async def test_unsupported_version(rt: Runtime) -> None:
                             caps.server_version)
     assert err.details == {"needed": caps.server_version_num + 10000, "found": caps.server_version_num}
     caps.require_version(caps.server_version_num, "pg_present_feature")  # no error
+
+
+# the call's framing: opening statements with the first query, COMMIT with the reset
+
+
+async def test_failed_first_statement_reports_sqlstate_position_and_rolls_back(
+        single: Runtime, conn: psycopg.Connection[Any], items: str) -> None:
+    """The first statement travels with BEGIN and the role; its failure is still its own, and undone."""
+    with pytest.raises(ToolError) as exc:
+        await single.invoke("pg_write_query", {"sql": f"UPDATE {items} SET v = '' WHERE id = 1"}, WRITER)
+    err = assert_tool_error(exc, "INVALID_INPUT")
+    assert err.details["sqlstate"] == "23514"
+    with pytest.raises(ToolError) as exc:
+        await single.invoke("pg_read_query", {"sql": "SELECT nope FROM pg_class"}, READER)
+    assert assert_tool_error(exc, "NOT_FOUND").details == {"sqlstate": "42703", "position": 8}
+    assert rows_of(conn, items) == ROWS
+    # the one pooled connection is clean and in no transaction: the next calls run as their own roles
+    out = await single.invoke("pg_read_query", {"sql": "SELECT current_user AS u, current_setting("
+                                                       "'transaction_read_only') AS ro"}, READER)
+    assert out["rows"] == [{"u": "pgcode_read", "ro": "on"}]
+    out = await single.invoke("pg_write_query", {"sql": f"UPDATE {items} SET v = 'z' WHERE id = 1"}, WRITER)
+    assert rows_of(conn, items)[0] == (1, "z")
+
+
+async def test_lost_connection_is_busy_not_internal(single: Runtime, conn: psycopg.Connection[Any]) -> None:
+    out = await single.invoke("pg_read_query", {"sql": "SELECT pg_backend_pid() AS pid"}, READER)
+    conn.execute("SELECT pg_terminate_backend(%s)", (out["rows"][0]["pid"],))  # a restart, for this connection
+    with pytest.raises(ToolError) as exc:
+        await single.invoke("pg_read_query", {"sql": "SELECT 1 AS one"}, READER)
+    err = assert_tool_error(exc, "BUSY", "connection was lost")
+    assert err.http_status == 503 and err.details["retryAfterSeconds"] > 0
+    out = await single.invoke("pg_read_query", {"sql": "SELECT 1 AS one"}, READER)  # the pool recovered
+    assert out["rows"] == [{"one": 1}]
+
+
+async def test_connection_lost_during_commit_is_in_doubt_with_the_transaction_id(
+        rt: Runtime, conn: psycopg.Connection[Any], items: str) -> None:
+    """A deferred trigger ends the backend inside COMMIT: nobody knows the outcome but the server."""
+    schema = items.split(".")[0]
+    conn.execute(sql.SQL(
+        "CREATE FUNCTION {}.die() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
+        "$$BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(1); RETURN NULL; END$$; "
+        "CREATE CONSTRAINT TRIGGER die AFTER INSERT ON {} DEFERRABLE INITIALLY DEFERRED "
+        "FOR EACH ROW WHEN (NEW.id = 99) EXECUTE FUNCTION {}.die()").format(
+        sql.Identifier(schema), sql.Identifier(*items.split(".")), sql.Identifier(schema)))
+    try:
+        with pytest.raises(ToolError) as exc:
+            await rt.invoke("pg_write_query", {"sql": f"INSERT INTO {items} VALUES (99, 'lost')"}, LOCAL_PRINCIPAL)
+        err = assert_tool_error(exc, "IN_DOUBT", "during COMMIT")
+        xid = err.details["transactionId"]
+        assert err.hint and xid in err.hint
+        status = table_rows(conn, "SELECT pg_xact_status(%s::xid8)", xid)[0][0]
+        assert status == "aborted"  # here the server says: ended before its commit record
+        assert rows_of(conn, items) == ROWS
+        # a positive control: the same insert without the trigger's id commits and says so
+        await rt.invoke("pg_write_query", {"sql": f"INSERT INTO {items} VALUES (98, 'kept')"}, LOCAL_PRINCIPAL)
+        assert rows_of(conn, items)[-1] == (98, "kept")
+    finally:
+        conn.execute(sql.SQL("DROP FUNCTION {}.die() CASCADE").format(sql.Identifier(schema)))
+
+
+# code mode: an execution's calls share a connection, each still checked and run as its own role
+
+_PROBE = "SELECT pg_backend_pid() AS pid, current_user AS u, current_setting('transaction_isolation') AS iso, " \
+         "pg_current_snapshot()::text AS snap"
+
+
+async def test_readonly_execution_reads_one_snapshot_on_one_connection(
+        rt: Runtime, conn: psycopg.Connection[Any], items: str) -> None:
+    code = f"""
+      const a = (await pg.core.readQuery({{sql: input.probe}})).rows[0];
+      let failed = null;
+      try {{ await pg.core.readQuery({{sql: 'SELECT 1/0'}}); }} catch (e) {{ failed = e.code; }}
+      const n = (await pg.core.readQuery({{sql: 'SELECT count(*)::int AS n FROM {items}'}})).rows[0].n;
+      const probe = () => pg.core.readQuery({{sql: input.probe}});
+      const both = await Promise.all([probe(), probe()]);
+      return {{a, failed, n, b: both[0].rows[0], c: both[1].rows[0]}};
+    """
+    out = await rt.invoke("pg_execute_code", {"code": code, "readonly": True, "input": {"probe": _PROBE}},
+                          LOCAL_PRINCIPAL)
+    assert out["success"] is True, out["error"]
+    r = out["result"]
+    assert r["failed"] == "INVALID_INPUT" and r["n"] == len(ROWS)  # a failed call leaves the snapshot usable
+    for probe in (r["b"], r["c"]):  # one REPEATABLE READ snapshot, also for the call that ran beside the other
+        assert (probe["snap"], probe["iso"], probe["u"]) == (r["a"]["snap"], "repeatable read", "pgcode_read")
+    assert r["a"]["pid"] in (r["b"]["pid"], r["c"]["pid"])  # the sequential calls kept one connection
+    assert r["a"]["u"] == "pgcode_read" and r["a"]["iso"] == "repeatable read"
+    # nothing is left open on the server once the execution ended
+    open_tx = table_rows(conn, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND xact_start IS NOT NULL",
+                         r["a"]["pid"])
+    assert open_tx == [(0,)]
+
+
+async def test_execution_calls_share_a_connection_and_keep_their_own_roles(
+        rt: Runtime, conn: psycopg.Connection[Any], items: str) -> None:
+    marker = f"m{time.monotonic_ns()}"
+    code = f"""
+      const probe = "SELECT pg_backend_pid() AS pid, current_user AS u, current_setting('transaction_read_only') AS ro";
+      const r1 = (await pg.core.readQuery({{sql: probe}})).rows[0];
+      await pg.core.writeQuery({{sql: "UPDATE {items} SET v = 'w' WHERE id = 2"}});
+      const set = "UPDATE {items} SET v = current_user WHERE id = 3 RETURNING v -- {marker}";
+      const w = (await pg.core.writeQuery({{sql: set}})).rows[0];
+      const r2 = (await pg.core.readQuery({{sql: probe}})).rows[0];
+      return {{r1, w, r2}};
+    """
+    out = await rt.invoke("pg_execute_code", {"code": code}, LOCAL_PRINCIPAL)
+    assert out["success"] is True, out["error"]
+    r = out["result"]
+    assert r["r1"]["pid"] == r["r2"]["pid"]  # the sequential calls used one connection
+    assert r["r1"]["u"] == r["r2"]["u"] == "pgcode_read" and r["r1"]["ro"] == "on"
+    assert r["w"] == {"v": "pgcode_write"}  # each call as its own scope's role
+    assert rows_of(conn, items) == [(1, "a"), (2, "w"), (3, "pgcode_write")]  # the writes were committed
+    await rt.audit.flush()  # every host call has its audit row
+    audited = table_rows(conn, "SELECT count(*) FROM pgcode.audit_log WHERE tool = 'pg_write_query' AND "
+                               "arguments::text LIKE %s", f"%{marker}%")
+    assert audited == [(1,)]

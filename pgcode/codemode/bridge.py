@@ -19,6 +19,7 @@ from pgcode.codemode.api import CODEMODE_GROUP, Allowance
 from pgcode.codemode.protocol import MAX_FRAME
 from pgcode.codemode.settings import CodeModeSettings
 from pgcode.core.callctx import IN_CODE_EXECUTION
+from pgcode.core.context import EXECUTION_CONNECTION, ExecutionConnection
 from pgcode.core.invoke import audit
 from pgcode.core.runtime import Runtime
 from pgcode.errors import ToolError
@@ -29,7 +30,7 @@ log = logging.getLogger("pgcode.codemode")
 LOG_LEVELS = frozenset({"log", "info", "warn", "error", "debug"})
 _MAX_TOOL_NAME = 128
 _BEGIN, _ROLLBACK = "pg_transaction_begin", "pg_transaction_rollback"
-_detached: set[asyncio.Task[bytes]] = set()
+_detached: set[asyncio.Task[Any]] = set()
 
 
 class Abort(Exception):
@@ -58,6 +59,8 @@ class HostBridge:
         self._settings = settings
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self._begun: list[str] = []
+        # Sequential calls share one connection; a readonly execution reads from one snapshot.
+        self.connection = ExecutionConnection(rt, principal, snapshot=read_only)
         self.calls = 0
         self.logs: list[dict[str, str]] = []
         self.logs_dropped = 0
@@ -137,6 +140,7 @@ class HostBridge:
 
     async def _one(self, cid: int, tool: str, args_json: str) -> bytes:
         IN_CODE_EXECUTION.set(True)  # this task's context only: the execution was rate-limited as a whole
+        EXECUTION_CONNECTION.set(self.connection)
         started = time.perf_counter()
         try:
             try:
@@ -185,6 +189,12 @@ class HostBridge:
         for tx_id in self._begun:
             with contextlib.suppress(ToolError):  # already ended by the code itself
                 await self._rt.invoke(_ROLLBACK, {"transactionId": tx_id}, self._principal)
+        if self.connection.busy:  # a call cancelled at the deadline still unwinds on it: it is closed after that
+            task = asyncio.get_running_loop().create_task(self.connection.close(), name="pgcode-codemode-close")
+            _detached.add(task)
+            task.add_done_callback(_forget)
+        else:
+            await self.connection.close()
 
 
 def _failure(cid: int, code: str, message: str, hint: str | None = None) -> bytes:
@@ -194,7 +204,7 @@ def _failure(cid: int, code: str, message: str, hint: str | None = None) -> byte
     return b"[%d,false,%s]" % (cid, json.dumps(body).encode())
 
 
-def _abandon(tasks: Iterable[asyncio.Task[bytes]]) -> None:
+def _abandon(tasks: Iterable[asyncio.Task[Any]]) -> None:
     """Cancel unfinished calls without waiting: psycopg sends a cancel request, the statement stops."""
     for task in tasks:
         if not task.done():
@@ -203,13 +213,13 @@ def _abandon(tasks: Iterable[asyncio.Task[bytes]]) -> None:
             task.add_done_callback(_forget)
 
 
-def _forget(task: asyncio.Task[bytes]) -> None:
+def _forget(task: asyncio.Task[Any]) -> None:
     _detached.discard(task)
     if not task.cancelled() and task.exception() is not None:
         log.debug("a cancelled code-mode host call ended with %r", task.exception())
 
 
-def pending_calls() -> set[asyncio.Task[bytes]]:
+def pending_calls() -> set[asyncio.Task[Any]]:
     """Host calls cancelled at a deadline that are still unwinding (shutdown waits for them)."""
     loop = asyncio.get_running_loop()
     return {t for t in _detached if t.get_loop() is loop}

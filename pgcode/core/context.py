@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg import AsyncCursor, sql
 from psycopg import errors as pg_errors
-from psycopg import sql
 from psycopg.abc import Params
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from pgcode.core.callctx import CALL_WATCH
-from pgcode.db.pool import Capabilities, Conn
+from pgcode.db.pool import (
+    CallTransaction,
+    Capabilities,
+    Conn,
+    call_settings,
+    commit,
+    connection_lost,
+    framing,
+)
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.types import Principal, Scope, TxMode
 
@@ -28,6 +39,137 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 Query = str | sql.SQL | sql.Composed
+
+
+class ExecutionConnection:
+    """One pooled connection a code execution keeps for its sequential host calls.
+
+    Each call still takes its principal's fair share slot, opens its own transaction (or, for a readonly
+    execution, its own savepoint in one REPEATABLE READ READ ONLY snapshot, so the numbers of a report agree)
+    and sets its own role and statement timeout, in the same round trip as its first statement; what it saves
+    is the checkout, the reset and the BEGIN/COMMIT pair of every call. A call that finds the connection busy
+    (Promise.all) takes a pooled connection of its own; in a readonly execution it imports the snapshot.
+    """
+
+    def __init__(self, rt: Runtime, principal: Principal, *, snapshot: bool) -> None:
+        self._rt = rt
+        self._principal = principal
+        self.snapshot = snapshot
+        self._lock = asyncio.Lock()
+        self._stack = AsyncExitStack()
+        self._conn: Conn | None = None
+        self._pending: list[Query] = []  # sent ahead of the next call's statements (a read's COMMIT, a RELEASE)
+        self._in_snapshot = False
+        self.snapshot_id: str | None = None
+        self.closed = False
+
+    def opening_for_another_connection(self, mode: TxMode, timeout: str, role: str | None) -> list[Query] | None:
+        """How a concurrent call opens its own transaction in this execution's snapshot (None: as usual)."""
+        if not (self.snapshot and self.snapshot_id and self._lock.locked()):
+            return None
+        return ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.snapshot_id)),
+                *call_settings(timeout, role)]
+
+    @asynccontextmanager
+    async def call(self, mode: TxMode, role: str | None) -> AsyncIterator[CallTransaction | None]:
+        """The connection for one call in `mode`, or None when the call should take a pooled one."""
+        # Busy: take another connection, but not before a readonly execution's snapshot exists to be shared.
+        if self.closed or (self._lock.locked() and not (self.snapshot and self.snapshot_id is None)):
+            yield None
+            return
+        admin = self._principal.allows(Scope.ADMIN)
+        async with self._lock, self._rt.fairshare.slot(self._principal.subject, admin=admin):
+            if self.closed:
+                yield None
+                return
+            conn = await self._connection()
+            timeout = self._rt.db.timeout_literal()
+            if self.snapshot:
+                if not self._in_snapshot:
+                    await self._begin_snapshot(conn)
+                opening = [*self._pending, "SAVEPOINT pgcode_call", *call_settings(timeout, role)]
+            else:
+                opening = [*self._pending, *framing(mode, timeout, role)]
+            tx = CallTransaction(conn, opening, TxMode.READ_ONLY if self.snapshot else mode)
+            try:
+                yield tx
+            except BaseException:
+                await self._failed(tx)
+                raise
+            if tx.started:
+                self._pending = []
+                await self._succeeded(tx, mode)
+
+    async def _begin_snapshot(self, conn: Conn) -> None:
+        """Open the execution's snapshot, exported so that a concurrent call can read from it too."""
+        cur = await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot()")
+        cur.nextset()
+        row = await cur.fetchone()
+        self.snapshot_id = str(row[0]) if row else None
+        self._in_snapshot = True
+
+    async def _connection(self) -> Conn:
+        if self._conn is None:
+            self._conn = await self._stack.enter_async_context(self._rt.db.pool.connection())
+        return self._conn
+
+    async def _succeeded(self, tx: CallTransaction, mode: TxMode) -> None:
+        conn = tx.conn
+        if self.snapshot:
+            self._pending = ["RELEASE SAVEPOINT pgcode_call"]
+        elif mode is TxMode.READ_ONLY:
+            self._pending = ["COMMIT"]  # a read has nothing to lose: its COMMIT rides with the next call
+        else:
+            try:
+                await commit(conn, tx)
+            except (psycopg.Error, ToolError):
+                self.closed = conn.closed or conn.info.transaction_status is TransactionStatus.UNKNOWN
+                raise
+
+    async def _failed(self, tx: CallTransaction) -> None:
+        """Undo the failed call only; a lost connection ends the execution's use of it."""
+        if not tx.started:  # nothing was sent: what the next call must send first is still to be sent
+            return
+        self._pending = []
+        conn = tx.conn
+        try:
+            if conn.closed:
+                raise psycopg.OperationalError("the connection is closed")
+            if self.snapshot and conn.info.transaction_status is TransactionStatus.INERROR and self._in_snapshot:
+                await conn.execute("ROLLBACK TO SAVEPOINT pgcode_call; RELEASE SAVEPOINT pgcode_call")
+            elif self.snapshot and conn.info.transaction_status is not TransactionStatus.INERROR:
+                await conn.execute("RELEASE SAVEPOINT pgcode_call")  # failed after its statements: keep them
+            else:
+                await conn.execute("ROLLBACK")
+                self._in_snapshot = False
+                self.snapshot_id = None
+        except psycopg.Error as exc:
+            if connection_lost(conn, exc):
+                self.closed = True  # the next calls take pooled connections
+            else:
+                raise
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    async def close(self) -> None:
+        """End the snapshot (or the last read's transaction) and give the connection back."""
+        async with self._lock:
+            self.closed = True
+            conn = self._conn
+            try:
+                if conn is not None and not conn.closed and conn.info.transaction_status is not TransactionStatus.IDLE:
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.execute("ROLLBACK")  # only reads are left open: nothing to keep
+            finally:
+                await self._stack.aclose()
+
+
+EXECUTION_CONNECTION: ContextVar[ExecutionConnection | None] = ContextVar("pgcode_execution_connection",
+                                                                          default=None)
+"""Set by code mode for the host calls of one execution."""
 
 
 class ToolContext:
@@ -44,6 +186,7 @@ class ToolContext:
         self.held: HeldTransaction | None = None
         self.held_rolled_back = False
         self._conn: Conn | None = None
+        self._tx: CallTransaction | None = None
         self._stack = AsyncExitStack()
 
     @property
@@ -92,25 +235,42 @@ class ToolContext:
             raise RuntimeError("the connection mode must be chosen before the first query")
 
     async def conn(self) -> Conn:
+        """The call's connection, its transaction open: for tools that drive the connection themselves."""
         if self._conn is None:
-            if self.held is not None:
-                await self._stack.enter_async_context(self.held.lock)
-                self.rt.txstore.require_open(self.held)  # it may have ended while this call waited
-                self.held.last_used = time.monotonic()
-                role = self.role
-                # The held transaction serves calls of several scopes: each runs as its own role.
-                await self.held.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(
-                    sql.Identifier(role) if role else sql.SQL("NONE")))
-                self._conn = self.held.conn
-            elif self.mode is TxMode.NONE:
-                raise RuntimeError(f"{self.spec.name} declared tx=NONE but asked for a connection")
-            else:
-                admin = self.principal.allows(Scope.ADMIN)
-                await self._stack.enter_async_context(self.rt.fairshare.slot(self.principal.subject, admin=admin))
-                self._conn = await self._stack.enter_async_context(
-                    self.rt.db.transaction(self.mode, role=self.role))
-            self._report_to_watch(self._conn)
+            tx = await self._open()
+            self._conn = await tx.ready() if tx is not None else await self._held_conn()
         return self._conn
+
+    async def _held_conn(self) -> Conn:
+        held = self.held
+        assert held is not None
+        await self._stack.enter_async_context(held.lock)
+        self.rt.txstore.require_open(held)  # it may have ended while this call waited
+        held.last_used = time.monotonic()
+        role = self.role
+        # The held transaction serves calls of several scopes: each runs as its own role.
+        await held.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role) if role else sql.SQL("NONE")))
+        self._report_to_watch(held.conn)
+        return held.conn
+
+    async def _open(self) -> CallTransaction | None:
+        """This call's transaction, its opening statements not sent yet; None inside a held transaction."""
+        if self._tx is not None or self.held is not None:
+            return self._tx
+        if self.mode is TxMode.NONE:
+            raise RuntimeError(f"{self.spec.name} declared tx=NONE but asked for a connection")
+        shared = EXECUTION_CONNECTION.get()
+        if shared is not None and self.mode is not TxMode.AUTOCOMMIT:
+            self._tx = await self._stack.enter_async_context(shared.call(self.mode, self.role))
+        if self._tx is None:
+            admin = self.principal.allows(Scope.ADMIN)
+            await self._stack.enter_async_context(self.rt.fairshare.slot(self.principal.subject, admin=admin))
+            opening = shared.opening_for_another_connection(self.mode, self.rt.db.timeout_literal(), self.role) \
+                if shared is not None else None
+            self._tx = await self._stack.enter_async_context(
+                self.rt.db.call_transaction(self.mode, role=self.role, opening=opening))
+        self._report_to_watch(self._tx.conn)
+        return self._tx
 
     def _report_to_watch(self, conn: Conn) -> None:
         """Tell a face following this call (CALL_WATCH) which backend serves it and what PostgreSQL notices."""
@@ -127,10 +287,34 @@ class ToolContext:
         self._stack.callback(watch.backends.discard, pid)
         self._stack.callback(conn.remove_notice_handler, notice)
 
-    async def fetch(self, query: Query, params: Params | None = None) -> list[Row]:
-        conn = await self.conn()
-        async with conn.cursor(row_factory=dict_row) as cur:
+    async def execute_on(self, cur: AsyncCursor[Any], query: Query, params: Params | None) -> None:
+        """Run `query` on `cur`, a cursor of `cursor_connection()`: a call's first statement goes out with its
+        transaction's opening statements, in one round trip (for tools that need their own cursor class)."""
+        await self._executed(cur, query, params)
+
+    async def cursor_connection(self) -> Conn:
+        """The connection to make a cursor on for execute_on(); its transaction may not be open yet."""
+        return await self._cursor_conn()
+
+    async def _executed(self, cur: AsyncCursor[Any], query: Query, params: Params | None) -> None:
+        """Run `query` on `cur`; a call's first statement goes out with its transaction's opening statements."""
+        tx = await self._open() if self._conn is None else None
+        if tx is not None:
+            self._conn = tx.conn
+            await tx.run(cur, query, params)
+        else:
             await cur.execute(query, params)
+
+    async def _cursor_conn(self) -> Conn:
+        if self._conn is not None:
+            return self._conn
+        tx = await self._open()
+        return tx.conn if tx is not None else await self.conn()
+
+    async def fetch(self, query: Query, params: Params | None = None) -> list[Row]:
+        conn = await self._cursor_conn()
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await self._executed(cur, query, params)
             return await cur.fetchall() if cur.description else []
 
     async def fetchone(self, query: Query, params: Params | None = None) -> Row | None:
@@ -138,16 +322,18 @@ class ToolContext:
         return rows[0] if rows else None
 
     async def fetchval(self, query: Query, params: Params | None = None) -> Any:
-        conn = await self.conn()
-        cur = await conn.execute(query, params)
-        row = await cur.fetchone()
-        return row[0] if row else None
+        conn = await self._cursor_conn()
+        async with conn.cursor() as cur:
+            await self._executed(cur, query, params)
+            row = await cur.fetchone()
+            return row[0] if row else None
 
     async def execute(self, query: Query, params: Params | None = None) -> int:
         """Run a statement; return the number of rows it affected (-1 when not applicable)."""
-        conn = await self.conn()
-        cur = await conn.execute(query, params)
-        return cur.rowcount
+        conn = await self._cursor_conn()
+        async with conn.cursor() as cur:
+            await self._executed(cur, query, params)
+            return cur.rowcount
 
     async def savepoint(self, name: str) -> None:
         await self.execute(sql.SQL("SAVEPOINT {}").format(sql.Identifier(name)))

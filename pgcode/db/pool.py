@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection, AsyncCursor, sql
+from psycopg.abc import Params
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import ConnStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from pgcode.errors import ErrorCode, ToolError, from_db_error
+from pgcode.errors import ErrorCode, ToolError, from_db_error, in_doubt
 from pgcode.settings import Settings
 from pgcode.types import TxMode
 
 Conn = AsyncConnection[TupleRow]
+Query = str | sql.SQL | sql.Composed
 
 _CAPABILITIES_SQL = """
 SELECT current_setting('server_version_num')::int,
@@ -96,10 +101,111 @@ async def register_vector_types(conn: Conn, oid: int | None = None) -> bool:
     return True
 
 
-async def _reset(conn: Conn) -> None:
-    # Runs on every return to the pool: no tool leaves session state behind. DISCARD ALL, not just
-    # RESET ALL: temporary tables, session advisory locks, sequence state and LISTENs go too.
-    await conn.execute("DISCARD ALL")
+def framing(mode: TxMode, timeout: str, role: str | None, *, isolation: str | None = None) -> list[Query]:
+    """The statements that open a call's transaction: BEGIN [READ ONLY], its role and its statement timeout.
+
+    SET, not SELECT set_config(): a SET takes no snapshot, so a tool may still choose its isolation level.
+    """
+    begin = "BEGIN" + (f" ISOLATION LEVEL {isolation}" if isolation else "")
+    begin += " READ ONLY" if mode is TxMode.READ_ONLY else ""
+    return [begin, *call_settings(timeout, role)]
+
+
+def call_settings(timeout: str, role: str | None) -> list[Query]:
+    """SET LOCAL ROLE (NONE: the connecting role) and SET LOCAL statement_timeout."""
+    return [sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role) if role else sql.SQL("NONE")),
+            sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout))]
+
+
+class CallTransaction:
+    """A connection whose next statements open a transaction: sent with the first query, in one round trip.
+
+    A first statement without parameters travels in the same simple-query message as the opening statements
+    (one round trip, as for a bare query); the failure of any of them raises its own error, with its SQLSTATE
+    and, through `position_offset`, its position within the caller's statement. A first statement with
+    parameters (extended protocol) follows the opening message. psycopg's pipeline mode would merge those
+    too, but costs more in Python than a loopback round trip.
+    """
+
+    def __init__(self, conn: Conn, opening: list[Query], mode: TxMode) -> None:
+        self.conn = conn
+        self.mode = mode
+        self._opening = opening
+        self.started = False
+
+    def _prefix(self) -> str:
+        return "".join(f"{_text(q, self.conn)}; " for q in self._opening)
+
+    async def ready(self) -> Conn:
+        """The connection with the transaction open, for callers that use it directly (one round trip)."""
+        if not self.started:
+            self.started = True
+            cur = self.conn.cursor()
+            await cur.execute(self._prefix().removesuffix("; "))
+            self._skip_opening(cur)
+        return self.conn
+
+    async def run(self, cur: AsyncCursor[Any], query: Query, params: Params | None) -> None:
+        """Execute `query` on `cur` (a cursor of this connection); the first one carries the opening statements."""
+        if self.started:
+            await cur.execute(query, params)
+            return
+        if params is not None:
+            await self.ready()
+            await cur.execute(query, params)
+            return
+        self.started = True
+        prefix = self._prefix()
+        try:
+            await cur.execute(prefix + _text(query, self.conn))
+        except psycopg.Error as exc:
+            exc.position_offset = len(prefix)  # type: ignore[attr-defined]  # read by errors.from_db_error
+            raise
+        self._skip_opening(cur)
+
+    def _skip_opening(self, cur: AsyncCursor[Any]) -> None:
+        """Move `cur` past the results of the opening statements."""
+        for _ in self._opening:
+            cur.nextset()
+
+
+def _text(query: Query, conn: Conn) -> str:
+    return query if isinstance(query, str) else query.as_string(conn)
+
+
+_XID_SQL = "SELECT pg_current_xact_id_if_assigned()::text"
+# DISCARD ALL, spelled out: it may not run in the implicit transaction of a message that also holds COMMIT.
+_DISCARD_ALL = ("CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *; "
+                "SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES")
+COMMIT_AND_DISCARD = f"COMMIT; {_DISCARD_ALL}"
+
+
+def connection_lost(conn: Conn, exc: BaseException) -> bool:
+    """Whether `exc` means the connection is gone (so a COMMIT sent on it may or may not have happened)."""
+    return conn.closed or conn.pgconn.status == ConnStatus.BAD or (
+        isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None)
+
+
+async def commit(conn: Conn, tx: CallTransaction, *, discard: bool = False) -> None:
+    """COMMIT (with DISCARD ALL's statements when `discard`) in one round trip.
+
+    A transaction that wrote learns its id first: if the connection is lost while its COMMIT is on the way,
+    the outcome is unknown, and IN_DOUBT says which transaction to look up (pg_xact_status()). A read has
+    nothing to lose: its rows stand.
+    """
+    xid: str | None = None
+    if tx.mode is TxMode.READ_WRITE:
+        cur = await conn.execute(_XID_SQL)
+        row = await cur.fetchone()
+        xid = row[0] if row else None
+    try:
+        await conn.execute(COMMIT_AND_DISCARD if discard else "COMMIT")
+    except psycopg.Error as exc:
+        if not connection_lost(conn, exc):
+            raise
+        if xid is not None:
+            raise in_doubt(xid) from None
+        # Nothing was written (no transaction id was assigned): nothing is in doubt, the call's result stands.
 
 
 class Database:
@@ -109,6 +215,7 @@ class Database:
         self.settings = settings
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._caps: Capabilities | None = None
+        self._discarded: weakref.WeakSet[Conn] = weakref.WeakSet()  # DISCARD ALL already ran with the COMMIT
 
     @property
     def pool(self) -> AsyncConnectionPool[Conn]:
@@ -147,11 +254,24 @@ class Database:
             timeout=s.pool_timeout_s,
             kwargs={"autocommit": True, "prepare_threshold": None},
             configure=lambda conn: _configure_types(conn, self.caps),
-            reset=_reset,
+            reset=self._reset,
             open=False,
             name="pgcode",
         )
         await self._pool.open(wait=s.pool_min_size > 0, timeout=s.pool_timeout_s)
+
+    async def _reset(self, conn: Conn) -> None:
+        # Runs on every return to the pool: no tool leaves session state behind. DISCARD ALL, not just
+        # RESET ALL: temporary tables, session advisory locks, sequence state and LISTENs go too. A call's
+        # transaction usually sent it already, in the COMMIT's round trip.
+        if conn in self._discarded:
+            self._discarded.discard(conn)
+            return
+        await conn.execute("DISCARD ALL")
+
+    def mark_discarded(self, conn: Conn) -> None:
+        """`conn` ran DISCARD ALL after its last transaction: its return to the pool need not run it again."""
+        self._discarded.add(conn)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -177,27 +297,43 @@ class Database:
         volatility = {name: kind for name, kind in await cur.fetchall()}
         return Capabilities(row[0], row[1], row[2], installed, available, volatility)
 
+    def timeout_literal(self, timeout_ms: int | None = None) -> str:
+        return f"{timeout_ms or self.settings.statement_timeout_ms}ms"
+
     @asynccontextmanager
     async def transaction(self, mode: TxMode, *, timeout_ms: int | None = None,
                           role: str | None = None) -> AsyncIterator[Conn]:
         """A pooled connection in `mode`, running as `role` when given; committed on success, rolled back on error."""
-        timeout = sql.Literal(f"{timeout_ms or self.settings.statement_timeout_ms}ms")
-        as_role = sql.SQL("SET {} ROLE {}; ").format(sql.SQL("" if mode is TxMode.AUTOCOMMIT else "LOCAL"),
-                                                     sql.Identifier(role)) if role else sql.SQL("")
+        async with self.call_transaction(mode, timeout_ms=timeout_ms, role=role) as tx:
+            yield await tx.ready()
+
+    @asynccontextmanager
+    async def call_transaction(self, mode: TxMode, *, timeout_ms: int | None = None, role: str | None = None,
+                               opening: list[Query] | None = None) -> AsyncIterator[CallTransaction]:
+        """Like transaction(), but the opening statements wait for the first query (one round trip for both);
+        COMMIT and the pool's DISCARD ALL share one round trip too. `opening` replaces the usual statements
+        (a code execution's concurrent read joins its snapshot)."""
+        timeout = self.timeout_literal(timeout_ms)
         async with self.pool.connection() as conn:
             if mode is TxMode.AUTOCOMMIT:  # session-level settings: undone by DISCARD ALL on return
-                await conn.execute(sql.SQL("{}SET statement_timeout = {}").format(as_role, timeout))
-                yield conn
+                as_role = sql.SQL("SET ROLE {}; ").format(sql.Identifier(role)) if role else sql.SQL("")
+                await conn.execute(sql.SQL("{}SET statement_timeout = {}").format(as_role, sql.Literal(timeout)))
+                tx = CallTransaction(conn, [], mode)
+                tx.started = True
+                yield tx
                 return
-            begin = sql.SQL("BEGIN READ ONLY; " if mode is TxMode.READ_ONLY else "BEGIN; ")
-            # One round trip: the simple-query protocol takes the statements at once.
-            await conn.execute(sql.SQL("{}{}SET LOCAL statement_timeout = {}").format(begin, as_role, timeout))
+            tx = CallTransaction(conn, opening or framing(mode, timeout, role), mode)
             try:
-                yield conn
+                yield tx
             except BaseException:
-                await _rollback_quietly(conn)
+                if tx.started:
+                    await _rollback_quietly(conn)
                 raise
-            await conn.execute("COMMIT")
+            if not tx.started:  # the call sent nothing: the connection is as clean as it came
+                self.mark_discarded(conn)
+                return
+            await commit(conn, tx, discard=True)
+            self.mark_discarded(conn)
 
 
 async def _rollback_quietly(conn: Conn) -> None:

@@ -148,9 +148,9 @@ def sorted_unique(items: list[str]) -> list[str]:
 
 async def run_sql(ctx: ToolContext, text: str, params: list[Any], limit: int) -> dict[str, Any]:
     """Execute caller SQL with native $n placeholders; return rows, fields and whether rows were cut."""
-    conn = await ctx.conn()
+    conn = await ctx.cursor_connection()
     async with AsyncRawCursor(conn, row_factory=dict_row) as cur:
-        await cur.execute(text, params or None)
+        await ctx.execute_on(cur, text, params or None)
         out: dict[str, Any] = {"command": cur.statusmessage, "rowCount": cur.rowcount}
         if cur.description is None:
             return out

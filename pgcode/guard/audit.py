@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -164,6 +163,7 @@ class AuditLog:
         self._wake = asyncio.Event()
         self._write_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.enabled = False
         self._dropped = 0
         self._file: Path | None = None
@@ -206,20 +206,24 @@ class AuditLog:
                 await self._write(batch)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            # Told, not cancelled: a cancellation would drop the batch in hand, and Python 3.11's
+            # asyncio.wait_for (psycopg_pool waits for a connection with it) swallows one that lands just as
+            # its wait ends, after which close() waited forever for a writer gone back to waiting for entries.
+            self._closing = True
+            self._wake.set()
+            await task
         if self.enabled:
             await self.flush()
 
     async def _run(self) -> None:
         last_prune = 0.0
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
-            await asyncio.sleep(0.2)  # let a burst gather into one batch
+            if not self._closing:
+                await asyncio.sleep(0.2)  # let a burst gather into one batch
             try:
                 await self.flush()
                 if time.monotonic() - last_prune > 3600 and self._file is None and not self._settings.read_only:
