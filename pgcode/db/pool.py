@@ -12,13 +12,17 @@ import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from pgcode.errors import ErrorCode, ToolError, from_db_error
+from pgcode.errors import ErrorCode, ToolError, connection_error, from_db_error
 from pgcode.settings import Settings
 from pgcode.types import TxMode
 
 Conn = AsyncConnection[TupleRow]
+
+APPLICATION_NAME = "pgcode"
+"""application_name of pgcode's own connections (unless the URL sets one): how its sessions are told apart."""
+CONNECT_TIMEOUT_S = 10
 
 _CAPABILITIES_SQL = """
 SELECT current_setting('server_version_num')::int,
@@ -122,21 +126,39 @@ class Database:
             raise RuntimeError("Database.open() has not been called")
         return self._caps
 
+    @property
+    def _url(self) -> str:
+        return self.settings.database_url.get_secret_value() if self.settings.database_url else ""
+
     def _conninfo(self, *, check_interval: bool) -> str:
-        url = self.settings.database_url.get_secret_value() if self.settings.database_url else ""
-        params = conninfo_to_dict(url)
+        url = self._url
+        try:
+            params = conninfo_to_dict(url)
+            port = str(params.get("port") or "")
+            if port and not all(p.strip().isdigit() for p in port.split(",")):
+                # psycopg resolves hosts itself and would report a bad port as an unknown host
+                raise psycopg.ProgrammingError(f'invalid integer value "{port}" for connection option "port"')
+        except psycopg.Error as exc:
+            raise connection_error(exc, url) from None
         extra: dict[str, str] = {}
         if "application_name" not in params:
-            extra["application_name"] = "pgcode"
+            extra["application_name"] = APPLICATION_NAME
+        if "connect_timeout" not in params:  # an unanswering host fails in seconds, not after the OS gives up
+            extra["connect_timeout"] = str(CONNECT_TIMEOUT_S)
         if check_interval:
             extra["options"] = f"{params.get('options', '')} {_CHECK_INTERVAL}".strip()
         return make_conninfo(url, **extra)
 
     async def open(self) -> None:
         """Connect once to learn the server, then open the pool."""
+        conninfo = self._conninfo(check_interval=False)
         try:
-            async with await AsyncConnection.connect(self._conninfo(check_interval=False), autocommit=True) as conn:
+            async with await AsyncConnection.connect(conninfo, autocommit=True) as conn:
                 self._caps = await self._read_capabilities(conn)
+        except psycopg.OperationalError as exc:
+            if exc.sqlstate is None:  # connecting failed; a query error after connecting keeps its SQLSTATE
+                raise connection_error(exc, self._url) from None
+            raise from_db_error(exc) from None
         except psycopg.Error as exc:
             raise from_db_error(exc) from None
         s = self.settings
@@ -152,6 +174,27 @@ class Database:
             name="pgcode",
         )
         await self._pool.open(wait=s.pool_min_size > 0, timeout=s.pool_timeout_s)
+
+    async def check_reachable(self) -> None:
+        """Raise the typed connection error (CONNECTION_FAILED, AUTH_FAILED, ...) when a new connection fails now."""
+        try:
+            conn = await AsyncConnection.connect(self._conninfo(check_interval=False), autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise connection_error(exc, self._url) from None
+        await conn.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Conn]:
+        """A pooled connection; when none comes in time because the database is down, say why, not BUSY."""
+        try:
+            conn = await self.pool.getconn()
+        except PoolTimeout:
+            await self.check_reachable()
+            raise
+        try:
+            yield conn
+        finally:
+            await self.pool.putconn(conn)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -184,7 +227,7 @@ class Database:
         timeout = sql.Literal(f"{timeout_ms or self.settings.statement_timeout_ms}ms")
         as_role = sql.SQL("SET {} ROLE {}; ").format(sql.SQL("" if mode is TxMode.AUTOCOMMIT else "LOCAL"),
                                                      sql.Identifier(role)) if role else sql.SQL("")
-        async with self.pool.connection() as conn:
+        async with self.connection() as conn:
             if mode is TxMode.AUTOCOMMIT:  # session-level settings: undone by DISCARD ALL on return
                 await conn.execute(sql.SQL("{}SET statement_timeout = {}").format(as_role, timeout))
                 yield conn

@@ -13,13 +13,18 @@ from pgcode import __version__
 from pgcode.core.invoke import visible_tools
 from pgcode.core.registry import ToolSpec
 from pgcode.core.runtime import Runtime
-from pgcode.errors import ErrorCode, ToolError
+from pgcode.errors import CONNECTION_CODES, ErrorCode, ToolError
 from pgcode.server._principal import request_principal
 from pgcode.server.security import forbidden_response, request_json
 from pgcode.types import Scope
 
+HTTP_CONNECTION_HINT = ("this server cannot reach its database: its operator fixes the database URL or the database; "
+                        "GET /healthz answers 200 again once it is reachable")
+
 
 def error_response(err: ToolError, request: Request | None = None, rt: Runtime | None = None) -> Response:
+    if err.code in CONNECTION_CODES:  # the caller cannot fix the server's configuration; say who can
+        err = ToolError(err.code, err.message, hint=HTTP_CONNECTION_HINT, details=err.details)
     # A missing OAuth scope gets the step-up challenge; a refusal by the database itself (42501) does not.
     if err.code is ErrorCode.FORBIDDEN and "requiredScope" in err.details and request is not None and rt is not None:
         return forbidden_response(request.scope, rt, err)
@@ -62,21 +67,26 @@ def rest_routes(rt: Runtime) -> list[Route]:
         return JSONResponse(result)
 
     async def healthz(request: Request) -> Response:
-        """Up or not, for anyone; versions, the tool count and the audit writer's state for admins only."""
+        """200 ok or 503 unhealthy, for anyone; versions, the tool count, the audit writer's state and why the
+        database cannot be reached, for admins only."""
+        problem: dict[str, Any] | None = None
         try:
             async with rt.db.pool.connection(timeout=5) as conn:
                 cur = await conn.execute("SELECT current_setting('server_version')")
                 row = await cur.fetchone()
         except Exception:
             row, status = None, 503
+            problem = await _unreachable_reason(rt)
         else:
             status = 200
-        body: dict[str, Any] = {"status": "ok" if status == 200 else "error"}
+        body: dict[str, Any] = {"status": "ok" if status == 200 else "unhealthy"}
         if request_principal(request).allows(Scope.ADMIN):
             body.update({"database": "reachable" if status == 200 else "unreachable",
                          "serverVersion": row[0] if row else None, "tools": len(rt.registry),
                          "readOnly": rt.settings.read_only, "version": __version__, "audit": rt.audit.stats(),
                          **rt.roles.describe()})
+            if problem is not None:
+                body["databaseError"] = problem
         return JSONResponse(body, status_code=status)
 
     async def audit(request: Request) -> Response:
@@ -99,6 +109,15 @@ def rest_routes(rt: Runtime) -> list[Route]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
+
+
+async def _unreachable_reason(rt: Runtime) -> dict[str, Any]:
+    """Why the database cannot be reached now (CONNECTION_FAILED, AUTH_FAILED, ...), or that the pool is full."""
+    try:
+        await rt.db.check_reachable()
+    except ToolError as err:
+        return {"code": err.code.value, "message": err.message}
+    return {"code": ErrorCode.BUSY.value, "message": "the database answers, but no pooled connection was free"}
 
 
 def openapi_document(rt: Runtime, principal: Any) -> dict[str, Any]:
