@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from pgcode import __version__
@@ -15,6 +14,14 @@ from pgcode.core.registry import ToolSpec
 from pgcode.core.runtime import Runtime
 from pgcode.errors import CONNECTION_CODES, ErrorCode, ToolError
 from pgcode.server._principal import request_principal
+from pgcode.server.openapi import (
+    Health,
+    ToolDescription,
+    docs_page,
+    openapi_document,
+    root_page,
+    server_info,
+)
 from pgcode.server.security import forbidden_response, request_json
 from pgcode.types import Scope
 
@@ -36,12 +43,13 @@ def error_response(err: ToolError, request: Request | None = None, rt: Runtime |
 
 
 def describe(spec: ToolSpec) -> dict[str, Any]:
-    return {
-        "name": spec.name, "group": spec.group, "method": f"pg.{spec.group}.{spec.method}",
-        "aliases": [f"pg.{g}.{m}" for g, m in spec.method_paths[1:]], "effect": spec.effect.value,
-        "scope": spec.scope.value, "extensions": list(spec.extensions), "title": spec.title,
-        "description": spec.description, "inputSchema": spec.input_schema,
-    }
+    """One tool as GET /v1/tools describes it (the ToolDescription of /openapi.json)."""
+    return ToolDescription(
+        name=spec.name, group=spec.group, method=f"pg.{spec.group}.{spec.method}",
+        aliases=[f"pg.{g}.{m}" for g, m in spec.method_paths[1:]], effect=spec.effect, scope=spec.scope,
+        extensions=list(spec.extensions), title=spec.title, description=spec.description,
+        inputSchema=spec.input_schema,
+    ).model_dump(mode="json")
 
 
 def rest_routes(rt: Runtime) -> list[Route]:
@@ -49,7 +57,7 @@ def rest_routes(rt: Runtime) -> list[Route]:
         principal = request_principal(request)
         group = request.query_params.get("group")
         tools = [describe(s) for s in visible_tools(rt, principal) if group in (None, s.group)]
-        return JSONResponse({"tools": tools, "count": len(tools)})
+        return JSONResponse({"tools": tools, "count": len(tools)})  # ToolCatalog, its items checked by describe()
 
     async def get_tool(request: Request) -> Response:
         name = request.path_params["name"]
@@ -79,15 +87,13 @@ def rest_routes(rt: Runtime) -> list[Route]:
             problem = await _unreachable_reason(rt)
         else:
             status = 200
-        body: dict[str, Any] = {"status": "ok" if status == 200 else "unhealthy"}
+        health = Health(status="ok" if status == 200 else "unhealthy")
         if request_principal(request).allows(Scope.ADMIN):
-            body.update({"database": "reachable" if status == 200 else "unreachable",
-                         "serverVersion": row[0] if row else None, "tools": len(rt.registry),
-                         "readOnly": rt.settings.read_only, "version": __version__, "audit": rt.audit.stats(),
-                         **rt.roles.describe()})
-            if problem is not None:
-                body["databaseError"] = problem
-        return JSONResponse(body, status_code=status)
+            health = Health.model_validate({
+                "status": health.status, "database": "reachable" if status == 200 else "unreachable",
+                "serverVersion": row[0] if row else None, "tools": len(rt.registry), "readOnly": rt.settings.read_only,
+                "version": __version__, "audit": rt.audit.stats(), **rt.roles.describe(), "databaseError": problem})
+        return JSONResponse(health.model_dump(mode="json", exclude_none=True), status_code=status)
 
     async def audit(request: Request) -> Response:
         q = request.query_params
@@ -101,6 +107,16 @@ def rest_routes(rt: Runtime) -> list[Route]:
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document(rt, request_principal(request)))
 
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(docs_page(openapi_document(rt, request_principal(request))))
+
+    async def root(request: Request) -> Response:
+        """What this server is: a page for a browser, JSON for anything else."""
+        info = server_info(rt)
+        if "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(root_page(info))
+        return JSONResponse(info.model_dump())
+
     return [
         Route("/v1/tools", list_tools, methods=["GET"]),
         Route("/v1/tools/{name}", get_tool, methods=["GET"]),
@@ -108,6 +124,8 @@ def rest_routes(rt: Runtime) -> list[Route]:
         Route("/v1/audit", audit, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+        Route("/", root, methods=["GET"]),
     ]
 
 
@@ -118,27 +136,3 @@ async def _unreachable_reason(rt: Runtime) -> dict[str, Any]:
     except ToolError as err:
         return {"code": err.code.value, "message": err.message}
     return {"code": ErrorCode.BUSY.value, "message": "the database answers, but no pooled connection was free"}
-
-
-def openapi_document(rt: Runtime, principal: Any) -> dict[str, Any]:
-    """OpenAPI 3.1: one POST operation per tool, its request body the tool's input schema."""
-    error = {"description": "Tool error", "content": {"application/json": {"schema": {
-        "$ref": "#/components/schemas/Error"}}}}
-    components: dict[str, Any] = {"Error": {"type": "object", "properties": {"error": {
-        "type": "object", "required": ["code", "message"], "properties": {
-            "code": {"type": "string", "enum": [c.value for c in ErrorCode]}, "message": {"type": "string"},
-            "hint": {"type": "string"}, "details": {"type": "object"}}}}}}
-    paths: dict[str, Any] = {}
-    for spec in visible_tools(rt, principal):
-        schema = json.loads(json.dumps(spec.input_schema).replace('"#/$defs/', f'"#/components/schemas/{spec.name}.'))
-        for def_name, definition in schema.pop("$defs", {}).items():
-            components[f"{spec.name}.{def_name}"] = definition
-        paths[f"/v1/tools/{spec.name}"] = {"post": {
-            "operationId": spec.name, "summary": spec.title, "description": spec.description,
-            "tags": [spec.group], "x-effect": spec.effect.value, "x-scope": spec.scope.value,
-            "requestBody": {"required": False, "content": {"application/json": {"schema": schema}}},
-            "responses": {"200": {"description": "The tool's result", "content": {"application/json": {}}},
-                          "400": error, "403": error, "404": error, "409": error, "422": error, "424": error,
-                          "429": error, "500": error, "504": error}}}
-    return {"openapi": "3.1.0", "info": {"title": "pgcode", "version": __version__},
-            "paths": paths, "components": {"schemas": components}}
