@@ -127,6 +127,19 @@ class Database:
         return self._caps
 
     @property
+    def application_name(self) -> str:
+        """application_name of pgcode's own connections (the URL's, else 'pgcode').
+
+        What pgcode reports about sessions, locks and connections leaves these out unless the caller asks
+        (includeSelf): filter with `a.application_name IS DISTINCT FROM %(own_app)s` bound to this value.
+        """
+        try:
+            name = conninfo_to_dict(self._url).get("application_name")
+        except psycopg.Error:
+            name = None
+        return str(name) if name else APPLICATION_NAME
+
+    @property
     def _url(self) -> str:
         return self.settings.database_url.get_secret_value() if self.settings.database_url else ""
 
