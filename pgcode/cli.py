@@ -321,8 +321,10 @@ def _serve(settings: Settings, host: str, port: int, *, embedded: bool, insecure
             if self.started:  # the banner only once the socket is bound
                 _banner(settings, base, embedded=handle is not None, insecure=not is_loopback(host))
 
+    rt = Runtime(settings)
+    config = uvicorn.Config(create_app(rt), host=host, port=port, log_level="warning")
+
     async def run() -> int:
-        rt = Runtime(settings)
         try:
             await rt.open()
         except ToolError as err:
@@ -331,13 +333,14 @@ def _serve(settings: Settings, host: str, port: int, *, embedded: bool, insecure
             await rt.db.close()
             return 1
         try:
-            server = Server(uvicorn.Config(create_app(rt), host=host, port=port, log_level="warning"))
+            server = Server(config)
             await server.serve()
             return 0 if server.started else 1
         finally:
             await rt.close()
 
-    return asyncio.run(run())
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:  # uvloop where uvicorn would use it
+        return runner.run(run())
 
 
 def _banner(settings: Settings, base: str, *, embedded: bool, insecure: bool) -> None:

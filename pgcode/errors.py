@@ -124,8 +124,12 @@ _SQLSTATE_CODES: dict[str, ErrorCode] = {
     "22023": ErrorCode.INVALID_INPUT,  # invalid_parameter_value
     "42601": ErrorCode.INVALID_INPUT,  # syntax_error
     "42501": ErrorCode.FORBIDDEN,  # insufficient_privilege: the database refused what the call's role may not do
+    "57P01": ErrorCode.CONNECTION_FAILED,  # admin_shutdown: the server is stopping or ended this session
+    "57P02": ErrorCode.CONNECTION_FAILED,  # crash_shutdown
+    "57P03": ErrorCode.CONNECTION_FAILED,  # cannot_connect_now: the server is starting or shutting down
 }
 _CLASS_CODES: dict[str, ErrorCode] = {
+    "08": ErrorCode.CONNECTION_FAILED,  # connection exception
     "22": ErrorCode.INVALID_INPUT,  # data exception
     "23": ErrorCode.CONFLICT,  # integrity constraint violation
     "40": ErrorCode.CONFLICT,  # transaction rollback
