@@ -9,6 +9,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -339,6 +340,9 @@ def _serve(settings: Settings, host: str, port: int, *, embedded: bool, insecure
         finally:
             await rt.close()
 
+    # uvicorn re-raises SIGTERM once it has shut down; exiting through SystemExit, not the signal's default
+    # action, lets the embedded demo server stop with the process.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:  # uvloop where uvicorn would use it
         return runner.run(run())
 
