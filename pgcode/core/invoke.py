@@ -40,7 +40,7 @@ async def invoke(rt: Runtime, name: str, args: Any, principal: Principal, *, rea
             scope = spec.scope_for(params)
             check_scope(spec, scope, principal, statement=True)
         read_only = read_only or rt.settings.read_only  # a read-only server runs every call read-only
-        check_read_only(rt, spec, scope, read_only)
+        check_read_only(rt, spec, scope, read_only, params)
         check_requirements(rt, spec)
         await check_rate(rt, spec, principal)
         result = to_json(await run(rt, spec, params, principal, scope=scope, read_only=read_only))
@@ -77,11 +77,12 @@ def rate_class(spec: ToolSpec) -> str:
 
 def visible_tools(rt: Runtime, principal: Principal) -> Iterator[ToolSpec]:
     """The tools this caller may call on this server (what tools/list and GET /v1/tools show): the ones the
-    server exposes (PGCODE_TOOLS) that the caller's scopes and the read-only setting allow."""
+    server exposes (PGCODE_TOOLS) that the caller's scopes allow; a read-only server serves its read tools and
+    the code runs that only read."""
     exposed = rt.registry.select(rt.settings.tools)
     for spec in rt.registry:
         if (spec.name in exposed and principal.allows(spec.scope)
-                and not (rt.settings.read_only and spec.effect is not Effect.READ)):
+                and not (rt.settings.read_only and spec.effect is not Effect.READ and spec.name not in CODE_TOOLS)):
             yield spec
 
 
@@ -122,11 +123,17 @@ def validation_error(name: str, exc: ValidationError) -> ToolError:
                      details={"errors": errors})
 
 
-def check_read_only(rt: Runtime, spec: ToolSpec, scope: Scope, read_only: bool) -> None:
-    """A read-only call runs only read tools in READ ONLY transactions (EXPLAIN ANALYZE of a write is refused)."""
+def check_read_only(rt: Runtime, spec: ToolSpec, scope: Scope, read_only: bool, params: ToolInput) -> None:
+    """A read-only call runs only read tools in READ ONLY transactions (EXPLAIN ANALYZE of a write is refused),
+    and code runs that are themselves readonly: each of their calls is checked here again, read-only."""
     if not read_only or (spec.effect is Effect.READ and (scope is Scope.READ or spec.tx is TxMode.READ_ONLY)):
         return
     where = "this server is read-only" if rt.settings.read_only else "this call is read-only"
+    if spec.name in CODE_TOOLS:
+        if getattr(params, "readonly", None) is True:
+            return
+        raise ToolError(ErrorCode.READ_ONLY, f"{spec.name} without readonly: true may write, and {where}",
+                        hint="run it with readonly: true (pgcode run --readonly); its tool calls then only read")
     if spec.effect is Effect.READ:
         message = f"{spec.name}: only reads run here ({where}), and this statement needs the {scope.value} scope"
     else:

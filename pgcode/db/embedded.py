@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 log = logging.getLogger("pgcode.db.embedded")
 
@@ -24,9 +25,10 @@ def _server(pgdata: Path) -> Any:
     return get_server(pgdata, cleanup_mode="stop")
 
 
-def start(data_dir: Path) -> tuple[Any, str]:
+def start(data_dir: Path, *, reset: bool = False) -> tuple[Any, str]:
     """Start (creating on first use) the server under `data_dir`; return (handle, URL of the demo database).
 
+    With `reset`, the demo database is dropped first (its sessions ended) and loaded afresh.
     Keep the handle referenced: the server stops when the last handle is released or the process exits.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -40,8 +42,11 @@ def start(data_dir: Path) -> tuple[Any, str]:
         srv = _server(pgdata)
     admin_url = _uri(srv, "postgres")
     with psycopg.connect(admin_url, autocommit=True) as conn:
+        if reset:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DEMO_DATABASE)))
+            log.info("dropped the demo database to load it afresh")
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DEMO_DATABASE,)).fetchone() is None:
-            conn.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DATABASE)))
     url = _uri(srv, DEMO_DATABASE)
     load_demo(url)
     return srv, url

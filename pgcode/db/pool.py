@@ -16,14 +16,18 @@ from psycopg.abc import Params
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import ConnStatus
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from pgcode.errors import ErrorCode, ToolError, from_db_error, in_doubt
+from pgcode.errors import ErrorCode, ToolError, connection_error, from_db_error, in_doubt
 from pgcode.settings import Settings
 from pgcode.types import TxMode
 
 Conn = AsyncConnection[TupleRow]
 Query = str | sql.SQL | sql.Composed
+
+APPLICATION_NAME = "pgcode"
+"""application_name of pgcode's own connections (unless the URL sets one): how its sessions are told apart."""
+CONNECT_TIMEOUT_S = 10
 
 _CAPABILITIES_SQL = """
 SELECT current_setting('server_version_num')::int,
@@ -229,21 +233,52 @@ class Database:
             raise RuntimeError("Database.open() has not been called")
         return self._caps
 
+    @property
+    def application_name(self) -> str:
+        """application_name of pgcode's own connections (the URL's, else 'pgcode').
+
+        What pgcode reports about sessions, locks and connections leaves these out unless the caller asks
+        (includeSelf): filter with `a.application_name IS DISTINCT FROM %(own_app)s` bound to this value.
+        """
+        try:
+            name = conninfo_to_dict(self._url).get("application_name")
+        except psycopg.Error:
+            name = None
+        return str(name) if name else APPLICATION_NAME
+
+    @property
+    def _url(self) -> str:
+        return self.settings.database_url.get_secret_value() if self.settings.database_url else ""
+
     def _conninfo(self, *, check_interval: bool) -> str:
-        url = self.settings.database_url.get_secret_value() if self.settings.database_url else ""
-        params = conninfo_to_dict(url)
+        url = self._url
+        try:
+            params = conninfo_to_dict(url)
+            port = str(params.get("port") or "")
+            if port and not all(p.strip().isdigit() for p in port.split(",")):
+                # psycopg resolves hosts itself and would report a bad port as an unknown host
+                raise psycopg.ProgrammingError(f'invalid integer value "{port}" for connection option "port"')
+        except psycopg.Error as exc:
+            raise connection_error(exc, url) from None
         extra: dict[str, str] = {}
         if "application_name" not in params:
-            extra["application_name"] = "pgcode"
+            extra["application_name"] = APPLICATION_NAME
+        if "connect_timeout" not in params:  # an unanswering host fails in seconds, not after the OS gives up
+            extra["connect_timeout"] = str(CONNECT_TIMEOUT_S)
         if check_interval:
             extra["options"] = f"{params.get('options', '')} {_CHECK_INTERVAL}".strip()
         return make_conninfo(url, **extra)
 
     async def open(self) -> None:
         """Connect once to learn the server, then open the pool."""
+        conninfo = self._conninfo(check_interval=False)
         try:
-            async with await AsyncConnection.connect(self._conninfo(check_interval=False), autocommit=True) as conn:
+            async with await AsyncConnection.connect(conninfo, autocommit=True) as conn:
                 self._caps = await self._read_capabilities(conn)
+        except psycopg.OperationalError as exc:
+            if exc.sqlstate is None:  # connecting failed; a query error after connecting keeps its SQLSTATE
+                raise connection_error(exc, self._url) from None
+            raise from_db_error(exc) from None
         except psycopg.Error as exc:
             raise from_db_error(exc) from None
         s = self.settings
@@ -272,6 +307,27 @@ class Database:
     def mark_discarded(self, conn: Conn) -> None:
         """`conn` ran DISCARD ALL after its last transaction: its return to the pool need not run it again."""
         self._discarded.add(conn)
+
+    async def check_reachable(self) -> None:
+        """Raise the typed connection error (CONNECTION_FAILED, AUTH_FAILED, ...) when a new connection fails now."""
+        try:
+            conn = await AsyncConnection.connect(self._conninfo(check_interval=False), autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise connection_error(exc, self._url) from None
+        await conn.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Conn]:
+        """A pooled connection; when none comes in time because the database is down, say why, not BUSY."""
+        try:
+            conn = await self.pool.getconn()
+        except PoolTimeout:
+            await self.check_reachable()
+            raise
+        try:
+            yield conn
+        finally:
+            await self.pool.putconn(conn)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -314,7 +370,7 @@ class Database:
         COMMIT and the pool's DISCARD ALL share one round trip too. `opening` replaces the usual statements
         (a code execution's concurrent read joins its snapshot)."""
         timeout = self.timeout_literal(timeout_ms)
-        async with self.pool.connection() as conn:
+        async with self.connection() as conn:
             if mode is TxMode.AUTOCOMMIT:  # session-level settings: undone by DISCARD ALL on return
                 as_role = sql.SQL("SET ROLE {}; ").format(sql.Identifier(role)) if role else sql.SQL("")
                 await conn.execute(sql.SQL("{}SET statement_timeout = {}").format(as_role, sql.Literal(timeout)))

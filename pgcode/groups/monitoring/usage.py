@@ -118,7 +118,8 @@ class ConnectionStatsIn(ToolInput):
                                                        "wait event instead of the sessions")
     include_background: bool = Field(False, description="Include background processes (autovacuum, walwriter, ...), "
                                                         "not only client sessions")
-    include_self: bool = Field(False, description="Include the session pgcode uses to answer this call")
+    include_self: bool = Field(False, description="Include pgcode's own sessions (application_name 'pgcode': the one "
+                                                  "answering this call, its pool and held transactions)")
     query_max_length: int = Field(200, ge=0, le=100_000, description="Cut each query text to this many characters")
     limit: int = Field(1000, ge=1, le=10_000, description="Most sessions (or groups) to return")
 
@@ -132,6 +133,7 @@ async def connection_stats(ctx: ToolContext, args: ConnectionStatsIn) -> list[di
     session waits for. With groupBy, returns counts per state, database, user, application or wait event
     (total, active, idle, idle_in_transaction, waiting_on_locks, longest_duration) instead.
     pg.monitoring.activeConnections() is this tool with its defaults: the list of client sessions.
+    pgcode's own sessions are left out unless includeSelf is true.
     """
     await set_lock_timeout(ctx)
     if args.group_by is None:
@@ -140,5 +142,6 @@ async def connection_stats(ctx: ToolContext, args: ConnectionStatsIn) -> list[di
         tail = _GROUPED.format(key=_GROUP_KEYS[args.group_by], name=sql.Identifier(args.group_by.value))
     return await ctx.fetch(load_query("connection_stats").format(tail=tail), {
         "include_background": args.include_background, "include_self": args.include_self,
+        "own_app": ctx.rt.db.application_name,
         "state": args.state.value if args.state else None, "database": args.database, "user": args.user,
         "application": args.application, "query_max": args.query_max_length, "limit": args.limit})

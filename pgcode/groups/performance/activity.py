@@ -37,7 +37,8 @@ class StatActivityIn(ToolInput):
     application_name: str | None = Field(None, max_length=64, description="Only sessions of this application")
     all_databases: bool = Field(False, description="Include sessions connected to other databases")
     include_background: bool = Field(False, description="Include background workers, autovacuum, walsenders ...")
-    include_self: bool = Field(False, description="Include the session running this tool")
+    include_self: bool = Field(False, description="Include pgcode's own sessions (application_name 'pgcode': the "
+                                                  "one running this tool, its pool and held transactions)")
     query_max_length: int = Field(500, ge=20, le=QUERY_TEXT_MAX, description="Cut query texts to this length")
     limit: int = Field(100, ge=1, le=10_000, description="Most sessions to return, longest-running first")
 
@@ -53,11 +54,14 @@ async def stat_activity(ctx: ToolContext, args: StatActivityIn) -> dict[str, Any
         "qlen": args.query_max_length, "all_backends": args.include_background, "all_databases": args.all_databases,
         "include_idle": args.include_idle or args.state is SessionState.IDLE,
         "state": args.state.value if args.state else None, "usename": args.usename,
-        "application": args.application_name, "include_self": args.include_self, "limit": args.limit + 1})
+        "application": args.application_name, "include_self": args.include_self, "own_app": own_app(ctx),
+        "limit": args.limit + 1})
     sessions, truncated = cut(rows, args.limit)
     by_state = await ctx.fetch(
         "SELECT coalesce(state, 'unknown') AS state, count(*) AS count FROM pg_stat_activity "
-        "WHERE backend_type = 'client backend' AND datname = current_database() GROUP BY 1 ORDER BY 2 DESC, 1")
+        "WHERE backend_type = 'client backend' AND datname = current_database() "
+        "AND (%s OR application_name IS DISTINCT FROM %s) GROUP BY 1 ORDER BY 2 DESC, 1",
+        (args.include_self, own_app(ctx)))
     return {"sessions": sessions, "count": len(sessions), "truncated": truncated,
             "by_state": {r["state"]: r["count"] for r in by_state}}
 
@@ -67,7 +71,8 @@ class LocksIn(ToolInput):
     blocking_only: bool = Field(False, description="Only locks in a blocked/blocking pair")
     relation: str | None = Field(None, max_length=IDENT_MAX, description="Only locks on the table with this name")
     all_databases: bool = Field(False, description="Include locks in other databases")
-    include_self: bool = Field(False, description="Include the locks of the session running this tool")
+    include_self: bool = Field(False, description="Include the locks of pgcode's own sessions (the one running this "
+                                                  "tool, its pool, held transactions) that block no one")
     query_max_length: int = Field(300, ge=20, le=QUERY_TEXT_MAX, description="Cut query texts to this length")
     limit: int = Field(500, ge=1, le=10_000, description="Most locks to return, those in blocking pairs first")
 
@@ -78,6 +83,7 @@ async def locks(ctx: ToolContext, args: LocksIn) -> list[dict[str, Any]]:
 
     A waiting lock names the pids it waits for in blocked_by; a held lock names the pids waiting on it in
     blocking. Locks of pairs come first. waiting_seconds needs PostgreSQL 14+ (pg_locks.waitstart).
+    pgcode's own sessions' locks are left out unless they block someone (includeSelf shows them all).
     """
     if ctx.server_version >= _WAITSTART:
         waiting = "round(extract(epoch FROM now() - x.waitstart)::numeric, 3)"
@@ -88,7 +94,12 @@ async def locks(ctx: ToolContext, args: LocksIn) -> list[dict[str, Any]]:
     return await ctx.fetch(query, {
         "include_self": args.include_self, "qlen": args.query_max_length, "granted": args.granted,
         "blocking_only": args.blocking_only, "relation": args.relation, "all_databases": args.all_databases,
-        "limit": args.limit})
+        "own_app": own_app(ctx), "limit": args.limit})
+
+
+def own_app(ctx: ToolContext) -> str:
+    """application_name of pgcode's own sessions, which session and lock summaries leave out unless asked."""
+    return ctx.rt.db.application_name
 
 
 async def blocking_pairs(ctx: ToolContext, limit: int = 50) -> list[Row]:

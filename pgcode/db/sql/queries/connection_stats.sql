@@ -27,7 +27,8 @@ WITH sessions AS (
     FROM pg_stat_activity a
     LEFT JOIN pg_roles r ON r.oid = a.usesysid
     WHERE (%(include_background)s OR a.backend_type = 'client backend')
-      AND (%(include_self)s OR a.pid <> pg_backend_pid())
+      -- pgcode's own sessions (its pool, this call's included) unless asked for
+      AND (%(include_self)s OR (a.pid <> pg_backend_pid() AND a.application_name IS DISTINCT FROM %(own_app)s))
       AND (%(state)s::text IS NULL OR a.state = %(state)s)
       AND (%(database)s::text IS NULL OR a.datname = %(database)s)
       AND (%(user)s::text IS NULL OR a.usename = %(user)s)

@@ -1,9 +1,11 @@
 -- Locks with their sessions. A waiting lock lists the pids blocking it (blocked_by); a held lock lists the
 -- pids waiting for that same lock target because of it (blocking). {waiting} differs by version.
+-- pgcode's own sessions' locks are left out unless asked for (include_self), or unless they block someone.
 WITH l AS (
     SELECT l.*, a.datname AS session_database, a.usename, a.application_name, a.state, a.query, a.xact_start,
            a.state_change,
-           CASE WHEN NOT l.granted THEN pg_blocking_pids(l.pid) ELSE '{{}}'::int[] END AS blocked_by
+           CASE WHEN NOT l.granted THEN pg_blocking_pids(l.pid) ELSE '{{}}'::int[] END AS blocked_by,
+           coalesce(a.application_name = %(own_app)s, false) AS own
     FROM pg_locks l
     LEFT JOIN pg_stat_activity a ON a.pid = l.pid
     WHERE (%(include_self)s OR l.pid IS DISTINCT FROM pg_backend_pid())
@@ -45,6 +47,7 @@ LEFT JOIN pg_class c ON c.oid = x.relation AND x.database = (SELECT oid FROM pg_
                                                              WHERE datname = current_database())
 LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE (%(granted)s::bool IS NULL OR x.granted = %(granted)s)
+  AND (%(include_self)s OR NOT x.own OR cardinality(x.blocked_by) > 0 OR cardinality(x.blocking) > 0)
   AND (NOT %(blocking_only)s OR cardinality(x.blocked_by) > 0 OR cardinality(x.blocking) > 0)
   AND (%(relation)s::text IS NULL OR c.relname = %(relation)s)
   -- this database's objects, shared catalogs (database 0), and transaction/virtualxid locks of its sessions

@@ -28,6 +28,7 @@ WHERE (%(all_backends)s OR a.backend_type = 'client backend')
   AND (%(state)s::text IS NULL OR a.state = %(state)s)
   AND (%(usename)s::text IS NULL OR a.usename = %(usename)s)
   AND (%(application)s::text IS NULL OR a.application_name = %(application)s)
-  AND (%(include_self)s OR a.pid <> pg_backend_pid())
+  -- pgcode's own sessions (its pool, this call's included) unless asked for
+  AND (%(include_self)s OR (a.pid <> pg_backend_pid() AND a.application_name IS DISTINCT FROM %(own_app)s))
 ORDER BY duration_seconds DESC NULLS LAST, a.pid
 LIMIT %(limit)s
