@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("tool", help="tool name, e.g. pg_list_tables")
     c.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments (default {})")
     r = add("run", help="run a code-mode script: result JSON on stdout, logs on stderr",
-                       epilog=_ENVIRONMENT, parents=[db])
+                       parents=[common, db])
     r.add_argument("file", help="a .js or .ts file, or - for standard input")
     r.add_argument("--readonly", action="store_true", help="allow only read tools, in READ ONLY transactions")
     r.add_argument("--input", dest="input_file", help="JSON file whose value the code sees as `input`")
@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
                    "maximum, PGCODE_CODEMODE_MAX_MEMORY_MB, caps it)")
     r.add_argument("--tools", help="allow-list: comma-separated group and/or tool names, e.g. core,pg_table_stats")
     rep = add("report", help="write a health report: findings worst first, sizes, connections, cache",
-                         epilog=_ENVIRONMENT, parents=[db])
+                         parents=[common, db])
     rep.add_argument("--format", choices=("html", "md", "json"), help="html, md or json (default: from the "
                      "--output suffix, else md)")
     rep.add_argument("--output", help="file to write (default: standard output)")
@@ -181,6 +181,10 @@ def _tools(settings: Settings, as_json: bool, group: str | None) -> int:
               file=sys.stderr)
         return 2
     specs = [s for s in visible_tools(rt, LOCAL_PRINCIPAL) if group in (None, s.group)]
+    if not settings.codemode:
+        from pgcode.codemode.api import OFF_NOTE
+
+        print(OFF_NOTE, file=sys.stderr)
     if as_json:
         print(json.dumps([describe(s) for s in specs], indent=2))
         return 0
@@ -190,10 +194,6 @@ def _tools(settings: Settings, as_json: bool, group: str | None) -> int:
         print(f"{s.name:<34} pg.{s.group}.{s.method:<28} {s.effect.value:<11} {s.title}{also}")
     if settings.read_only:
         print(f"read-only: {len(specs)} tools shown, the ones a read-only server serves", file=sys.stderr)
-    if not settings.codemode:
-        from pgcode.codemode.api import OFF_NOTE
-
-        print(OFF_NOTE, file=sys.stderr)
     return 0
 
 

@@ -446,12 +446,13 @@ async def test_failed_first_statement_reports_sqlstate_position_and_rolls_back(
     assert rows_of(conn, items)[0] == (1, "z")
 
 
-async def test_lost_connection_is_busy_not_internal(single: Runtime, conn: psycopg.Connection[Any]) -> None:
+async def test_lost_connection_is_connection_failed_not_internal(single: Runtime,
+                                                                  conn: psycopg.Connection[Any]) -> None:
     out = await single.invoke("pg_read_query", {"sql": "SELECT pg_backend_pid() AS pid"}, READER)
     conn.execute("SELECT pg_terminate_backend(%s)", (out["rows"][0]["pid"],))  # a restart, for this connection
     with pytest.raises(ToolError) as exc:
         await single.invoke("pg_read_query", {"sql": "SELECT 1 AS one"}, READER)
-    err = assert_tool_error(exc, "BUSY", "connection was lost")
+    err = assert_tool_error(exc, "CONNECTION_FAILED", "connection to the database was lost")
     assert err.http_status == 503 and err.details["retryAfterSeconds"] > 0
     out = await single.invoke("pg_read_query", {"sql": "SELECT 1 AS one"}, READER)  # the pool recovered
     assert out["rows"] == [{"one": 1}]

@@ -4,6 +4,7 @@ tables, sequential scans, a blocking lock, a real statement workload), its refus
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -753,3 +754,17 @@ async def test_example_shapes_without_code_mode(call: Call, perf: str) -> None:
     assert isinstance(locks, list)
     database = await call("pg_performance_baseline", {})
     assert 0 <= database["cache_hit_ratio"] <= 1
+
+
+async def test_stat_statements_leaves_out_pgcode_own_calls(call: Call, perf: str, pgss: None,
+                                                           conn: psycopg.Connection[Any]) -> None:
+    marker = f"pgcode_self_{uuid.uuid4().hex[:8]}"
+    for _ in range(10):  # calls enough that a nearly full pg_stat_statements keeps the entry
+        await call("pg_read_query", {"sql": f"SELECT 1 AS {marker}"})  # runs as pgcode_read
+    kept = conn.execute("SELECT count(*) FROM pg_stat_statements WHERE strpos(query, %s) > 0", (marker,)).fetchone()
+    if not kept or not kept[0]:
+        pytest.skip("pg_stat_statements is full and evicted the entry before it could be listed")
+    hidden = await call("pg_stat_statements", {"search": marker})
+    shown = await call("pg_stat_statements", {"search": marker, "includeSelf": True})
+    assert hidden["count"] == 0
+    assert shown["count"] == 1 and shown["statements"][0]["username"] == "pgcode_read"

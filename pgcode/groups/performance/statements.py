@@ -92,6 +92,14 @@ class StatStatementsIn(ToolInput):
                                description="Only statements whose text contains this (case-insensitive)")
     all_databases: bool = Field(False, description="Include statements of every database, not just this one")
     query_max_length: int = Field(1000, ge=20, le=QUERY_TEXT_MAX, description="Cut query texts to this length")
+    include_self: bool = Field(False, description="Also list the statements pgcode's own read and write calls ran "
+                                                  "(as pgcode_read / pgcode_write)")
+
+
+def without_pgcode(ctx: ToolContext) -> tuple[sql.Composable, dict[str, Any]]:
+    """A condition on select_statements leaving out what pgcode's own calls ran: they run as the scope roles."""
+    roles = [ctx.rt.roles.read_role, ctx.rt.roles.write_role] if ctx.rt.roles.enabled else []
+    return sql.SQL("AND coalesce(r.rolname, '') <> ALL(%(own_roles)s::text[])"), {"own_roles": roles}
 
 
 @tool(group="performance", effect=Effect.READ, extensions=("pg_stat_statements",))
@@ -99,11 +107,13 @@ async def stat_statements(ctx: ToolContext, args: StatStatementsIn) -> dict[str,
     """Top statements from pg_stat_statements: calls, total/mean/max time (ms), rows, cache hits, share of time.
 
     Column names are the same on every version (1.8 renamed total_time to total_exec_time, 1.11 renamed the
-    block timing columns). Times are in milliseconds since the statistics were last reset.
+    block timing columns). Times are in milliseconds since the statistics were last reset. pgcode's own
+    statements (its read and write calls, run as its scope roles) are left out unless includeSelf.
     """
+    extra, extra_params = (sql.SQL(""), {}) if args.include_self else without_pgcode(ctx)
     rows, truncated = await select_statements(
         ctx, order=args.order_by.value, limit=args.limit, qlen=args.query_max_length, min_calls=args.min_calls,
-        search=args.search, all_databases=args.all_databases)
+        search=args.search, all_databases=args.all_databases, extra=extra, extra_params=extra_params)
     return {"statements": rows, "count": len(rows), "truncated": truncated, "order_by": args.order_by.value,
             **await statements_info(ctx)}
 
