@@ -70,7 +70,8 @@ def password_server() -> Iterator[dict[str, Any]]:
     srv = get_server(pgdata, cleanup_mode="stop")
     hba = pgdata / "pg_hba.conf"
     hba.write_text(f"local all {ROLE} scram-sha-256\n" + hba.read_text())
-    admin = srv.get_uri("postgres")
+    # The port spelled out: the PGPORT of the test cluster in the environment must not redirect this URL.
+    admin = make_conninfo(srv.get_uri("postgres"), port=str(srv.get_postmaster_info().port))
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {ROLE} LOGIN SUPERUSER PASSWORD '{PASSWORD}'")
         conn.execute("SELECT pg_reload_conf()")

@@ -94,7 +94,7 @@ async def unvalidated_constraints(ctx: ToolContext, t: Thresholds, cov: Coverage
 @check("duplicate_indexes", AREA, "indexes", "catalog")
 async def duplicate_indexes(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """Duplicate indexes (same definition) and redundant ones (their columns lead another btree index)."""
-    rows = await ctx.fetch(load_query("health_duplicate_indexes"), {
+    rows = await ctx.fetch(load_query("duplicate_indexes"), {
         "schema": None, "table": None, "system": SYSTEM_SCHEMAS, "limit": 10_000, "locked": cov.locks.oids})
     cov.skip_locked(TABLES + INDEXES)  # comparing definitions needs the lock-taking pg_get_expr
     conn = await ctx.conn()
@@ -113,7 +113,7 @@ async def duplicate_indexes(ctx: ToolContext, t: Thresholds, cov: Coverage) -> C
 async def unused_indexes(ctx: ToolContext, t: Thresholds, cov: Coverage) -> CheckResult:
     """Never-scanned indexes over the size limit, largest first, judged against how long statistics have run."""
     last_scan = "s.last_idx_scan" if ctx.server_version >= _LAST_IDX_SCAN else "NULL::timestamptz"
-    rows = await ctx.fetch(load_query("health_unused_indexes").format(last_scan=sql.SQL(last_scan)), {
+    rows = await ctx.fetch(load_query("unused_indexes").format(last_scan=sql.SQL(last_scan)), {
         "include_unique": False, "min_size": t.unused_index_min_bytes, "schema": None, "table": None,
         "system": SYSTEM_SCHEMAS, "limit": 10_000, "locked": cov.locks.oids})
     cov.around(rows, "definition, and sizes (relpages estimates shown)", "name", "table")

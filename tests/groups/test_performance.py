@@ -768,3 +768,23 @@ async def test_stat_statements_leaves_out_pgcode_own_calls(call: Call, perf: str
     shown = await call("pg_stat_statements", {"search": marker, "includeSelf": True})
     assert hidden["count"] == 0
     assert shown["count"] == 1 and shown["statements"][0]["username"] == "pgcode_read"
+
+
+async def test_index_tools_work_around_a_locked_table(call: Call, dsn: str, conn: psycopg.Connection[Any],
+                                                      perf: str) -> None:
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {perf}.migrating (a int, b int)")
+    conn.execute(f"CREATE INDEX IF NOT EXISTS migrating_a ON {perf}.migrating (a)")
+    conn.execute(f"CREATE INDEX IF NOT EXISTS migrating_a_b ON {perf}.migrating (a, b)")
+    with psycopg.connect(dsn) as holder:
+        holder.execute(f"LOCK TABLE {perf}.migrating IN ACCESS EXCLUSIVE MODE")
+        dupes = await call("pg_duplicate_indexes", {"schema": perf})
+        unused = await call("pg_unused_indexes", {"schema": perf, "minSizeBytes": 0})
+        holder.rollback()
+    assert f"{perf}.migrating" in {s["object"] for s in dupes["skipped"]}
+    assert "migrating_a" not in {r["index"] for r in dupes["indexes"]}  # its definition could not be read
+    assert "locked by pid" in dupes["skipped"][0]["reason"]
+    locked = [r for r in unused["indexes"] if r["table"] == "migrating"]
+    assert locked and all(r["definition"] is None for r in locked)
+    # positive control: unlocked, the redundant index is found
+    after = await call("pg_duplicate_indexes", {"schema": perf})
+    assert "migrating_a" in {r["index"] for r in after["indexes"]}

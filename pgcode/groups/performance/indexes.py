@@ -14,6 +14,7 @@ from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
 from pgcode.groups._common import IDENT_MAX
 from pgcode.groups.performance._shared import cut, resolve_table
 from pgcode.groups.performance._workload import workload_queries
+from pgcode.health.locks import locked_relations, skipped
 from pgcode.health.probes import stats_window
 from pgcode.types import Effect
 
@@ -152,9 +153,10 @@ async def unused_indexes(ctx: ToolContext, args: UnusedIndexesIn) -> dict[str, A
     if table is not None:
         schema, table = await resolve_table(ctx, table, schema)
     last_scan = "s.last_idx_scan" if ctx.server_version >= _LAST_IDX_SCAN else "NULL::timestamptz"
+    locks = await locked_relations(ctx)  # their sizes are estimated and definitions left out: no lock wait
     rows = await ctx.fetch(load_query("unused_indexes").format(last_scan=sql.SQL(last_scan)), {
         "include_unique": args.include_unique, "min_size": args.min_size_bytes, "schema": schema, "table": table,
-        "system": SYSTEM_SCHEMAS, "limit": args.limit + 1})
+        "system": SYSTEM_SCHEMAS, "limit": args.limit + 1, "locked": locks.oids})
     indexes, truncated = cut(rows, args.limit)
     window = await stats_window(ctx)
     days = window["observed_days"]
@@ -165,6 +167,8 @@ async def unused_indexes(ctx: ToolContext, args: UnusedIndexesIn) -> dict[str, A
     if not confident:
         out["note"] = (f"statistics cover only {days:.1f} days (since {window['observed_since']}); an index used "
                        "by weekly or monthly jobs may look unused")
+    if locks.oids:
+        out["skipped"] = skipped(locks.user_relations("rpiI"), "definition; size estimated from relpages")
     return out
 
 
@@ -185,12 +189,17 @@ async def duplicate_indexes(ctx: ToolContext, args: DuplicateIndexesIn) -> dict[
     schema, table = args.schema_, args.table
     if table is not None:
         schema, table = await resolve_table(ctx, table, schema)
+    locks = await locked_relations(ctx)  # comparing their definitions would wait on the lock: left out
     rows = await ctx.fetch(load_query("duplicate_indexes"), {"schema": schema, "table": table,
-                                                             "system": SYSTEM_SCHEMAS, "limit": args.limit + 1})
+                                                             "system": SYSTEM_SCHEMAS, "limit": args.limit + 1,
+                                                             "locked": locks.oids})
     found, truncated = cut(rows, args.limit)
     conn = await ctx.conn()
     for r in found:
         r["drop_statement"] = sql.SQL("DROP INDEX CONCURRENTLY {}").format(
             sql.Identifier(r["schema"], r["index"])).as_string(conn)
-    return {"indexes": found, "count": len(found), "truncated": truncated,
-            "reclaimable_bytes": sum(r["size_bytes"] for r in found)}
+    out = {"indexes": found, "count": len(found), "truncated": truncated,
+           "reclaimable_bytes": sum(r["size_bytes"] for r in found)}
+    if locks.oids:
+        out["skipped"] = skipped(locks.user_relations("rpiI"))
+    return out

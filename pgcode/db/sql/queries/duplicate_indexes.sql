@@ -1,7 +1,9 @@
 -- Indexes made redundant by another index on the same table: exact duplicates (same method, key and
 -- INCLUDE columns, operator classes, collations, expressions and predicate), and btree indexes whose key
 -- columns are a leading prefix of another's. The index that backs a constraint, is unique, or is older is kept.
-WITH idx AS (
+-- tables and indexes another session locks are left
+-- out, because pg_get_expr and pg_get_indexdef take ACCESS SHARE on the table, which would wait.
+WITH idx AS MATERIALIZED (  -- materialized: the lock guard filters before the definitions are read
     SELECT x.indexrelid, x.indrelid, n.nspname AS schema, t.relname AS table, i.relname AS name,
            am.amname AS method, x.indkey::text AS keys, x.indnkeyatts,
            (string_to_array(x.indkey::text, ' ')::int[])[1:x.indnkeyatts] AS key_cols,
@@ -19,7 +21,8 @@ WITH idx AS (
     JOIN pg_class t ON t.oid = x.indrelid
     JOIN pg_namespace n ON n.oid = t.relnamespace
     JOIN pg_am am ON am.oid = i.relam
-    WHERE i.relkind = 'i'
+    WHERE i.relkind = 'i' AND x.indrelid::bigint <> ALL (%(locked)s::bigint[])
+      AND x.indexrelid::bigint <> ALL (%(locked)s::bigint[])
       AND (%(schema)s::text IS NULL OR n.nspname = %(schema)s)
       AND (%(table)s::text IS NULL OR t.relname = %(table)s)
       AND (%(schema)s::text IS NOT NULL OR (n.nspname <> ALL (%(system)s) AND n.nspname NOT LIKE 'pg\_toast%%'
