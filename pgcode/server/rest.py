@@ -67,10 +67,16 @@ def rest_routes(rt: Runtime) -> list[Route]:
             return error_response(ToolError(ErrorCode.NOT_FOUND, f"there is no tool named {name!r}"))
         return JSONResponse(describe(spec))
 
+    exposed = rt.registry.select(rt.settings.tools)
+
     async def call_tool(request: Request) -> Response:
+        name = request.path_params["name"]
         try:
+            if name not in exposed:  # PGCODE_TOOLS hides it on every face, as an unknown tool
+                raise ToolError(ErrorCode.NOT_FOUND, f"there is no tool named {name!r} on this server",
+                                hint="GET /v1/tools lists the tools it serves (PGCODE_TOOLS chooses them)")
             args = await request_json(request)
-            result = await rt.invoke(request.path_params["name"], args, request_principal(request))
+            result = await rt.invoke(name, args, request_principal(request))
         except ToolError as err:
             return error_response(err, request, rt)
         return JSONResponse(result)

@@ -156,6 +156,10 @@ async def test_rest_catalog_follows_the_same_setting(settings: Settings) -> None
                 transport=httpx2.ASGITransport(app=app), base_url="http://127.0.0.1") as http:
             listed = (await http.get("/v1/tools")).json()
             hidden = await http.get("/v1/tools/pg_list_tables")
+            called = await http.post("/v1/tools/pg_list_tables", json={})
+            served = await http.post("/v1/tools/pg_cache_hit_ratio", json={})
     names = {t["name"] for t in (listed["tools"] if isinstance(listed, dict) else listed)}
     assert names == {s.name for s in SPECS if s.group == "performance"}
     assert hidden.status_code == 404
+    assert called.status_code == 404 and called.json()["error"]["code"] == "NOT_FOUND"  # not served, not run
+    assert served.status_code == 200  # positive control: a tool of the chosen group runs
