@@ -354,3 +354,25 @@ async def test_read_only_server_without_pgcode_schema_audits_to_a_file(dsn: str,
             assert one(c, "SELECT count(*) FROM pg_class WHERE relname = 'nope'") == 0
     finally:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(bare)))
+
+
+async def test_one_principal_cannot_take_every_sandbox_worker(rt: Runtime) -> None:
+    from pgcode.codemode.engine import CodeMode, ExecRequest
+    from pgcode.codemode.settings import CodeModeSettings
+
+    cm = CodeMode(rt, CodeModeSettings(workers=2, default_timeout_ms=1000))  # one worker each: workers - 1
+    assert cm.settings.per_principal == 1
+    alice, bob = (Principal.with_scope(name, Scope.ADMIN) for name in ("alice", "bob"))
+    try:
+        await cm.pool()
+        busy = "const t0 = Date.now(); while (Date.now() - t0 < 2000) {} return 'done'"
+        first = asyncio.create_task(cm.execute(ExecRequest(code=busy, timeout_ms=5000), alice))
+        await asyncio.sleep(0.3)
+        second = await cm.execute(ExecRequest(code="return 1"), alice)
+        other = await cm.execute(ExecRequest(code="return 2"), bob)
+        done = await first
+    finally:
+        await cm.close()
+    assert second["success"] is False and second["error"]["code"] == "BUSY"
+    assert other["success"] is True and other["result"] == 2  # another principal still gets the free worker
+    assert done["success"] is True and done["result"] == "done"

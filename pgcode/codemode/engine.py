@@ -18,6 +18,8 @@ from pgcode.codemode.pool import PoolClosed, WorkerHandle, WorkerPool
 from pgcode.codemode.protocol import Kind, ProtocolError, read_frame, write_frame
 from pgcode.codemode.settings import CodeModeSettings
 from pgcode.core.runtime import Runtime
+from pgcode.errors import ToolError
+from pgcode.guard.fairshare import FairShare
 from pgcode.types import Principal
 
 _CODE_RE = re.compile(r"^[A-Z][A-Z_]{1,39}$")
@@ -52,6 +54,8 @@ class CodeMode:
         self.api = SandboxApi(rt.registry)
         self.history = History(rt, self.settings.history_days)
         self._pool: WorkerPool | None = None
+        self.shares = FairShare(self.settings.per_principal, self.settings.workers,
+                                timeout_s=self.settings.default_timeout_ms / 1000)
         self._pool_lock = asyncio.Lock()
 
     async def pool(self) -> WorkerPool:
@@ -99,7 +103,11 @@ class CodeMode:
         else:
             timeout_ms = min(req.timeout_ms or self.settings.default_timeout_ms, self.settings.max_timeout_ms)
             try:
-                meta, value = await self._run(req, bridge, timeout_ms, memory["memoryLimitMB"], allowance)
+                # One principal never holds every sandbox worker; waiting for a share is part of the time limit.
+                async with self.shares.slot(principal.subject, admin=False):
+                    meta, value = await self._run(req, bridge, timeout_ms, memory["memoryLimitMB"], allowance)
+            except ToolError as busy:
+                meta = {"ok": False, "error": error(busy.code.value, busy.message)}
             finally:
                 await bridge.close()
         out = self._output(meta, value, bridge, loop.time() - t0)

@@ -42,6 +42,12 @@ class CodeModeSettings(BaseModel):
     max_log_entry_chars: int = Field(8_192, ge=16, le=1_000_000)
     recycle_after: int = Field(1_000, ge=1, description="executions after which a worker is replaced")
     history_days: int = Field(30, ge=1, le=3650, description="execution history retention")
+    max_per_principal: int | None = Field(None, ge=1, le=64, description="executions one principal may run at "
+                                                                         "once (default: workers - 1, at least 1)")
+
+    @property
+    def per_principal(self) -> int:
+        return self.max_per_principal or max(1, self.workers - 1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CodeModeSettings:

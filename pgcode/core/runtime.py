@@ -40,7 +40,7 @@ class Runtime:
         self._components: dict[Callable[[Runtime], Component], Component] = {}
         self.limiter = RateLimiter(settings)
         self.audit = AuditLog(self.db, settings)
-        self.fairshare = FairShare(settings)
+        self.fairshare = FairShare.for_pool(settings)
         self.roles = RoleSeparation(False, settings.read_role, settings.write_role, "not checked yet")
 
     async def open(self) -> None:

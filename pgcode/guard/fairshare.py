@@ -1,8 +1,9 @@
-"""Fair shares of the connection pool: no principal takes every connection, and one stays free for admin.
+"""Fair shares of a scarce resource: no principal takes all of it, and a part can stay free for admin.
 
-A call takes a slot before it takes a pooled connection: one of its principal's (PGCODE_MAX_CALLS_PER_PRINCIPAL,
-default pool size - 2) and, unless the principal holds the admin scope, one of the pool size - 1 that non-admin
-calls share. A wait that outlasts the pool timeout answers BUSY (HTTP 503 with Retry-After), never a 500.
+The pool: a call takes a slot before it takes a pooled connection, one of its principal's
+(PGCODE_MAX_CALLS_PER_PRINCIPAL, default pool size - 2) and, unless the principal holds the admin scope, one of
+the pool size - 1 that non-admin calls share. Code mode: an execution takes one of its principal's before it
+takes a sandbox worker. A wait that outlasts the timeout answers BUSY (HTTP 503 with Retry-After), never a 500.
 """
 
 from __future__ import annotations
@@ -24,11 +25,16 @@ class _Slots:
 
 
 class FairShare:
-    def __init__(self, settings: Settings) -> None:
-        self.per_principal = settings.calls_per_principal
-        self.timeout_s = settings.pool_timeout_s
-        self._shared = _Slots(max(1, settings.pool_max_size - 1))
+    def __init__(self, per_principal: int, shared: int, timeout_s: float) -> None:
+        self.per_principal = per_principal
+        self.timeout_s = timeout_s
+        self._shared = _Slots(shared)
         self._principals: dict[str, _Slots] = {}
+
+    @classmethod
+    def for_pool(cls, settings: Settings) -> FairShare:
+        """The pool's shares: one connection always left for admin."""
+        return cls(settings.calls_per_principal, max(1, settings.pool_max_size - 1), settings.pool_timeout_s)
 
     @asynccontextmanager
     async def slot(self, principal: str, *, admin: bool) -> AsyncIterator[None]:
@@ -39,9 +45,9 @@ class FairShare:
         own.holders += 1
         try:
             async with AsyncExitStack() as stack:
-                await self._take(stack, own, f"{principal} already runs {self.per_principal} database calls at once")
+                await self._take(stack, own, f"{principal} already runs {self.per_principal} at once")
                 if not admin:
-                    await self._take(stack, self._shared, "every connection non-admin calls may use is taken")
+                    await self._take(stack, self._shared, "every share non-admin callers may use is taken")
                 yield
         finally:
             own.holders -= 1

@@ -12,7 +12,7 @@ import pytest
 
 from pgcode.codemode.engine import engine
 from pgcode.core.runtime import Runtime
-from pgcode.types import LOCAL_PRINCIPAL
+from pgcode.types import LOCAL_PRINCIPAL, Principal, Scope
 from tests.codemode._helpers import ok
 from tests.fix_db import assert_tool_error
 
@@ -52,8 +52,10 @@ async def test_validate_takes_no_worker_even_when_all_are_busy(rt: Runtime) -> N
     cm = engine(rt)
     pool = await cm.pool()
     busy_code = "const t0 = Date.now(); while (Date.now() - t0 < 2500) {} return 'done'"
-    runs = [asyncio.ensure_future(rt.invoke("pg_execute_code", {"code": busy_code, "timeout": 20_000},
-                                            LOCAL_PRINCIPAL)) for _ in range(cm.settings.workers)]
+    # one admin per worker: a single principal may hold only workers - 1 of them (its fair share)
+    admins = [Principal.with_scope(f"admin-{i}", Scope.ADMIN) for i in range(cm.settings.workers)]
+    runs = [asyncio.ensure_future(rt.invoke("pg_execute_code", {"code": busy_code, "timeout": 20_000}, admin))
+            for admin in admins]
     try:
         for _ in range(200):
             if len(pool.busy) == cm.settings.workers:
