@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,8 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+
+from tests._serve import free_port, serving
 
 _DB_VARS = ("PGCODE_DATABASE_URL", "DATABASE_URL", "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER",
             "PGSERVICE")
@@ -138,35 +139,11 @@ async def test_readme_desktop_config_serves_over_stdio(dsn: str) -> None:
         assert ran.is_error is False and ran.structured_content["result"] == [{"one": 1}]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
 
 @pytest.fixture
 def served(dsn: str, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "pgcode", "serve", "--port", str(port)],
-                                env=_env(PGCODE_DATABASE_URL=dsn), stdout=subprocess.DEVNULL, stderr=err)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(f"pgcode serve did not come up: {log.read_text()}")
+    with serving(_env(PGCODE_DATABASE_URL=dsn), tmp_path / "serve.log") as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_serve_answers_rest_and_mcp_over_a_real_socket(served: str) -> None:
@@ -215,7 +192,7 @@ def test_demo_reset_restores_the_demo_data(demo_dir: Path) -> None:
                    '\\"sold\\"}\' WHERE data->>\'status\' = \'pending\'"}', env=env, timeout=180)
     assert sold.returncode == 0, sold.stdout + sold.stderr
     assert json.loads(_pgcode("call", "pg_count", pending, env=env).stdout)["count"] == 0
-    port = _free_port()
+    port = free_port()
     with (demo_dir / "serve.log").open("w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "pgcode", "demo", "--reset", "--port", str(port)],
                                 env=env, stdout=subprocess.DEVNULL, stderr=err)

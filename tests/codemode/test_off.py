@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from pgcode.core.runtime import Runtime
 from pgcode.server.app import create_app
 from pgcode.server.mcp import build_mcp_server
 from pgcode.settings import Settings
+from tests._serve import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -139,36 +138,11 @@ def test_cli_run_and_call_refuse_with_code_mode_off(dsn: str, tmp_path: Path) ->
     assert works.returncode == 0 and json.loads(works.stdout) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
 
 @pytest.fixture
 def served_off(dsn: str, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "pgcode", "serve", "--port", str(port)],
-                                env=_env(PGCODE_DATABASE_URL=dsn, PGCODE_CODEMODE="off"),
-                                stdout=subprocess.DEVNULL, stderr=err)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(f"pgcode serve did not come up: {log.read_text()}")
+    with serving(_env(PGCODE_DATABASE_URL=dsn, PGCODE_CODEMODE="off"), tmp_path / "serve.log") as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_serve_with_code_mode_off_over_a_real_socket(served_off: str) -> None:
