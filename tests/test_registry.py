@@ -12,7 +12,7 @@ from pydantic import Field
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import Registry, ToolInput, ToolSpec, load_registry, method_name, tool
 from pgcode.core.runtime import Runtime
-from pgcode.server.mcp import tool_definition
+from pgcode.server.mcp import mcp_schema, tool_definition
 from pgcode.types import Effect, Scope, TxMode
 
 SPECS = list(load_registry())
@@ -88,13 +88,16 @@ def test_method_name_rule(name: str, group: str, method: str) -> None:
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
-def test_every_input_field_is_described(spec: ToolSpec) -> None:
+def test_every_required_input_field_is_described(spec: ToolSpec) -> None:
+    """A required argument always says what it takes; an optional one may leave it to its name, type, enum and
+    default (the catalog is read on every turn), and then the tool's description covers anything more."""
     for field_name, info in spec.input_model.model_fields.items():
-        assert info.description and info.description.strip(), f"{spec.name}.{field_name}"
+        if info.is_required():
+            assert info.description and info.description.strip(), f"{spec.name}.{field_name}"
+        assert info.description is None or info.description.strip(), f"{spec.name}.{field_name}: blank"
     properties = spec.input_schema.get("properties", {})
     assert set(properties) == {info.alias or field_name for field_name, info in spec.input_model.model_fields.items()}
-    for key, prop in properties.items():
-        assert prop.get("description"), f"{spec.name}: {key} has no description in the schema"
+    for key in properties:
         assert "_" not in key, f"{spec.name}: schema key {key} is not camelCase"
     assert spec.input_schema.get("additionalProperties") is False
     assert spec.description.strip() and spec.title == spec.description.split("\n", 1)[0]
@@ -116,7 +119,7 @@ async def test_runtime_and_mcp_use_the_same_schema(rt: Runtime) -> None:
     assert rt.registry is load_registry()
     spec = rt.registry.get("pg_count")
     assert spec is not None
-    assert tool_definition(spec).input_schema == spec.input_schema
+    assert tool_definition(spec).input_schema == mcp_schema(spec.input_schema)
     assert set(spec.input_schema["properties"]) == {"table", "schema", "where", "column", "distinct"}
 
 
@@ -125,13 +128,15 @@ def test_mcp_annotations_follow_effect(spec: ToolSpec) -> None:
     definition = tool_definition(spec)
     ann = definition.annotations
     assert ann is not None
-    # Only hints that say something go on the wire (issue 18: a catalog a model can afford): destructive and
-    # idempotent mean nothing for a read-only tool, and the title is the tool's own.
-    assert definition.name == spec.name and definition.title == spec.title and ann.title is None
-    assert ann.read_only_hint is (spec.effect is Effect.READ)
-    if spec.effect is not Effect.READ:
-        assert ann.destructive_hint is (spec.effect is Effect.DESTRUCTIVE)
-    assert ann.open_world_hint is False
+    # Only hints that differ from the spec's defaults go on the wire (a catalog a model can afford): a read says
+    # it reads (destructive means nothing for it); a write says whether it destroys. The name is the title.
+    assert definition.name == spec.name and definition.title is None and ann.title is None
+    assert definition.description == spec.summary
+    if spec.effect is Effect.READ:
+        assert ann.read_only_hint is True and ann.destructive_hint is None
+    else:
+        assert ann.read_only_hint is None and ann.destructive_hint is (spec.effect is Effect.DESTRUCTIVE)
+    assert ann.open_world_hint is None and ann.idempotent_hint is None
 
 
 def test_mcp_annotations_of_known_tools() -> None:

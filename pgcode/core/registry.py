@@ -73,6 +73,11 @@ class ToolSpec:
         return self.description.split("\n", 1)[0]
 
     @property
+    def summary(self) -> str:
+        """The description's first paragraph as one line: what the tool does and returns."""
+        return " ".join(self.description.split("\n\n", 1)[0].split())
+
+    @property
     def methods(self) -> tuple[str, ...]:
         """Method names in the tool's own group: its own and same-group aliases."""
         return tuple(m for g, m in self.method_paths if g == self.group)

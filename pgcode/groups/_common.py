@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput
 from pgcode.db.sqlpolicy import denied_function, walk
@@ -27,9 +28,9 @@ class TableRef(ToolInput):
     """`table` (optionally `schema.table`) and `schema`."""
 
     table: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1,
-                       description="Table name; `schema.table` is accepted when `schema` is not given")
+                       description=arguments.TABLE)
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX,
-                                description="Schema of the table (default: public)")
+                                description=arguments.SCHEMA)
 
     @property
     def schema_name(self) -> str:

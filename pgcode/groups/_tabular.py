@@ -11,6 +11,7 @@ from psycopg import sql
 from psycopg.abc import Params
 from pydantic import BeforeValidator, Field, StringConstraints
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput
 from pgcode.db.sqlpolicy import where_fragment
@@ -190,14 +191,12 @@ async def fetch_limited(ctx: ToolContext, query: sql.Composable, params: Params 
 
 
 def limit_field(default: int = 100, maximum: int = 10_000) -> Any:
-    return Field(default, ge=1, le=maximum, description=f"Most rows to return (1-{maximum}); "
-                 "the result says truncated when there were more")
+    return Field(default, ge=1, le=maximum, description=arguments.LIMIT)
 
 
 def where_field() -> Any:
-    return Field(None, max_length=10_000, description="Optional row filter, a boolean condition such as "
-                 "status = 'active' (checked by the SQL policy)")
+    return Field(None, max_length=10_000, description=arguments.WHERE)
 
 
 def return_columns_field() -> Any:
-    return Field(None, max_length=100, description="Columns to return with each row (default: all columns)")
+    return Field(None, max_length=100, description=arguments.RETURN_COLUMNS)

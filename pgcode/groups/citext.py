@@ -8,6 +8,7 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext, optional
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
@@ -155,7 +156,7 @@ async def citext_convert_column(ctx: ToolContext, args: ConvertColumnIn) -> dict
 
 
 class ListColumnsIn(ToolInput):
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     limit: int = limit_field(1000)
 
 
@@ -233,7 +234,7 @@ async def _text_columns(ctx: ToolContext, schema: str | None, table: str | None,
 
 
 class AnalyzeCandidatesIn(ToolInput):
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     table: str | None = Field(None, min_length=1, max_length=IDENT_MAX, description="Only this table")
     sample_size: int = Field(1000, ge=10, le=100_000, description="Non-null values read per column, at most")
     max_columns: int = Field(200, ge=1, le=2000, description=(

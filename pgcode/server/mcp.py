@@ -11,6 +11,7 @@ from mcp.shared.exceptions import MCPError
 
 from pgcode import __version__
 from pgcode.codemode.api import OFF_NOTE, serves_code_mode
+from pgcode.core.arguments import glossary, is_shared
 from pgcode.core.invoke import visible_tools
 from pgcode.core.registry import ToolSpec
 from pgcode.core.runtime import Runtime
@@ -23,26 +24,51 @@ from pgcode.types import Effect
 INSTRUCTIONS = (
     "PostgreSQL admin tools. Read tools run in READ ONLY transactions; write, admin and destructive tools "
     "need the matching scope. Errors come back as isError results with a JSON body {error: {code, message, "
-    "hint}} that says what to change. Resources: pgcode://schema, pgcode://report/health, pgcode://codemode/docs."
+    "hint}} that says what to change. Each tool's full description: resource pgcode://tools/{name}. "
+    "Resources: pgcode://schema, pgcode://report/health, pgcode://codemode/docs. " + glossary()
 )
 
 
 def tool_definition(spec: ToolSpec) -> types.Tool:
+    """A tool as tools/list shows it: what a model needs to choose and call it, and no more.
+
+    The catalog is in a model's context on every turn, so it carries the description's first paragraph (the
+    whole text is the resource pgcode://tools/{name}), no title (the name is the title), and a schema without
+    what the server enforces anyway or the instructions say once (see mcp_schema).
+    """
     return types.Tool(
         name=spec.name,
-        title=spec.title,
-        description=spec.description,
-        input_schema=spec.input_schema,
+        description=spec.summary,
+        input_schema=mcp_schema(spec.input_schema),
         annotations=tool_annotations(spec.effect),
     )
 
 
+def mcp_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The input schema without `additionalProperties: false` (the server refuses unknown arguments, naming
+    them) and without the descriptions of shared arguments (the instructions carry those, see core.arguments)."""
+    out = {k: v for k, v in schema.items() if k != "additionalProperties"}
+    if "properties" in out:
+        out["properties"] = {name: _mcp_property(name, prop) for name, prop in out["properties"].items()}
+    if "$defs" in out:
+        out["$defs"] = {name: mcp_schema(d) for name, d in out["$defs"].items()}
+    return out
+
+
+def _mcp_property(name: str, prop: dict[str, Any]) -> dict[str, Any]:
+    if is_shared(name, prop.get("description")):
+        prop = {k: v for k, v in prop.items() if k != "description"}
+    if "items" in prop and isinstance(prop["items"], dict):
+        prop = {**prop, "items": mcp_schema(prop["items"])}
+    return mcp_schema(prop) if "properties" in prop else prop
+
+
 def tool_annotations(effect: Effect) -> types.ToolAnnotations:
-    """The hints that say something: destructive and idempotent mean nothing for a read-only tool (MCP spec)."""
+    """The hints that say something, and only where they differ from the spec's defaults (readOnlyHint false,
+    destructiveHint true): a read says it reads; a write says whether it destroys."""
     if effect is Effect.READ:
-        return types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
-    return types.ToolAnnotations(read_only_hint=False, destructive_hint=effect is Effect.DESTRUCTIVE,
-                                 open_world_hint=False)
+        return types.ToolAnnotations(read_only_hint=True)
+    return types.ToolAnnotations(destructive_hint=effect is Effect.DESTRUCTIVE)
 
 
 def structured(result: Any) -> dict[str, Any]:

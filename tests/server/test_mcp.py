@@ -23,7 +23,9 @@ async def _exercise(client: Any) -> None:
     assert {"pg_read_query", "pg_drop_table", "pg_transaction_begin"} <= set(tools)
     assert tools["pg_read_query"].annotations.read_only_hint is True
     assert tools["pg_drop_table"].annotations.destructive_hint is True
-    assert tools["pg_write_query"].annotations.read_only_hint is False
+    # absent readOnlyHint means false (MCP spec): a write sends only whether it destroys
+    assert not tools["pg_write_query"].annotations.read_only_hint
+    assert tools["pg_write_query"].annotations.destructive_hint is False
     assert "sql" in tools["pg_read_query"].input_schema["properties"]
 
     ok = await client.call_tool("pg_read_query", {"sql": "SELECT 40 + $1::int AS answer", "params": [2]})

@@ -13,6 +13,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
+from pgcode.core import arguments
 from pgcode.core.registry import compact_schema, load_registry
 from pgcode.core.runtime import Runtime
 from pgcode.server.app import create_app
@@ -95,6 +96,48 @@ async def test_bounds_left_out_of_the_schema_are_still_enforced(mcp_client: Clie
     assert result.is_error is True
     assert result.structured_content["error"]["code"] == "INVALID_INPUT"
     assert "table" in result.structured_content["error"]["message"]
+
+
+async def test_unknown_argument_is_refused_without_additional_properties_in_the_list(mcp_client: Client) -> None:
+    listed = {t.name: t for t in (await mcp_client.list_tools()).tools}
+    assert "additionalProperties" not in listed["pg_count"].input_schema
+    result = await mcp_client.call_tool("pg_count", {"table": "pg_class", "shema": "pg_catalog"})
+    assert result.is_error is True
+    assert result.structured_content["error"]["code"] == "INVALID_INPUT"
+    assert "shema" in result.structured_content["error"]["message"]
+    ok = await mcp_client.call_tool("pg_count", {"table": "pg_class", "schema": "pg_catalog"})  # positive control
+    assert ok.is_error is not True and ok.structured_content["count"] > 0
+
+
+async def test_shared_arguments_are_described_once_in_the_instructions(mcp_client: Client) -> None:
+    """`table`, `where`, `limit` ... are described in the server instructions, not in each of 90 tools."""
+    listed = {t.name: t for t in (await mcp_client.list_tools()).tools}
+    assert listed["pg_count"].input_schema["properties"]["table"] == {"type": "string"}
+    with_where = [s.name for s in load_registry()
+                  if s.input_schema.get("properties", {}).get("where", {}).get("description") == arguments.WHERE]
+    assert len(with_where) > 10
+    assert all("description" not in listed[n].input_schema["properties"]["where"] for n in with_where)
+    instructions = mcp_client.instructions or ""
+    assert arguments.TABLE in instructions and arguments.WHERE in instructions
+    assert "pgcode://tools/{name}" in instructions
+    # a field of the same name with its own meaning keeps its description
+    spec = load_registry().get("pg_jsonb_extract")
+    assert spec is not None
+    own = [name for name, prop in spec.input_schema["properties"].items()
+           if prop.get("description") and not arguments.is_shared(name, prop["description"])]
+    assert own and all("description" in listed["pg_jsonb_extract"].input_schema["properties"][n] for n in own)
+
+
+async def test_the_list_carries_the_summary_and_the_resource_the_whole_description(mcp_client: Client) -> None:
+    spec = load_registry().get("pg_terminate_backend")
+    assert spec is not None and "\n\n" in spec.description
+    listed = {t.name: t for t in (await mcp_client.list_tools()).tools}
+    assert listed["pg_terminate_backend"].description == spec.summary
+    assert "\n" not in spec.summary and spec.summary in " ".join(spec.description.split())
+    doc = await mcp_client.read_resource("pgcode://tools/pg_terminate_backend")
+    body = json.loads(doc.contents[0].text)
+    assert body["description"] == spec.description
+    assert body["inputSchema"]["properties"]["pid"]["description"]
 
 
 async def test_tools_setting_exposes_chosen_groups(settings: Settings) -> None:

@@ -9,6 +9,7 @@ from psycopg import sql
 from psycopg.errors import Diagnostic
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput
 from pgcode.errors import ErrorCode, ToolError
@@ -20,8 +21,7 @@ class MaintenanceIn(ToolInput):
 
     lock_timeout_seconds: float = Field(
         10, ge=0, le=3600,
-        description="Give up if the table's lock is not granted within this time, so that waiting does not "
-                    "queue other sessions behind the command (0 = wait up to the statement timeout)")
+        description=arguments.LOCK_TIMEOUT)
     timeout_seconds: float | None = Field(
         None, gt=0, le=86_400, description="statement_timeout for the command (default: pgcode's limit)")
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
@@ -128,7 +129,7 @@ class RestoreCommandIn(ToolInput):
     clean: bool = Field(False, description="Drop objects before recreating them (--clean --if-exists)")
     create: bool = Field(False, description="Create the database first (connects to postgres to do so)")
     no_owner: bool = Field(True, description="Do not set owners (restore as the connecting role)")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     table: str | None = Field(None, max_length=IDENT_MAX, description="Only this table")
     data_only: bool = Field(False, description="Only the rows, not the DDL")
     schema_only: bool = Field(False, description="Only the DDL, not the rows")

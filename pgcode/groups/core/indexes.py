@@ -9,6 +9,7 @@ import psycopg
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import load_query
@@ -21,7 +22,7 @@ from pgcode.types import Effect
 
 class GetIndexesIn(ToolInput):
     table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     limit: int = Field(1000, ge=1, le=10_000, description="Most indexes to return")
 
 

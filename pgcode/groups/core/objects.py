@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import load_query
@@ -20,7 +21,7 @@ ObjectType = Literal["table", "view", "materialized_view", "sequence", "index", 
 
 class ListObjectsIn(ToolInput):
     types: list[ObjectType] | None = Field(None, description="Only these kinds of object (default: all)")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     pattern: str | None = Field(None, max_length=200, description="ILIKE pattern on the name, e.g. order%")
     limit: int = Field(500, ge=1, le=10_000, description="Most objects to return")
 

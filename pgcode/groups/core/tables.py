@@ -8,6 +8,7 @@ from typing import Any, Literal
 from psycopg import sql
 from pydantic import Field, model_validator
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import load_query
@@ -20,7 +21,7 @@ TableType = Literal["table", "partitioned_table", "view", "materialized_view", "
 
 
 class ListTablesIn(ToolInput):
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     types: list[TableType] | None = Field(None, description="Only these kinds (default: all)")
     include_system: bool = Field(False, description="Include pg_catalog, information_schema and extension tables")
     limit: int = Field(1000, ge=1, le=10_000, description="Most tables to return")

@@ -12,6 +12,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import Field, StrictInt, StrictStr
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput
 from pgcode.db.queries import load_query
@@ -254,9 +255,8 @@ async def resolve_names(ctx: ToolContext, schema: str, table: str, column: str, 
 # ---------------------------------------------------------------- row selection
 
 
-WHERE_HELP = "Condition choosing rows, e.g. id = 5 or data->>'status' = 'pending'"
-KEY_HELP = ("Key columns and values choosing rows, e.g. {\"id\": 5} or {\"id\": [1, 2]} (the `row` objects "
-            "other jsonb tools return fit here)")
+WHERE_HELP = arguments.ROW_CONDITION
+KEY_HELP = arguments.KEY
 
 
 class RowsIn(ColumnIn):
@@ -265,8 +265,7 @@ class RowsIn(ColumnIn):
 
 
 class WriteRowsIn(RowsIn):
-    all_rows: bool = Field(False, description="Needed to change every row: without it a call with neither where "
-                                              "nor key, or whose where matches every row, is refused")
+    all_rows: bool = Field(False, description=arguments.ALL_ROWS)
 
 
 def fragment(where: str) -> sql.Composable:
@@ -385,7 +384,7 @@ class MaybeColumnIn(ToolInput):
     table: str | None = Field(None, min_length=1, max_length=2 * IDENT_MAX + 1,
                               description="Read the values from this table (schema.table ok) instead; needs column")
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX,
-                                description="Schema of the table (default: public)")
+                                description=arguments.SCHEMA)
     column: str | None = Field(None, min_length=1, max_length=IDENT_MAX, description="The jsonb (or json) column")
     where: str | None = Field(None, max_length=10_000, description=WHERE_HELP)
     key: dict[str, Any] | None = Field(None, max_length=32, description=KEY_HELP)

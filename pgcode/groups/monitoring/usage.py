@@ -8,6 +8,7 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import load_query
@@ -44,7 +45,7 @@ async def database_size(ctx: ToolContext, args: DatabaseSizeIn) -> dict[str, Any
 
 
 class TableSizesIn(ToolInput):
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     min_bytes: int = Field(0, ge=0, description="Leave out relations smaller than this many bytes")
     include_system: bool = Field(False, description="Include pg_catalog, information_schema and pgcode tables")
     limit: int = Field(1000, ge=1, le=10_000, description="Most tables to return (the largest ones)")

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import Row, ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
@@ -21,7 +22,7 @@ BLOAT_METHOD = ("estimate: expected pages from pg_stats (average column widths, 
 
 class BloatCheckIn(ToolInput):
     table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     min_size_bytes: int = Field(1024 * 1024, ge=0, description="Only relations at least this large (default 1 MB)")
     min_bloat_ratio: float = Field(0.0, ge=0, le=1, description="Only relations with at least this share of "
                                                                 "wasted space (0-1)")
@@ -52,7 +53,7 @@ async def bloat_check(ctx: ToolContext, args: BloatCheckIn) -> dict[str, Any]:
 
 
 class DetectBloatRiskIn(ToolInput):
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     min_rows: int = Field(1000, ge=0, description="Only tables with at least this many live + dead tuples")
     min_score: float = Field(0, ge=0, le=100, description="Only tables scoring at least this (0-100)")
     stale_days: float = Field(7, gt=0, le=3650, description="Days without vacuum, on a table with writes, that "

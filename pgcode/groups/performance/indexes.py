@@ -8,6 +8,7 @@ from psycopg import sql
 from pydantic import Field
 
 from pgcode.advisor.engine import Query, advise, prepare
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
@@ -23,7 +24,7 @@ _LAST_IDX_SCAN = 160000  # pg_stat_*_indexes.last_idx_scan arrived in PostgreSQL
 
 class IndexRecommendationsIn(ToolInput):
     table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     top_queries: int = Field(50, ge=1, le=200, description="How many of the user's statements to weigh, by total "
                                                            "execution time (pg_stat_statements)")
     min_calls: int = Field(2, ge=1, description="Skip statements called fewer times than this")
@@ -133,7 +134,7 @@ async def _lookups(ctx: ToolContext, args: IndexRecommendationsIn, schema: str |
 
 class UnusedIndexesIn(ToolInput):
     table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     min_size_bytes: int = Field(0, ge=0, description="Only indexes at least this large")
     include_unique: bool = Field(False, description="Also list unused unique, primary-key and constraint indexes "
                                                     "(they enforce rules even when never scanned)")
@@ -174,7 +175,7 @@ async def unused_indexes(ctx: ToolContext, args: UnusedIndexesIn) -> dict[str, A
 
 class DuplicateIndexesIn(ToolInput):
     table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     limit: int = Field(100, ge=1, le=10_000, description="Most redundant indexes to return, largest first")
 
 

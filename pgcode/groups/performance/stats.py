@@ -9,6 +9,7 @@ import psycopg
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import Row, ToolContext, savepoint
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
@@ -175,7 +176,7 @@ async def cache_hit_ratio(ctx: ToolContext, args: CacheHitRatioIn) -> dict[str, 
 
 
 class SeqScanTablesIn(ToolInput):
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     min_seq_scans: int = Field(10, ge=0, description="Only tables sequentially scanned at least this often")
     min_rows: int = Field(1000, ge=0, description="Only tables with at least this many live rows (small tables "
                                                   "are rightly scanned sequentially)")
@@ -222,7 +223,7 @@ _VACUUM_ORDER = {
 
 class VacuumStatsIn(ToolInput):
     table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     order_by: VacuumOrder = Field(VacuumOrder.DEAD_TUPLES,
                                   description="dead_tuples (most first), wraparound (oldest XID first) or "
                                               "last_vacuum (longest ago first)")

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, split_name
@@ -18,7 +19,7 @@ def name_field(description: str) -> Any:
     return Field(min_length=1, max_length=2 * IDENT_MAX + 1, pattern=NO_NUL, description=description)
 
 
-def schema_field(description: str = "Schema of the object (default: public)") -> Any:
+def schema_field(description: str = arguments.SCHEMA_OF_OBJECT) -> Any:
     return Field(None, alias="schema", min_length=1, max_length=IDENT_MAX, pattern=NO_NUL, description=description)
 
 

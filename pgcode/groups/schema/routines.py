@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
@@ -17,7 +18,7 @@ FunctionKind = Literal["function", "procedure", "aggregate", "window"]
 
 
 class ListFunctionsIn(ToolInput):
-    schema_: str | None = schema_field("Only this schema")
+    schema_: str | None = schema_field(arguments.SCHEMA_FILTER)
     pattern: str | None = Field(None, max_length=200, description="ILIKE pattern on the function name")
     language: str | None = Field(None, min_length=1, max_length=IDENT_MAX, description="Only this language, "
                                                                                        "e.g. plpgsql, sql")
@@ -55,7 +56,7 @@ def _table_filter(table: str | None, schema: str | None) -> tuple[str | None, st
 
 
 class ListTriggersIn(ToolInput):
-    schema_: str | None = schema_field("Only this schema")
+    schema_: str | None = schema_field(arguments.SCHEMA_FILTER)
     table: str | None = Field(None, min_length=1, max_length=2 * IDENT_MAX + 1, pattern=NO_NUL,
                               description="Only this table (`schema.table` accepted)")
     include_internal: bool = Field(False, description="Include internal triggers (those enforcing foreign keys)")
@@ -79,7 +80,7 @@ DEFAULT_CONSTRAINT_TYPES: list[ConstraintType] = ["primary_key", "foreign_key", 
 
 
 class ListConstraintsIn(ToolInput):
-    schema_: str | None = schema_field("Only this schema")
+    schema_: str | None = schema_field(arguments.SCHEMA_FILTER)
     table: str | None = Field(None, min_length=1, max_length=2 * IDENT_MAX + 1, pattern=NO_NUL,
                               description="Only this table (`schema.table` accepted)")
     types: list[ConstraintType] | None = Field(

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from psycopg import sql
 from pydantic import Field, model_validator
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
@@ -28,7 +29,7 @@ BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 
 
 class ListSequencesIn(ToolInput):
-    schema_: str | None = schema_field("Only this schema")
+    schema_: str | None = schema_field(arguments.SCHEMA_FILTER)
     pattern: str | None = Field(None, max_length=200, description="ILIKE pattern on the sequence name")
     include_system: bool = Field(False, description="Include system schemas and pgcode's own")
     limit: int = Field(500, ge=1, le=10_000, description="Most sequences to return (truncated says when cut)")

@@ -11,6 +11,7 @@ from pglast.stream import RawStream
 from psycopg import sql
 from pydantic import Field, StringConstraints, model_validator
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
@@ -35,7 +36,7 @@ _MAX_SQL = 1_000_000
 
 
 class ListViewsIn(ToolInput):
-    schema_: str | None = schema_field("Only this schema")
+    schema_: str | None = schema_field(arguments.SCHEMA_FILTER)
     pattern: str | None = Field(None, max_length=200, description="ILIKE pattern on the view name")
     include_materialized: bool = Field(True, description="Include materialized views")
     include_system: bool = Field(False, description="Include system schemas, pgcode's own and extension views")
