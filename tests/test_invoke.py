@@ -449,6 +449,7 @@ async def test_failed_first_statement_reports_sqlstate_position_and_rolls_back(
 async def test_lost_connection_is_connection_failed_not_internal(single: Runtime,
                                                                   conn: psycopg.Connection[Any]) -> None:
     out = await single.invoke("pg_read_query", {"sql": "SELECT pg_backend_pid() AS pid"}, READER)
+    await single.db.settle()  # the read's COMMIT ran after it answered: the connection is back in the pool
     conn.execute("SELECT pg_terminate_backend(%s)", (out["rows"][0]["pid"],))  # a restart, for this connection
     with pytest.raises(ToolError) as exc:
         await single.invoke("pg_read_query", {"sql": "SELECT 1 AS one"}, READER)

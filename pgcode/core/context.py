@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from types import TracebackType
@@ -63,7 +63,7 @@ class ExecutionConnection:
         self.snapshot_id: str | None = None
         self.closed = False
 
-    def opening_for_another_connection(self, mode: TxMode, timeout: str, role: str | None) -> list[Query] | None:
+    def opening_for_another_connection(self, mode: TxMode, timeout: str, role: str | None) -> Sequence[Query] | None:
         """How a concurrent call opens its own transaction in this execution's snapshot (None: as usual)."""
         if not (self.snapshot and self.snapshot_id and self._lock.locked()):
             return None
@@ -187,6 +187,7 @@ class ToolContext:
         self.held_rolled_back = False
         self._conn: Conn | None = None
         self._tx: CallTransaction | None = None
+        self._own_read = False  # a READ ONLY transaction on a pooled connection of this call's own
         self._stack = AsyncExitStack()
 
     @property
@@ -269,6 +270,7 @@ class ToolContext:
                 if shared is not None else None
             self._tx = await self._stack.enter_async_context(
                 self.rt.db.call_transaction(self.mode, role=self.role, opening=opening))
+            self._own_read = self.mode is TxMode.READ_ONLY
         self._report_to_watch(self._tx.conn)
         return self._tx
 
@@ -344,6 +346,11 @@ class ToolContext:
     async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         held = self.held
+        if exc is None and self._own_read and self._tx is not None and self._tx.started:
+            # A read has nothing to lose: its result is final once its statements ran. The COMMIT (with the
+            # pool's reset) and the release of its connection and fair share finish after the caller has it.
+            self.rt.db.finish_later(self._stack.aclose())
+            return
         try:
             await self._stack.__aexit__(et, exc, tb)
         finally:

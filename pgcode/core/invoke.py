@@ -16,7 +16,7 @@ from pgcode.core.jsonify import to_json
 from pgcode.core.registry import ToolInput, ToolSpec
 from pgcode.db.sqlpolicy import FUNCTION_VOLATILITY
 from pgcode.errors import ErrorCode, ToolError, from_db_error
-from pgcode.guard.audit import AuditEntry, audit_arguments
+from pgcode.guard.audit import AuditEntry, bounded
 from pgcode.types import Effect, Principal, Scope, TxMode
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def audit(rt: Runtime, name: str, spec: ToolSpec | None, principal: Principal, a
         principal=principal.subject, tool=str(name), effect=spec.effect.value if spec else None,
         outcome="error" if error_code else "ok", error_code=error_code,
         duration_ms=round((time.perf_counter() - started) * 1000, 3), client_addr=CLIENT_ADDR.get(),
-        arguments=audit_arguments(args, spec.group if spec else None)))
+        arguments=bounded(args), group=spec.group if spec else None))
 
 
 CODE_TOOLS = frozenset({"pg_execute_code", "pg_script_run"})

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import json
+import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +24,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pgcode.errors import ErrorCode, ToolError, connection_error, from_db_error, in_doubt
 from pgcode.settings import Settings
 from pgcode.types import TxMode
+
+log = logging.getLogger(__name__)
 
 Conn = AsyncConnection[TupleRow]
 Query = str | sql.SQL | sql.Composed
@@ -105,20 +110,23 @@ async def register_vector_types(conn: Conn, oid: int | None = None) -> bool:
     return True
 
 
-def framing(mode: TxMode, timeout: str, role: str | None, *, isolation: str | None = None) -> list[Query]:
+@functools.lru_cache(maxsize=256)
+def framing(mode: TxMode, timeout: str, role: str | None, *, isolation: str | None = None) -> tuple[str, ...]:
     """The statements that open a call's transaction: BEGIN [READ ONLY], its role and its statement timeout.
 
     SET, not SELECT set_config(): a SET takes no snapshot, so a tool may still choose its isolation level.
+    Composed once per (mode, timeout, role): every call sends the same few texts.
     """
     begin = "BEGIN" + (f" ISOLATION LEVEL {isolation}" if isolation else "")
     begin += " READ ONLY" if mode is TxMode.READ_ONLY else ""
-    return [begin, *call_settings(timeout, role)]
+    return (begin, *call_settings(timeout, role))
 
 
-def call_settings(timeout: str, role: str | None) -> list[Query]:
+@functools.lru_cache(maxsize=256)
+def call_settings(timeout: str, role: str | None) -> tuple[str, ...]:
     """SET LOCAL ROLE (NONE: the connecting role) and SET LOCAL statement_timeout."""
-    return [sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role) if role else sql.SQL("NONE")),
-            sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout))]
+    return (sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role) if role else sql.SQL("NONE")).as_string(),
+            sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout)).as_string())
 
 
 class CallTransaction:
@@ -131,7 +139,7 @@ class CallTransaction:
     too, but costs more in Python than a loopback round trip.
     """
 
-    def __init__(self, conn: Conn, opening: list[Query], mode: TxMode) -> None:
+    def __init__(self, conn: Conn, opening: Sequence[Query], mode: TxMode) -> None:
         self.conn = conn
         self.mode = mode
         self._opening = opening
@@ -220,6 +228,7 @@ class Database:
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._caps: Capabilities | None = None
         self._discarded: weakref.WeakSet[Conn] = weakref.WeakSet()  # DISCARD ALL already ran with the COMMIT
+        self._finishing: set[asyncio.Task[None]] = set()
 
     @property
     def pool(self) -> AsyncConnectionPool[Conn]:
@@ -329,7 +338,19 @@ class Database:
         finally:
             await self.pool.putconn(conn)
 
+    def finish_later(self, ending: Coroutine[Any, Any, Any]) -> None:
+        """Run `ending` (a read's COMMIT and the return of its connection) without the caller waiting for it."""
+        task = asyncio.get_running_loop().create_task(_quietly(ending), name="pgcode-finish-read")
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def settle(self, timeout_s: float = 5.0) -> None:
+        """Wait until the reads that finish later have given their connections back."""
+        if self._finishing:
+            await asyncio.wait(set(self._finishing), timeout=timeout_s)
+
     async def close(self) -> None:
+        await self.settle()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -365,7 +386,7 @@ class Database:
 
     @asynccontextmanager
     async def call_transaction(self, mode: TxMode, *, timeout_ms: int | None = None, role: str | None = None,
-                               opening: list[Query] | None = None) -> AsyncIterator[CallTransaction]:
+                               opening: Sequence[Query] | None = None) -> AsyncIterator[CallTransaction]:
         """Like transaction(), but the opening statements wait for the first query (one round trip for both);
         COMMIT and the pool's DISCARD ALL share one round trip too. `opening` replaces the usual statements
         (a code execution's concurrent read joins its snapshot)."""
@@ -390,6 +411,14 @@ class Database:
                 return
             await commit(conn, tx, discard=True)
             self.mark_discarded(conn)
+
+
+async def _quietly(ending: Coroutine[Any, Any, Any]) -> None:
+    """A read's ending: a lost connection changes nothing the caller was told (the pool replaces it)."""
+    try:
+        await ending
+    except Exception as exc:
+        log.debug("ending a read's transaction failed: %r", exc)
 
 
 async def _rollback_quietly(conn: Conn) -> None:

@@ -69,6 +69,14 @@ def redact(value: Any, *, group: str | None = None, key: str | None = None, dept
 MAX_ARGS_BYTES = 16_384
 
 
+def bounded(args: Any) -> Any:
+    """What a call's entry holds until the writer prepares it: the arguments themselves, or only their keys when
+    they are too big to keep (bulk inserts, long code). Cheap, on the call path; redaction waits for the writer."""
+    if _larger_than(args, 2 * MAX_ARGS_BYTES):  # 100,000 vectors need not be redacted to be left out
+        return {"_truncated": True, "_keys": sorted(storable(str(k)) for k in args) if isinstance(args, dict) else []}
+    return args
+
+
 def audit_arguments(args: Any, group: str | None) -> Any:
     """Redacted arguments, or just their keys when they are too big to keep (bulk inserts, long code).
 
@@ -117,6 +125,9 @@ class AuditEntry:
     duration_ms: float
     client_addr: str | None
     arguments: Any
+    """The call's arguments as bounded() keeps them: redacted by the writer, off the call path."""
+    group: str | None = None
+    """The tool's group (pgcrypto's arguments are redacted by position)."""
 
 
 _COLUMNS = ("principal", "tool", "effect", "outcome", "error_code", "duration_ms", "client_addr", "arguments")
@@ -135,8 +146,8 @@ def _optional(value: Any, limit: int) -> str | None:
 
 def _row(e: AuditEntry) -> _Row:
     """An entry as values PostgreSQL accepts whatever they held (strings storable, JSON serializable)."""
-    try:  # redact() again: whatever the entry holds, every string in it becomes storable
-        arguments = json.dumps(redact(e.arguments), ensure_ascii=False, allow_nan=False,
+    try:  # redacted here: whatever the entry holds, no secret is kept and every string becomes storable
+        arguments = json.dumps(audit_arguments(e.arguments, e.group), ensure_ascii=False, allow_nan=False,
                                default=lambda o: storable(str(o)))
     except (TypeError, ValueError, RecursionError):
         arguments = '{"_unserializable": true}'

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 
 from pgcode.errors import busy
 from pgcode.settings import Settings
@@ -43,20 +43,29 @@ class FairShare:
         if own is None:
             own = self._principals[principal] = _Slots(self.per_principal)
         own.holders += 1
+        shared = None if admin else self._shared
         try:
-            async with AsyncExitStack() as stack:
-                await self._take(stack, own, f"{principal} already runs {self.per_principal} at once")
-                if not admin:
-                    await self._take(stack, self._shared, "every share non-admin callers may use is taken")
-                yield
+            await self._take(own, f"{principal} already runs {self.per_principal} at once")
+            try:
+                if shared is not None:
+                    await self._take(shared, "every share non-admin callers may use is taken")
+                try:
+                    yield
+                finally:
+                    if shared is not None:
+                        shared.semaphore.release()
+            finally:
+                own.semaphore.release()
         finally:
             own.holders -= 1
             if own.holders == 0:
                 self._principals.pop(principal, None)
 
-    async def _take(self, stack: AsyncExitStack, slots: _Slots, why: str) -> None:
+    async def _take(self, slots: _Slots, why: str) -> None:
+        if not slots.semaphore.locked():  # free: acquire() returns at once (no timer, no task)
+            await slots.semaphore.acquire()
+            return
         try:
             await asyncio.wait_for(slots.semaphore.acquire(), self.timeout_s)
         except TimeoutError:
             raise busy(why) from None
-        stack.callback(slots.semaphore.release)
