@@ -94,7 +94,9 @@ def _hours(h: float | None) -> str:
         return "n/a"
     if h >= 48:
         return f"{h / 24:,.1f} days"
-    return f"{h:,.1f} h" if h >= 1 else f"{h * 60:,.0f} min"
+    if h >= 1:
+        return f"{h:,.1f} h"
+    return f"{h * 60:,.0f} min" if h * 60 >= 1 else "under a minute"
 
 
 def tables(changes: dict[str, Any]) -> list[Table]:
@@ -130,7 +132,8 @@ def _growth(title: str, g: dict[str, Any]) -> Table:
     rows: list[tuple[Cell, ...]] = []
     for r in g["items"]:
         after = size(r["after"]) if r["after"] is not None else _CHANGE[r["change"]]
-        growth = f"{'+' if r['growth_bytes'] > 0 else '-'}{size(abs(r['growth_bytes']))}"
+        sign = "+" if r["growth_bytes"] > 0 else "-" if r["growth_bytes"] < 0 else ""
+        growth = f"{sign}{size(abs(r['growth_bytes']))}"
         rows.append((r["object"], size(r["before"]) if r["before"] is not None else _CHANGE[r["change"]],
                      trend(after, r["before"], r["after"], worse_when_up=None, fmt=size), growth,
                      f"{r['growth_pct']:+.1f}%" if r["growth_pct"] is not None else ""))
