@@ -123,12 +123,13 @@ class HealthSnapshotDiffIn(TrendLimits):
 
 @tool(group="monitoring", effect=Effect.READ, own_sql=True)
 async def health_snapshot_diff(ctx: ToolContext, args: HealthSnapshotDiffIn) -> dict[str, Any]:
-    """What changed since a health snapshot: new and resolved findings, growth of the largest tables and indexes,
-    dead tuples and bloat, the transaction-ID burn rate with the time left, and query regressions by queryid.
+    """What changed since a health snapshot: new and resolved findings, growth, dead tuples, XID burn, slower queries.
 
-    Compares with a later snapshot (target) or with the database now (measured as pg_health_snapshot would,
-    nothing saved). A regression needs regressionMinCalls calls since the baseline and a mean time since then
-    of at least regressionRatio times the baseline's mean and regressionMinMs more.
+    Growth is of the largest tables and indexes; the XID burn rate comes with the time left until
+    autovacuum_freeze_max_age and wraparound; queries are compared by queryid. Compares with a later snapshot
+    (target) or with the database now (measured as pg_health_snapshot would, nothing saved). A regression needs
+    regressionMinCalls calls since the baseline and a mean time since then of at least regressionRatio times the
+    baseline's mean and regressionMinMs more.
     """
     if args.target is not None:
         target = await store.get(ctx, args.target)
