@@ -92,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
                      "--output suffix, else md)")
     rep.add_argument("--output", help="file to write (default: standard output)")
     rep.add_argument("--thresholds", help='JSON object overriding check thresholds, e.g. \'{"maxItems": 50}\'')
+    rep.add_argument("--save", action="store_true", help="also store the report's figures as a health snapshot")
+    base = rep.add_mutually_exclusive_group()
+    base.add_argument("--since", metavar="AGE", help="show what changed since the newest snapshot at least AGE old "
+                      "(else the oldest within it), e.g. 7d, 12h, 30m")
+    base.add_argument("--baseline", type=int, metavar="ID", help="show what changed since health snapshot ID")
     return p
 
 
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(settings, args.file, args.input_file, readonly=args.readonly, timeout=args.timeout,
                     memory_limit=args.memory_limit, tools=args.tools)
     if args.command == "report":
-        return _report(settings, args.format, args.output, args.thresholds)
+        return _report(settings, args)
     if args.command in ("serve", "demo", "stdio"):
         settings = _expose(settings, args.tools)
     if args.command == "stdio":
@@ -281,11 +286,12 @@ def _run(settings: Settings, path: str, input_file: str | None, *, readonly: boo
         return 1
 
 
-def _report(settings: Settings, fmt: str | None, output: str | None, thresholds: str | None) -> int:
+def _report(settings: Settings, args: argparse.Namespace) -> int:
     from pgcode.report.cli import report_command
 
     settings, _handle = _with_database(settings)
-    return report_command(settings, fmt, output, thresholds)
+    return report_command(settings, args.format, args.output, args.thresholds, save=args.save,
+                          baseline=args.baseline, since=args.since)
 
 
 class RetryingRuntime(Runtime):

@@ -58,6 +58,10 @@ class Settings(BaseModel):
     backup_dir: Path | None = Field(None, description="directory the backup tools may read and write files in")
     snapshot_max_bytes: int = Field(50 * 1024 * 1024, ge=0, le=10 * 1024**3,
                                     description="largest table data a pre-mutation snapshot keeps (COPY bytes)")
+    health_snapshot_retention_days: int = Field(90, ge=1, le=3650, description="health snapshots older than this "
+                                                "are deleted when one is saved")
+    health_snapshot_max_count: int = Field(1000, ge=1, le=1_000_000, description="the newest this many health "
+                                           "snapshots are kept when one is saved")
     tools: list[str] = Field(default_factory=list, description="groups or pg_* tool names the MCP and REST catalogs "
                              "expose, e.g. core,performance or codemode (empty: all); code mode reaches every tool")
     dump_timeout_s: float = Field(300.0, gt=0, le=86_400, description="pg_dump runs longer are stopped")

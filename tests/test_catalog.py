@@ -19,7 +19,8 @@ COMPLETE_GROUPS = {"core", "transactions", "jsonb", "text", "performance", "admi
 EXTRA_TOOLS = {"pg_execute_code", "pg_validate_code", "pg_script_save", "pg_script_list", "pg_script_get",
                "pg_script_update", "pg_script_delete", "pg_script_run", "pg_audit_log", "pg_codemode_docs",
                "pg_execution_list", "pg_execution_get", "pg_execution_stats", "pg_citext_search",
-               "pg_jsonb_array_append", "pg_ltree_ancestors", "pg_blocking_chains", "pg_vacuum_advisor"}
+               "pg_jsonb_array_append", "pg_ltree_ancestors", "pg_blocking_chains", "pg_vacuum_advisor",
+               "pg_health_snapshot", "pg_health_snapshot_list", "pg_health_snapshot_diff"}
 EXTRA_GROUPS = {"codemode", "audit"}
 
 

@@ -31,13 +31,18 @@ _SECTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 
 
 async def collect(rt: Runtime, principal: Principal, *, thresholds: dict[str, Any] | None = None,
-                  checks: list[str] | None = None) -> dict[str, Any]:
+                  checks: list[str] | None = None, save: bool = False, baseline: int | None = None,
+                  since: str | None = None) -> dict[str, Any]:
     """The report as data: health checks worst first, per area, and the monitoring sections.
 
+    save stores a health snapshot (pg_health_snapshot, under `snapshot`); baseline (a snapshot id) or since (a
+    look-back such as 7d) adds what changed since that snapshot (pg_health_snapshot_diff, under `changes`).
     Raises the ToolError of the health checks (FORBIDDEN without the read scope, INVALID_INPUT for bad
-    thresholds); a section whose tool fails otherwise is listed under `unavailable` with the reason.
+    thresholds) and of the snapshot tools (NOT_FOUND for an unknown baseline); a section whose tool fails
+    otherwise is listed under `unavailable` with the reason.
     """
     started = time.perf_counter()
+    trends = asyncio.ensure_future(_trends(rt, principal, thresholds or {}, save, baseline, since))
     calls = [rt.invoke("pg_analyze_db_health", {"thresholds": thresholds or {}, "checks": checks}, principal)]
     calls += [rt.invoke(tool, args, principal) for _, tool, args in _SECTIONS]
     statements = rt.db.caps.has_extension("pg_stat_statements")
@@ -45,6 +50,7 @@ async def collect(rt: Runtime, principal: Principal, *, thresholds: dict[str, An
         calls.append(rt.invoke("pg_stat_statements", {"orderBy": "total_time", "limit": TOP_QUERIES,
                                                       "queryMaxLength": 2000}, principal))
     results = await asyncio.gather(*calls, return_exceptions=True)
+    snapshot, changes = await trends
     for res in results:
         if isinstance(res, ToolError) and res.code in (ErrorCode.FORBIDDEN, ErrorCode.RATE_LIMITED):
             raise res
@@ -78,8 +84,24 @@ async def collect(rt: Runtime, principal: Principal, *, thresholds: dict[str, An
     else:
         report["top_queries"] = None
         report["unavailable"]["top_queries"] = "the pg_stat_statements extension is not installed"
+    if snapshot is not None:
+        report["snapshot"] = {k: snapshot[k] for k in ("id", "taken_at", "principal", "status", "retention")}
+    if changes is not None:
+        report["changes"] = changes
     report["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return report
+
+
+async def _trends(rt: Runtime, principal: Principal, thresholds: dict[str, Any], save: bool, baseline: int | None,
+                  since: str | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The snapshot saved (when asked) and the changes since the baseline: compared with the snapshot just
+    saved, else with the database now."""
+    saved = await rt.invoke("pg_health_snapshot", {"thresholds": thresholds}, principal) if save else None
+    if baseline is None and since is None:
+        return saved, None
+    args: dict[str, Any] = {"baseline": baseline} if baseline is not None else {"since": since}
+    args.update({"target": saved["id"]} if saved else {"thresholds": thresholds})
+    return saved, await rt.invoke("pg_health_snapshot_diff", args, principal)
 
 
 def _worst(area: str, checks: list[dict[str, Any]]) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from pgcode.health._base import size
-from pgcode.report import charts
-from pgcode.report._format import columns, coverage_lines, examined, shown_threshold, shown_value, value
+from pgcode.report import changes, charts
+from pgcode.report._format import columns, coverage_lines, examined, shown_threshold, shown_value, value, when
+from pgcode.report.changes import Cell, Trend
 from pgcode.report.charts import Bar, h
 
 _CSS = """
@@ -55,6 +56,9 @@ svg .label, svg .value, svg .legend { font: 11px -apple-system, "Segoe UI", Robo
 svg .legend { fill: var(--muted); }
 svg .track { fill: #edf0f3; }
 svg .mark { stroke: var(--ink); stroke-dasharray: 3 2; stroke-width: 1; }
+.trend { font-size: 11px; margin-left: 4px; } .trend.worse { color: var(--critical); }
+.trend.better { color: var(--ok); } .trend.neutral { color: var(--accent); }
+#changes h3 { margin: 16px 0 4px; }
 footer { margin-top: 40px; color: var(--muted); font-size: 12px; border-top: 1px solid var(--line);
          padding-top: 10px; }
 @media (max-width: 760px) { .grid { grid-template-columns: 1fr; } .cards { grid-template-columns: 1fr 1fr; } }
@@ -99,6 +103,14 @@ def _cell(key: str, v: Any) -> str:
     return f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>"
 
 
+def _trend(cell: Cell) -> str:
+    """A figure, and beside it an arrow coloured by whether the move is for the worse (title: the baseline's)."""
+    if not isinstance(cell, Trend):
+        return h(cell)
+    return (f'{h(cell.text)}<span class="trend {h(cell.tone)}" title="was {h(cell.was)}">'
+            f"{h(cell.arrow)}</span>")
+
+
 def _finding(c: dict[str, Any]) -> str:
     return (f'<div class="finding s-{h(c["status"])}"><h3>{_badge(c["status"])} {h(c["check"])}</h3>'
             f'<p>{h(c["summary"])}</p><p><b>Value:</b> {h(shown_value(c))} · <b>Threshold:</b> '
@@ -111,7 +123,8 @@ def render(report: dict[str, Any]) -> str:
     db_size = report.get("database_size") or {}
     meta = " · ".join(x for x in (
         f"generated {report['generated_at']}", f"PostgreSQL {server['server_version']}" if server else "",
-        f"database size {db_size['size_pretty']}" if db_size else "", f"built in {report['duration_ms']:.0f} ms")
+        f"database size {db_size['size_pretty']}" if db_size else "", f"built in {report['duration_ms']:.0f} ms",
+        f"saved as health snapshot #{report['snapshot']['id']}" if report.get("snapshot") else "")
         if x)
     parts = [
         '<!doctype html><html lang="en"><head><meta charset="utf-8">',
@@ -122,13 +135,14 @@ def render(report: dict[str, Any]) -> str:
         '<div class="cards">' + "".join(
             f'<div class="card s-{k}"><b>{int(s[k])}</b><span>{k}</span></div>'
             for k in ("critical", "warning", "unknown", "ok")) + "</div></header>",
-        _coverage(report),
-        '<section id="findings"><h2>Findings, worst first</h2>', _findings_table(report["findings"]), "</section>",
+        _coverage(report), _changes(report),
+        '<section id="findings"><h2>Findings, worst first</h2>', _findings_table(report), "</section>",
         '<section id="overview"><h2>At a glance</h2><div class="grid">', _charts(report), "</div></section>",
     ]
     for area in report["areas"]:
         rows = "".join(f"<tr><td>{_badge(c['status'])}</td><td>{h(c['check'])}</td><td>{h(c['summary'])}</td>"
-                       f'<td class="num">{h(shown_value(c))}</td><td>{h(examined(c))}</td></tr>'
+                       f'<td class="num">{_trend(changes.check_trend(report, c, shown_value(c)))}</td>'
+                       f"<td>{h(examined(c))}</td></tr>"
                        for c in area["checks"])
         parts.append(f'<section id="area-{h(area["area"])}"><h2>{h(area["title"])} {_badge(area["status"])}</h2>'
                      "<table><thead><tr><th>status</th><th>check</th><th>summary</th><th>value</th>"
@@ -156,12 +170,43 @@ def _coverage(report: dict[str, Any]) -> str:
     return f'<section id="coverage"><h2>Coverage</h2>{text}{table}</section>'
 
 
-def _findings_table(findings: list[dict[str, Any]]) -> str:
+def _changes(report: dict[str, Any]) -> str:
+    diff = report.get("changes")
+    if not diff:
+        return ""
+    parts = [f'<section id="changes"><h2>Changed since {h(when(diff["baseline"]["taken_at"]))}</h2>',
+             *(f"<p>{h(line)}</p>" for line in changes.headline(diff))]
+    for t in changes.tables(diff):
+        parts.append(f"<h3>{h(t.title)}</h3>")
+        if not t.rows:
+            parts.append(f'<p class="note">{h(t.empty)}</p>')
+        else:
+            head = "".join(f"<th>{h(c)}</th>" for c in t.header)
+            body = "".join("<tr>" + "".join(_change_cell(col, cell) for col, cell in zip(t.header, row, strict=True))
+                           + "</tr>" for row in t.rows)
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        if t.note:
+            parts.append(f'<p class="note">{h(t.note)}</p>')
+    return "".join(parts) + "</section>"
+
+
+def _change_cell(column: str, cell: Cell) -> str:
+    if column == "status":
+        return f"<td>{_badge(str(cell))}</td>" if cell else "<td></td>"
+    if column == "query":
+        return f"<td><code>{h(cell)}</code></td>"
+    numeric = isinstance(cell, Trend) or column not in ("object", "table", "check", "what", "change", "queryid")
+    return f'<td class="num">{_trend(cell)}</td>' if numeric else f"<td>{_trend(cell)}</td>"
+
+
+def _findings_table(report: dict[str, Any]) -> str:
+    findings = report["findings"]
     if not findings:
         return '<p class="note">Every check passed.</p>'
     rows = "".join(
         f"<tr><td>{_badge(c['status'])}</td><td><a href=\"#area-{h(c['area'])}\">{h(c['check'])}</a></td>"
-        f"<td>{h(c['summary'])}</td><td class=\"num\">{h(shown_value(c))}</td><td>{h(shown_threshold(c))}</td></tr>"
+        f"<td>{h(c['summary'])}</td><td class=\"num\">{_trend(changes.check_trend(report, c, shown_value(c)))}</td>"
+        f"<td>{h(shown_threshold(c))}</td></tr>"
         for c in findings)
     return ("<table><thead><tr><th>status</th><th>check</th><th>finding</th><th>value</th><th>threshold</th></tr>"
             f"</thead><tbody>{rows}</tbody></table>")
@@ -204,7 +249,7 @@ def _queries_table(report: dict[str, Any]) -> str:
     rows = "".join(
         f'<tr><td class="num">{i + 1}</td><td class="num">{h(value("ms", q["total_exec_time_ms"]))}</td>'
         f'<td class="num">{h(value("calls", q["calls"]))}</td>'
-        f'<td class="num">{h(value("ms", q["mean_exec_time_ms"]))}</td>'
+        f'<td class="num">{_trend(changes.query_trend(report, q["queryid"], value("ms", q["mean_exec_time_ms"])))}</td>'
         f'<td class="num">{h(q["percent_of_total_time"] or 0)}%</td><td><code>{h(q["query"])}</code></td></tr>'
         for i, q in enumerate(queries))
     return ('<section id="queries"><h2>Top queries by total time</h2><table><thead><tr><th>#</th><th>total ms</th>'

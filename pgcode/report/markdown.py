@@ -6,7 +6,9 @@ import re
 from typing import Any
 
 from pgcode.health._base import size
-from pgcode.report._format import columns, coverage_lines, examined, shown_threshold, shown_value, value
+from pgcode.report import changes
+from pgcode.report._format import columns, coverage_lines, examined, shown_threshold, shown_value, value, when
+from pgcode.report.changes import Cell, Trend
 
 # Escaped: what could start markup (emphasis, code, links, tables). Underscores stay: GitHub Markdown ignores
 # them inside words, and names are full of them. <, > and & become entities, so no HTML gets through.
@@ -19,6 +21,13 @@ def esc(text: Any) -> str:
     s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     s = " ".join(s.split())
     return _SPECIAL.sub(r"\\\1", s)
+
+
+def _trend(cell: Cell) -> str:
+    """A figure and its arrow, with the baseline's value: 12 MB ▲ (was 8 MB)."""
+    if not isinstance(cell, Trend):
+        return esc(cell)
+    return f"{esc(cell.text)} {cell.arrow} (was {esc(cell.was)})"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -52,12 +61,15 @@ def render(report: dict[str, Any]) -> str:
              f"Generated {esc(report['generated_at'])} in {report['duration_ms']:.0f} ms"
              + (f" · {esc(report['server']['server_version'])}" if report.get("server") else "")
              + (f" · database size {esc(report['database_size']['size_pretty'])}"
-                if report.get("database_size") else ""), "",
+                if report.get("database_size") else "")
+             + (f" · saved as health snapshot #{report['snapshot']['id']}" if report.get("snapshot") else ""), "",
              f"**Overall: {_LABEL[report['status']]}** — {s['critical']} critical, {s['warning']} warning, "
-             f"{s['unknown']} unknown, {s['ok']} ok", "", *_coverage(report), "## Findings, worst first", ""]
+             f"{s['unknown']} unknown, {s['ok']} ok", "", *_coverage(report), *_changes(report),
+             "## Findings, worst first", ""]
     if report["findings"]:
         lines += _table(["status", "check", "summary", "value", "threshold"], [
-            [_LABEL[c["status"]], esc(c["check"]), esc(c["summary"]), esc(shown_value(c)), esc(shown_threshold(c))]
+            [_LABEL[c["status"]], esc(c["check"]), esc(c["summary"]),
+             _trend(changes.check_trend(report, c, shown_value(c))), esc(shown_threshold(c))]
             for c in report["findings"]])
     else:
         lines += ["Every check passed.", ""]
@@ -70,6 +82,25 @@ def render(report: dict[str, Any]) -> str:
                 lines += _check_line(c)
     lines += _monitoring(report)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _changes(report: dict[str, Any]) -> list[str]:
+    diff = report.get("changes")
+    if not diff:
+        return []
+    lines = [f"## Changed since {esc(when(diff['baseline']['taken_at']))}", "",
+             *[esc(line) + "  " for line in changes.headline(diff)], ""]
+    for t in changes.tables(diff):
+        lines += [f"### {esc(t.title)}", ""]
+        if t.rows:
+            lines += _table([esc(c) for c in t.header], [
+                [_LABEL.get(str(cell), "") if col == "status" else _trend(cell)
+                 for col, cell in zip(t.header, row, strict=True)] for row in t.rows])
+        else:
+            lines += [f"*{esc(t.empty)}*", ""]
+        if t.note:
+            lines += [f"*{esc(t.note)}*", ""]
+    return lines
 
 
 def _coverage(report: dict[str, Any]) -> list[str]:
@@ -87,7 +118,9 @@ def _monitoring(report: dict[str, Any]) -> list[str]:
     lines = ["## Database size by table", ""]
     if report.get("tables"):
         lines += _table(["table", "total", "table", "indexes", "toast"], [
-            [esc(f"{t['schema']}.{t['table']}"), size(t["size_bytes"]), size(t["table_bytes"]),
+            [esc(f"{t['schema']}.{t['table']}"),
+             _trend(changes.table_size_trend(report, f"{t['schema']}.{t['table']}", size(t["size_bytes"]))),
+             size(t["table_bytes"]),
              size(t["index_bytes"]), size(t["toast_bytes"])] for t in report["tables"]])
     lines += ["## Connections by state", ""]
     if report.get("connections"):
@@ -103,7 +136,8 @@ def _monitoring(report: dict[str, Any]) -> list[str]:
     lines += ["## Top queries by total time", ""]
     if report.get("top_queries"):
         lines += _table(["total ms", "calls", "mean ms", "share", "query"], [
-            [value("ms", q["total_exec_time_ms"]), f"{q['calls']:,}", value("ms", q["mean_exec_time_ms"]),
+            [value("ms", q["total_exec_time_ms"]), f"{q['calls']:,}",
+             _trend(changes.query_trend(report, q["queryid"], value("ms", q["mean_exec_time_ms"]))),
              f"{q['percent_of_total_time'] or 0}%", esc(q["query"][:300])] for q in report["top_queries"]])
     for key, why in report.get("unavailable", {}).items():
         lines += [f"*{esc(key)} unavailable: {esc(why)}*", ""]
