@@ -216,7 +216,13 @@ async def test_saving_needs_the_write_scope_reading_the_read_scope(rt: Runtime, 
     diff = await rt.invoke("pg_health_snapshot_diff", {"baseline": change["a"]["id"], "target": change["b"]["id"]},
                            READER)
     assert diff["indexes"] == change["diff"]["indexes"]
-    saved = await rt.invoke("pg_health_snapshot", {"queries": 0}, WRITER)  # positive control: write may save
+    # thresholds are pg_analyze_db_health's: a bad one is refused by name, and nothing is saved
+    with pytest.raises(ToolError) as bad:
+        await rt.invoke("pg_health_snapshot", {"thresholds": {"maxItems": 0}}, WRITER)
+    assert_tool_error(bad, "INVALID_INPUT", "thresholds.maxItems")
+    assert conn.execute("SELECT count(*) FROM pgcode.health_snapshots").fetchone() == before
+    # positive control: write may save
+    saved = await rt.invoke("pg_health_snapshot", {"queries": 0, "thresholds": {"maxItems": 5}}, WRITER)
     assert saved["principal"] == "trend-writer" and saved["kept"]["queries"] == 0
     conn.execute("DELETE FROM pgcode.health_snapshots WHERE id = %s", (saved["id"],))
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, WithJsonSchema, field_validator, model_validator
 
 from pgcode.core.context import ToolContext, savepoint
 from pgcode.core.registry import ToolInput, tool
@@ -53,9 +53,13 @@ async def figures(ctx: ToolContext, thresholds: Thresholds, top: int, queries: i
             "summary": overall["summary"], "checks": store.checks(results), **measured}
 
 
+# Validated as pg_analyze_db_health's thresholds, described once there: this schema just points at it.
+ThresholdOverrides = Annotated[Thresholds, WithJsonSchema({"type": "object"})]
+
+
 class HealthSnapshotIn(ToolInput):
-    thresholds: Thresholds = Field(default_factory=Thresholds, description="Check thresholds, as "
-                                   "pg_analyze_db_health takes them (the rest keep their defaults)")
+    thresholds: ThresholdOverrides = Field(default_factory=Thresholds, description="Threshold overrides, as "
+                                           "pg_analyze_db_health's thresholds")
     top: int = Field(store.TOP, ge=1, le=1000, description="How many of the largest tables and of the largest "
                                                           "indexes to keep")
     queries: int = Field(100, ge=0, le=1000, description="How many top queries by total time to keep (0: none)")
@@ -102,7 +106,8 @@ class HealthSnapshotDiffIn(TrendLimits):
     since: str | None = Field(None, max_length=20, description="Or a look-back such as 7d, 12h or 30m: the newest "
                               "snapshot at least that old, else the oldest one within it (the result says which)")
     target: int | None = Field(None, ge=1, description="The snapshot to compare to, by id (default: measure now)")
-    thresholds: Thresholds = Field(default_factory=Thresholds, description="Check thresholds when measuring now")
+    thresholds: ThresholdOverrides = Field(default_factory=Thresholds, description="When measuring now: threshold "
+                                           "overrides, as pg_analyze_db_health's thresholds")
     top: int = Field(store.TOP, ge=1, le=1000, description="When measuring now: how many of the largest tables and "
                                                           "indexes to look at")
     queries: int = Field(100, ge=1, le=1000, description="When measuring now: how many top queries to look at")
