@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg_pool import PoolClosed
 
 from pgcode.db.pool import Database
-from pgcode.errors import ErrorCode, from_db_error
+from pgcode.errors import database_unavailable
 from pgcode.guard.secrets import REDACTED, redact_text
 from pgcode.settings import Settings
 
@@ -290,7 +289,7 @@ class AuditLog:
             async with self._db.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 await cur.executemany(_INSERT, rows)
         except Exception as exc:
-            if keep_if_unreachable and _unreachable(exc):
+            if keep_if_unreachable and database_unavailable(exc):
                 raise _Unreachable from exc
             if len(rows) > 1:
                 log.warning("could not write %d audit entries as one batch (%s); writing them one by one",
@@ -350,10 +349,3 @@ class AuditLog:
 class _Unreachable(Exception):
     """The database could not take a batch now: the writer keeps it and tries again."""
 
-
-def _unreachable(exc: BaseException) -> bool:
-    """Whether `exc` says the database is out of reach for now (lost connection, restart, no free connection),
-    not that it refused the rows; a closed pool means the server is stopping, and is no reason to wait."""
-    if not isinstance(exc, psycopg.Error) or isinstance(exc, PoolClosed):
-        return False
-    return from_db_error(exc).code in (ErrorCode.CONNECTION_FAILED, ErrorCode.BUSY)
