@@ -363,9 +363,9 @@ async def examine(run: Run, server: Server, dsn: str, tokens: dict[str, str]) ->
     inv.append(Invariant("no HTTP 500, no traceback in the server log", status_500 == 0 and tracebacks == 0,
                          f"{status_500} answers with status 500, {tracebacks} tracebacks in the log"))
     untyped = [c for c in failures if not typed(c)]
+    examples = "; ".join(f"{c.tool} {c.status} {c.error}" for c in untyped[:5])
     inv.append(Invariant("every failure typed", not untyped,
-                         f"{len(failures)} failures, {len(untyped)} untyped"
-                         + (": " + "; ".join(f"{c.tool} {c.status} {c.error}" for c in untyped[:5]) if untyped else "")))
+                         f"{len(failures)} failures, {len(untyped)} untyped" + (f": {examples}" if untyped else "")))
     if run.transport_errors:
         facts["transport_errors"] = run.transport_errors[:10]
 
@@ -392,9 +392,9 @@ async def examine(run: Run, server: Server, dsn: str, tokens: dict[str, str]) ->
              or (resolved[w.id] == "committed") != (w.id in present)]
     facts["in_doubt"] = [{"id": w.id, "via": w.via, "xid": w.xid, "pg_xact_status": resolved.get(w.id),
                           "present": w.id in present} for w in doubts]
+    statuses = ", ".join(f"xid {w.xid}: {resolved.get(w.id)}" for w in doubts[:5])
     inv.append(Invariant("every IN_DOUBT write names its transaction, and pg_xact_status matches the table",
-                         not wrong, f"{len(doubts)} in doubt ("
-                         + ", ".join(f"xid {w.xid}: {resolved.get(w.id)}" for w in doubts[:5]) + f"), {len(wrong)} wrong"))
+                         not wrong, f"{len(doubts)} in doubt ({statuses}), {len(wrong)} wrong"))
 
     expected: Counter[tuple[str, str]] = Counter((f"static:{c.principal}", c.tool) for c in run.calls
                                                  if c.status)  # every answered request went through invoke()
