@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import PoolTimeout
+from psycopg_pool import PoolClosed, PoolTimeout
 
 
 class ErrorCode(StrEnum):
@@ -172,6 +172,15 @@ def from_db_error(exc: psycopg.Error) -> ToolError:
         details["position"] = position if position > 0 else int(diag.statement_position)
     message = diag.message_primary or str(exc).strip() or type(exc).__name__
     return ToolError(code, message, hint=diag.message_hint, details=details)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database is out of reach for now (a lost connection, a restart, no free pooled
+    connection), not that it refused the statement: background writers keep their rows and try again. A closed
+    pool means the server is stopping, and is no reason to wait."""
+    if not isinstance(exc, psycopg.Error) or isinstance(exc, PoolClosed):
+        return False
+    return from_db_error(exc).code in (ErrorCode.CONNECTION_FAILED, ErrorCode.BUSY)
 
 
 _CONNECTION_LOST = frozenset({"57P01", "57P02", "57P03"})  # admin_shutdown, crash_shutdown, cannot_connect_now

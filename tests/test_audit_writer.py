@@ -171,3 +171,25 @@ async def test_unreachable_database_counts_the_entries_it_could_not_write(
     await audit_rt.audit.flush()
     assert audit_rt.audit.unwritten == before + 2
     assert audit_rt.audit.stats()["pending"] == 0
+
+
+async def test_a_database_restart_loses_no_audit_row(audit_rt: Runtime, audit_dsn: str) -> None:
+    """Every pooled connection ended by the server, as `pg_ctl restart -m fast` ends them: the writer keeps the
+    batch it could not write and writes it on a new connection, nothing counted as unwritten."""
+    with psycopg.connect(audit_dsn, autocommit=True) as c:
+        await audit_rt.invoke("pg_read_query", {"sql": "SELECT 1"}, _principal("warm"))  # a pooled connection
+        ended = c.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()
+        assert ended is not None and ended[0] >= 1
+        unwritten = audit_rt.audit.unwritten
+        names = [f"static:restart-{i}" for i in range(3)]
+        for name in names:
+            audit_rt.audit.record(_entry(name))
+        for _ in range(100):  # the writer task, not a flush of ours
+            rows = c.execute("SELECT principal FROM pgcode.audit_log WHERE principal LIKE 'static:restart-%' "
+                             "ORDER BY id").fetchall()
+            if len(rows) >= len(names):
+                break
+            await asyncio.sleep(0.1)
+        assert [r[0] for r in rows] == names
+        assert audit_rt.audit.unwritten == unwritten

@@ -17,7 +17,7 @@ from psycopg import sql
 
 from pgcode.core.context import ToolContext
 from pgcode.core.runtime import Runtime
-from pgcode.errors import ErrorCode, ToolError
+from pgcode.errors import ErrorCode, ToolError, database_unavailable
 from pgcode.guard.secrets import redact_text
 from pgcode.types import Scope
 
@@ -27,6 +27,7 @@ MAX_STORED_CODE = 64 * 1024
 OUTCOMES = ("success", "error", "timeout")
 _PRUNE_EVERY_S = 3600.0
 _FLUSH_DELAY_S = 0.05  # batch the inserts of a burst of executions into one round trip
+_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)  # while the database cannot take the rows (a restart); then they go
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,17 @@ class History:
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(_FLUSH_DELAY_S)
+        for delay in _RETRY_DELAYS_S:
+            if await self.flush(keep_if_unavailable=True):
+                return
+            await asyncio.sleep(delay)
+            with contextlib.suppress(psycopg.Error):
+                await self._rt.db.pool.check()  # drop the connections a restart ended
         await self.flush()
 
-    async def flush(self) -> None:
+    async def flush(self, *, keep_if_unavailable: bool = False) -> bool:
+        """Write the queued records; False when the database could not take them now and, with
+        `keep_if_unavailable`, they wait in the queue for the next try."""
         async with self._lock:
             rows, self._queue = self._queue, []
             try:
@@ -110,7 +119,11 @@ class History:
                     async with self._rt.db.pool.connection() as conn:
                         await conn.execute(_PRUNE, (self._days,))
             except psycopg.Error as exc:
+                if keep_if_unavailable and database_unavailable(exc):
+                    self._queue[:0] = rows
+                    return False
                 log.warning("could not write %d code-mode history rows: %s", len(rows), exc.diag.message_primary)
+            return True
 
     async def close(self) -> None:
         if self._task is not None and not self._task.done():

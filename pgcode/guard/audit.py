@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -16,6 +17,7 @@ from typing import Any
 import psycopg
 
 from pgcode.db.pool import Database
+from pgcode.errors import database_unavailable
 from pgcode.guard.secrets import REDACTED, redact_text
 from pgcode.settings import Settings
 
@@ -27,6 +29,7 @@ _PGCRYPTO_KEEP = frozenset({"algorithm", "cipher", "type", "encoding", "format",
                             "rounds", "length", "count"})
 MAX_QUEUE = 10_000  # entries waiting to be written; beyond this they are dropped and counted
 BATCH = 200
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)  # between attempts while the database cannot take a batch (then 5 s)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -164,7 +167,9 @@ class AuditLog:
     """Collects entries and writes them in batches off the call path.
 
     The writer never stops: a batch that fails is written row by row, so one bad entry never takes others
-    with it, and what cannot be written is counted (`stats()`, shown to admins by /healthz) and logged.
+    with it, and what cannot be written is counted (`stats()`, shown to admins by /healthz) and logged. A batch
+    the database cannot take for now (it restarted, ended the session, or no connection came) stays queued and is
+    tried again, so a restart of PostgreSQL loses no row; a batch whose COMMIT was cut off may then be written twice.
     """
 
     def __init__(self, db: Database, settings: Settings) -> None:
@@ -175,6 +180,7 @@ class AuditLog:
         self._write_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._stop = asyncio.Event()  # set with _closing: ends a pause between retries
         self.enabled = False
         self._dropped = 0
         self._file: Path | None = None
@@ -210,11 +216,22 @@ class AuditLog:
                 "pending": len(self._pending), "dropped": self._dropped, "unwritten": self.unwritten}
 
     async def flush(self) -> None:
-        """Write everything recorded so far (the writer task, tests, shutdown, and readers of the log)."""
+        """Write everything recorded so far (tests, shutdown, and readers of the log); what cannot be written now
+        is counted as unwritten."""
+        await self._drain(keep=False)
+
+    async def _drain(self, *, keep: bool) -> bool:
+        """Write the queue in batches. With `keep`, a batch the database cannot take now goes back to the front of
+        the queue and False is returned: the writer task tries it again later."""
         async with self._write_lock:
             while self._pending:
                 batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
-                await self._write(batch)
+                try:
+                    await self._write(batch, keep_if_unreachable=keep)
+                except _Unreachable:
+                    self._pending[:0] = batch
+                    return False
+        return True
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -223,6 +240,7 @@ class AuditLog:
             # asyncio.wait_for (psycopg_pool waits for a connection with it) swallows one that lands just as
             # its wait ends, after which close() waited forever for a writer gone back to waiting for entries.
             self._closing = True
+            self._stop.set()
             self._wake.set()
             await task
         if self.enabled:
@@ -230,20 +248,43 @@ class AuditLog:
 
     async def _run(self) -> None:
         last_prune = 0.0
+        failures = 0
         while not self._closing:
             await self._wake.wait()
             self._wake.clear()
             if not self._closing:
                 await asyncio.sleep(0.2)  # let a burst gather into one batch
             try:
-                await self.flush()
+                if not await self._drain(keep=True):
+                    delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+                    failures += 1
+                    log.warning("the database cannot take audit entries now; %d wait, next try in %g s",
+                                len(self._pending), delay)
+                    await self._pause(delay)
+                    await self._check_pool()
+                    self._wake.set()
+                    continue
+                failures = 0
                 if time.monotonic() - last_prune > 3600 and self._file is None and not self._settings.read_only:
                     last_prune = time.monotonic()
                     await self.prune()
             except Exception:  # the writer must outlive anything: the next entries still need writing
                 log.exception("the audit writer failed; it goes on with the next entries")
 
-    async def _write(self, batch: list[AuditEntry]) -> None:
+    async def _check_pool(self) -> None:
+        """Drop the pooled connections the server ended (a restart ends every one): the next try gets a new one."""
+        try:
+            await self._db.pool.check()
+        except psycopg.Error as exc:
+            log.info("checking the pool's connections failed: %s", type(exc).__name__)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but no longer than until close() is called (it writes what is left itself)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+
+    async def _write(self, batch: list[AuditEntry], *, keep_if_unreachable: bool = False) -> None:
         if not batch:
             return
         rows = []
@@ -259,6 +300,8 @@ class AuditLog:
             async with self._db.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 await cur.executemany(_INSERT, rows)
         except Exception as exc:
+            if keep_if_unreachable and database_unavailable(exc):
+                raise _Unreachable from exc
             if len(rows) > 1:
                 log.warning("could not write %d audit entries as one batch (%s); writing them one by one",
                             len(rows), type(exc).__name__)
@@ -312,3 +355,8 @@ class AuditLog:
         except psycopg.Error as exc:
             log.warning("could not prune the audit log: %s", type(exc).__name__)
             return 0
+
+
+class _Unreachable(Exception):
+    """The database could not take a batch now: the writer keeps it and tries again."""
+

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from pydantic import SecretStr
 
 from pgcode.codemode.engine import engine
 from pgcode.core.runtime import Runtime
+from pgcode.settings import Settings
 from pgcode.types import LOCAL_PRINCIPAL, Principal, Scope
 from tests.codemode._helpers import failed, ok
 from tests.fix_db import assert_tool_error
@@ -201,3 +207,41 @@ async def test_missing_script_is_not_found(rt: Runtime) -> None:
         with pytest.raises(Exception) as exc:
             await rt.invoke(tool, {"name": "never-saved"}, _who("nobody"))
         assert_tool_error(exc, "NOT_FOUND", "never-saved")
+
+
+HISTORY_DB = "pgcode_history_restart"
+
+
+@pytest.fixture
+async def own_rt(dsn: str, settings: Settings) -> AsyncIterator[tuple[Runtime, str]]:
+    """A runtime on a database of its own, so that ending every session there ends only this runtime's."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(HISTORY_DB)))
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(HISTORY_DB)))
+    url = make_conninfo(dsn, dbname=HISTORY_DB)
+    try:
+        async with Runtime(settings.model_copy(update={"database_url": SecretStr(url)})) as runtime:
+            yield runtime, url
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(HISTORY_DB)))
+
+
+async def test_a_database_restart_loses_no_history_row(own_rt: tuple[Runtime, str]) -> None:
+    """Every pooled connection ended by the server, as a fast restart ends them: the record waits and is written."""
+    rt, url = own_rt
+    me = _who("restart")
+    assert ok(await _exec(rt, me, "await pg.core.readQuery({sql: 'SELECT 1'}); return 1")) == 1
+    with psycopg.connect(url, autocommit=True) as c:
+        ended = c.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()
+        assert ended is not None and ended[0] >= 1
+        out = await _exec(rt, me, "return 2")
+        assert ok(out) == 2
+        for _ in range(100):
+            rows = c.execute("SELECT id::text FROM pgcode.executions WHERE principal = %s ORDER BY started_at",
+                             (me.subject,)).fetchall()
+            if len(rows) == 2:
+                break
+            await anyio.sleep(0.1)
+        assert rows[-1] == (out["executionId"],)

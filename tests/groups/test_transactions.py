@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -341,6 +342,65 @@ async def test_failed_commit_ends_the_transaction(call: Call, db: Any, schema: s
     assert err.details["sqlstate"] == "23505"
     await assert_gone(call, tx)
     assert db.execute(f"SELECT count(*) FROM {schema}.uniq").fetchone() == (0,)
+
+
+def _terminate_when_running(dsn: str, pid: int, query: str) -> bool:
+    """End backend `pid` (as a restart of the server would) once it is running `query`."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        for _ in range(200):
+            row = c.execute("SELECT query FROM pg_stat_activity WHERE pid = %s AND state = 'active'", (pid,)).fetchone()
+            if row is not None and row[0] == query:
+                return bool(c.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,))
+            time.sleep(0.02)
+    return False
+
+
+async def test_connection_lost_during_commit_is_in_doubt_with_the_transaction_id(
+        call: Call, rt: Runtime, dsn: str, db: Any, schema: str) -> None:
+    """A COMMIT cut off on its way may or may not have happened: IN_DOUBT names the transaction to look up."""
+    db.execute(f"""CREATE FUNCTION {schema}.slow_commit() RETURNS trigger LANGUAGE plpgsql
+                   AS $$ BEGIN PERFORM pg_sleep(5); RETURN NULL; END $$;
+                   CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON {schema}.ledger DEFERRABLE INITIALLY DEFERRED
+                   FOR EACH ROW EXECUTE FUNCTION {schema}.slow_commit()""")  # COMMIT runs it: a slow COMMIT
+    tx = await begin(call)
+    await insert(call, schema, tx, 1)
+    pid = rt.txstore.get(tx, ALICE.subject).conn.info.backend_pid
+    ended = []
+
+    async def terminate() -> None:
+        ended.append(await anyio.to_thread.run_sync(_terminate_when_running, dsn, pid, "COMMIT"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(terminate)
+        with pytest.raises(ToolError) as exc:
+            await call("pg_transaction_commit", {"transactionId": tx}, principal=ALICE)
+    assert ended == [True]
+    err = assert_tool_error(exc, "IN_DOUBT", "whether the changes were committed is unknown")
+    xid = err.details["transactionId"]
+    assert xid in (err.hint or "")
+    assert db.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone() == ("aborted",)
+    assert outside(db, schema) == []
+    await assert_gone(call, tx)
+
+
+async def test_connection_ended_before_commit_says_rolled_back(call: Call, rt: Runtime, db: Any,
+                                                               schema: str) -> None:
+    """The server ended the held transaction's session before COMMIT was sent: nothing is in doubt."""
+    tx = await begin(call)
+    await insert(call, schema, tx, 1)
+    pid = rt.txstore.get(tx, ALICE.subject).conn.info.backend_pid
+    assert db.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+    with pytest.raises(ToolError) as exc:
+        await call("pg_transaction_commit", {"transactionId": tx}, principal=ALICE)
+    err = assert_tool_error(exc, "CONNECTION_FAILED", "rolled back")
+    assert "transactionId" not in err.details
+    assert outside(db, schema) == []
+    await assert_gone(call, tx)
+    # A positive control: the next transaction commits.
+    tx = await begin(call)
+    await insert(call, schema, tx, 2)
+    await call("pg_transaction_commit", {"transactionId": tx}, principal=ALICE)
+    assert outside(db, schema) == [2]
 
 
 # ---------------------------------------------------------------- read-only transactions
