@@ -4,6 +4,8 @@ mapping of database errors to error codes."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -457,6 +459,29 @@ async def test_lost_connection_is_connection_failed_not_internal(single: Runtime
     assert err.http_status == 503 and err.details["retryAfterSeconds"] > 0
     out = await single.invoke("pg_read_query", {"sql": "SELECT 1 AS one"}, READER)  # the pool recovered
     assert out["rows"] == [{"one": 1}]
+
+
+async def test_after_a_restart_one_call_fails_and_the_pool_drops_every_stale_connection(dsn: str) -> None:
+    """A restart ends every pooled connection: the first call to find one lost says so, and the pool is checked
+    at once, so the calls after it get live connections instead of failing one stale connection each."""
+    settings = Settings(database_url=dsn, pool_min_size=4, pool_max_size=4)
+    async with Runtime(settings) as runtime:
+        async with contextlib.AsyncExitStack() as held:  # fill the pool: four live connections
+            conns = [await held.enter_async_context(runtime.db.pool.connection()) for _ in range(4)]
+            pids = {c.info.backend_pid for c in conns}
+        for _ in range(100):  # the pool resets returned connections in the background: wait until all are idle
+            if runtime.db.pool.get_stats()["pool_available"] == 4:
+                break
+            await asyncio.sleep(0.02)
+        with psycopg.connect(dsn, autocommit=True) as killer:
+            killer.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(%s)", (list(pids),))
+        with pytest.raises(ToolError) as lost:
+            await runtime.invoke("pg_read_query", {"sql": "SELECT 1 AS one"}, READER)
+        assert_tool_error(lost, "CONNECTION_FAILED", "connection to the database was lost")
+        await runtime.db.settle()
+        for _ in range(8):  # every later call succeeds: no stale connection was left in the pool
+            out = await runtime.invoke("pg_read_query", {"sql": "SELECT pg_backend_pid() AS pid"}, READER)
+            assert out["rows"][0]["pid"] not in pids
 
 
 async def test_connection_lost_during_commit_is_in_doubt_with_the_transaction_id(

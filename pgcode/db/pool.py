@@ -229,6 +229,7 @@ class Database:
         self._caps: Capabilities | None = None
         self._discarded: weakref.WeakSet[Conn] = weakref.WeakSet()  # DISCARD ALL already ran with the COMMIT
         self._finishing: set[asyncio.Task[None]] = set()
+        self._checking: asyncio.Task[None] | None = None
 
     @property
     def pool(self) -> AsyncConnectionPool[Conn]:
@@ -344,10 +345,19 @@ class Database:
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
 
+    def check_soon(self) -> None:
+        """A connection was found lost: the server may have restarted and ended every pooled one. Check them all
+        now (psycopg_pool's check()) so that the next calls get live ones, not one failure per stale connection."""
+        if self._pool is None or (self._checking is not None and not self._checking.done()):
+            return
+        self._checking = asyncio.get_running_loop().create_task(_quietly(self._pool.check()),
+                                                                name="pgcode-pool-check")
+
     async def settle(self, timeout_s: float = 5.0) -> None:
-        """Wait until the reads that finish later have given their connections back."""
-        if self._finishing:
-            await asyncio.wait(set(self._finishing), timeout=timeout_s)
+        """Wait until the reads that finish later have given their connections back (and a pool check is done)."""
+        waiting = set(self._finishing) | ({self._checking} if self._checking is not None else set())
+        if waiting:
+            await asyncio.wait(waiting, timeout=timeout_s)
 
     async def close(self) -> None:
         await self.settle()
@@ -402,8 +412,10 @@ class Database:
             tx = CallTransaction(conn, opening or framing(mode, timeout, role), mode)
             try:
                 yield tx
-            except BaseException:
+            except BaseException as exc:
                 if tx.started:
+                    if connection_lost(conn, exc):
+                        self.check_soon()
                     await _rollback_quietly(conn)
                 raise
             if not tx.started:  # the call sent nothing: the connection is as clean as it came
