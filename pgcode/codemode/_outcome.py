@@ -6,6 +6,7 @@ the last call or await (research/sandbox-probe.md, 4c); explicit throws and tool
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -51,13 +52,28 @@ def user_line(stack: str | None, user_lines: int) -> int | None:
     return None
 
 
+MAX_DETAILS_CHARS = 4000
+
+
+def tool_details(text: Any) -> dict[str, Any] | None:
+    """A tool error's details (sqlstate, transactionId ...) as the code rethrew them: JSON text from the
+    sandbox, so untrusted; kept only when it is a small object."""
+    if not isinstance(text, str) or len(text) > MAX_DETAILS_CHARS:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def from_rejection(err: dict[str, Any], user_lines: int) -> dict[str, Any]:
     """Map the rejection of the user's function (as the prelude described it) to an output error."""
     name, message = str(err.get("name") or "Error"), str(err.get("message") or "")
     kind = err.get("kind")
     if kind == "tool":
         return error(str(err.get("code") or "EXECUTION_FAILED"), message, user_line(err.get("site"), user_lines),
-                     tool=err.get("tool"), hint=err.get("hint"))
+                     tool=err.get("tool"), hint=err.get("hint"), details=tool_details(err.get("details")))
     line = user_line(err.get("site") or err.get("stack"), user_lines)
     if kind == "security":
         return error("SECURITY_ERROR", message, line)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgcode.codemode import syntax
+from pgcode.codemode._outcome import MAX_DETAILS_CHARS
 from pgcode.codemode.api import Allowance, SandboxApi
 from pgcode.codemode.bridge import Abort, HostBridge, pending_calls
 from pgcode.codemode.history import History, new_record
@@ -282,7 +283,9 @@ def _clean_error(raw: Any) -> dict[str, Any]:
         return error("EXECUTION_FAILED", "the code failed")
     code = str(raw["code"]) if isinstance(raw.get("code"), str) and _CODE_RE.match(raw["code"]) else "RUNTIME_ERROR"
     line = raw.get("line") if type(raw.get("line")) is int and raw["line"] > 0 else None
-    extra = {k: str(raw[k])[:500] for k in ("tool", "hint") if isinstance(raw.get(k), str)}
+    extra: dict[str, Any] = {k: str(raw[k])[:500] for k in ("tool", "hint") if isinstance(raw.get(k), str)}
+    if isinstance(raw.get("details"), dict) and len(json.dumps(raw["details"], default=str)) <= MAX_DETAILS_CHARS:
+        extra["details"] = raw["details"]
     return error(code, str(raw.get("message") or code)[:4000], line, **extra)
 
 

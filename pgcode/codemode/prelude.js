@@ -82,6 +82,7 @@
       e.code = S(v.code);
       e.tool = p.tool;
       if (v.hint) e.hint = S(v.hint);
+      if (v.details) e.details = v.details;  // sqlstate, transactionId (IN_DOUBT), retryAfterSeconds ...
       e.site = p.site;
       p.reject(mark(e, e.code === 'SECURITY_ERROR' ? 'security' : 'tool'));
     }
@@ -117,9 +118,11 @@
   // Completion: the user's function settles the box; every eval ends by serialising state().
   const box = {done: false};
   const field = (e, k) => { try { const v = e[k]; return v == null ? undefined : S(v); } catch (x) { return undefined; } };
+  const detailsOf = (e) => { try { const d = e.details; return d !== null && typeof d === 'object' ? str(d) : undefined; } catch (x) { return undefined; } };
   const describe = (e) => (e !== null && (typeof e === 'object' || typeof e === 'function')
     ? {kind: apply(wmGet, kinds, [e]), name: field(e, 'name'), message: field(e, 'message'), stack: field(e, 'stack'),
-       code: field(e, 'code'), tool: field(e, 'tool'), hint: field(e, 'hint'), site: field(e, 'site')}
+       code: field(e, 'code'), tool: field(e, 'tool'), hint: field(e, 'hint'), site: field(e, 'site'),
+       details: detailsOf(e)}
     : {name: 'Error', message: 'uncaught ' + show(e), null: e === null});
   const ok = (value) => {
     try {

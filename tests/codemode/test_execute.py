@@ -157,6 +157,22 @@ async def test_execute_code_uncaught_tool_error_fails_with_its_line(run: Run) ->
     assert bad_args["line"] == 2
 
 
+async def test_execute_code_tool_error_keeps_its_details(run: Run) -> None:
+    """The details a face shows (sqlstate, a transaction id, a retry delay) reach the code, and the output when
+    the code does not catch the error."""
+    caught = await run("""
+try { await pg.core.readQuery({sql: 'SELECT 1/0'}); }
+catch (e) { return {code: e.code, sqlstate: e.details.sqlstate}; }""")
+    assert ok(caught) == {"code": "INVALID_INPUT", "sqlstate": "22012"}
+    err = failed(await run("await pg.core.readQuery({sql: 'SELECT 1/0'})"), "INVALID_INPUT", "division by zero")
+    assert err["details"]["sqlstate"] == "22012"
+    # what the code puts in details is data from the sandbox: kept only when it is a small object
+    forged = failed(await run("const e = new Error('x'); e.code = 'SQL_ERROR'; e.details = 'not an object'; "
+                              "await pg.core.readQuery({sql: 'SELECT 1/0'}).catch((t) => { t.details = "
+                              "{huge: 'x'.repeat(10000)}; throw t; })"), "INVALID_INPUT")
+    assert "details" not in forged
+
+
 async def test_execute_code_runtime_errors_have_lines(run: Run) -> None:
     err = failed(await run("let x = 1;\n\nthrow new RangeError('out of range');"), "RUNTIME_ERROR",
                  "RangeError: out of range")
