@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
+from fnmatch import fnmatchcase
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from pydantic.alias_generators import to_camel
 
 from pgcode.core.context import ToolContext
+from pgcode.core.registry import load_registry
 from pgcode.core.runtime import Runtime
 from pgcode.health import AREAS, CHECKS, Check, Coverage, Thresholds, run_checks
 from pgcode.health._base import result
@@ -239,3 +243,15 @@ async def test_scope_read_is_needed(call: Call, cond: str) -> None:
     assert_tool_error(exc, "FORBIDDEN")
     out = await call("pg_analyze_db_health", {"checks": ["connections"]}, Principal.with_scope("r", Scope.READ))
     assert out["checks"][0]["check"] == "connections"
+
+
+def test_the_tool_documents_every_check_and_threshold() -> None:
+    """The catalog shows only the areas; the tool's description names every check and threshold a caller may give."""
+    spec = load_registry().get("pg_analyze_db_health")
+    assert spec is not None
+    for name in (*AREAS, *CHECKS):
+        assert name in spec.description, name
+    assert all(area in spec.input_schema["properties"]["checks"]["description"] for area in AREAS)
+    patterns = [w for w in re.findall(r"[A-Za-z*]+", spec.description) if w.strip("*")]
+    for field in Thresholds.model_fields:
+        assert any(fnmatchcase(to_camel(field), p) for p in patterns), to_camel(field)

@@ -23,7 +23,7 @@ class _GoodIn(ToolInput):
 
 
 class _UndocumentedIn(ToolInput):
-    some_value: int = 1
+    some_value: int  # required, so it must say what it takes
 
 
 async def _good(ctx: ToolContext, args: _GoodIn) -> dict[str, Any]:
@@ -32,7 +32,7 @@ async def _good(ctx: ToolContext, args: _GoodIn) -> dict[str, Any]:
 
 
 async def _undocumented_field(ctx: ToolContext, args: _UndocumentedIn) -> dict[str, Any]:
-    """A tool whose input field has no description."""
+    """A tool whose required input field has no description."""
     return {}
 
 

@@ -14,15 +14,19 @@ from pgcode.types import Effect, TxMode
 
 
 class AuditLogIn(ToolInput):
-    principal: str | None = Field(None, max_length=200, description="Only calls by this principal (subject)")
-    tool: str | None = Field(None, max_length=200, description="Only calls of this tool, e.g. pg_write_query")
-    since: datetime | None = Field(None, description="Only calls at or after this time (ISO 8601)")
-    limit: int = Field(100, ge=1, le=10_000, description="Most entries to return, newest first")
+    principal: str | None = Field(None, max_length=200)
+    tool: str | None = Field(None, max_length=200)
+    since: datetime | None = None
+    limit: int = Field(100, ge=1, le=10_000)
 
 
 @tool(group="audit", effect=Effect.ADMIN, tx=TxMode.READ_ONLY)
 async def audit_log(ctx: ToolContext, args: AuditLogIn) -> dict[str, Any]:
-    """Read the audit log: who called which tool when, the outcome, and the arguments with secrets redacted."""
+    """Read the audit log: who called which tool, when, the outcome, redacted arguments.
+
+    Newest first. principal (the subject), tool (e.g. pg_write_query) and since (ISO 8601) keep only those calls;
+    limit caps the entries.
+    """
     if not ctx.rt.audit.enabled:
         raise ToolError(ErrorCode.NOT_FOUND, "the audit log is off: pgcode's schema cannot be written here",
                         hint="run pgcode with a role that may create the pgcode schema, on a writable server")

@@ -24,13 +24,15 @@ class Isolation(StrEnum):
 
 
 class BeginIn(ToolInput):
-    isolation_level: Isolation = Field(Isolation.READ_COMMITTED, description="Transaction isolation level")
-    read_only: bool = Field(False, description="Start a READ ONLY transaction")
+    isolation_level: Isolation = Isolation.READ_COMMITTED
+    read_only: bool = False
 
 
 @tool(group="transactions", effect=Effect.WRITE, tx=TxMode.NONE)
 async def transaction_begin(ctx: ToolContext, args: BeginIn) -> dict[str, Any]:
-    """Begin a transaction held open across calls; returns its transactionId for the other tools.
+    """Begin a transaction held across calls; returns transactionId.
+
+    isolationLevel is the transaction isolation level; readOnly starts a READ ONLY transaction.
 
     Pass the id as transactionId to pg_read_query, pg_write_query or pg_transaction_execute. A transaction
     idle longer than the server's timeout (60 s by default) is rolled back; a failed statement rolls it back.
@@ -40,13 +42,15 @@ async def transaction_begin(ctx: ToolContext, args: BeginIn) -> dict[str, Any]:
 
 
 class StatusIn(ToolInput):
-    transaction_id: str | None = Field(None, max_length=64,
-                                       description="The transaction to inspect (default: list all of yours)")
+    transaction_id: str | None = Field(None, max_length=64)
 
 
 @tool(group="transactions", effect=Effect.READ, tx=TxMode.NONE)
 async def transaction_status(ctx: ToolContext, args: StatusIn) -> dict[str, Any] | list[dict[str, Any]]:
-    """Show an open transaction (state, age, idle time, savepoints) without touching it, or list yours."""
+    """Show an open transaction (or list yours) without touching it.
+
+    Shows state, age, idle time and savepoints; without transactionId, lists all of yours.
+    """
     store = ctx.rt.txstore
     if args.transaction_id is None:
         return [h.describe() for h in store.owned_by(ctx.principal.subject)]
@@ -54,7 +58,7 @@ async def transaction_status(ctx: ToolContext, args: StatusIn) -> dict[str, Any]
 
 
 class TxIdIn(ToolInput):
-    transaction_id: str = Field(min_length=1, max_length=64, description="Id from pg_transaction_begin")
+    transaction_id: str = Field(min_length=1, max_length=64, description="From pg_transaction_begin")
 
 
 async def _finish(ctx: ToolContext, tx_id: str, *, commit: bool) -> dict[str, Any]:
@@ -69,13 +73,19 @@ async def _finish(ctx: ToolContext, tx_id: str, *, commit: bool) -> dict[str, An
 
 @tool(group="transactions", effect=Effect.WRITE, tx=TxMode.NONE)
 async def transaction_commit(ctx: ToolContext, args: TxIdIn) -> dict[str, Any]:
-    """Commit an open transaction, making its changes permanent, and release its connection."""
+    """Commit an open transaction.
+
+    Its changes become permanent and its connection is released.
+    """
     return await _finish(ctx, args.transaction_id, commit=True)
 
 
 @tool(group="transactions", effect=Effect.WRITE, tx=TxMode.NONE)
 async def transaction_rollback(ctx: ToolContext, args: TxIdIn) -> dict[str, Any]:
-    """Roll back an open transaction, undoing all its changes, and release its connection."""
+    """Roll back an open transaction.
+
+    All its changes are undone and its connection is released.
+    """
     return await _finish(ctx, args.transaction_id, commit=False)
 
 
@@ -85,7 +95,10 @@ class SavepointIn(TxIdIn):
 
 @tool(group="transactions", effect=Effect.WRITE, tx=TxMode.NONE)
 async def transaction_savepoint(ctx: ToolContext, args: SavepointIn) -> dict[str, Any]:
-    """Create a savepoint in an open transaction, to roll back to later without losing earlier work."""
+    """Create a savepoint in an open transaction.
+
+    Roll back to it later without losing earlier work.
+    """
     held = ctx.use_transaction(args.transaction_id)
     await ctx.execute(sql.SQL("SAVEPOINT {}").format(sql.Identifier(args.name)))
     held.savepoints.append(args.name)
@@ -101,7 +114,10 @@ def _require_savepoint(held_savepoints: list[str], name: str) -> int:
 
 @tool(group="transactions", effect=Effect.WRITE, tx=TxMode.NONE)
 async def transaction_release(ctx: ToolContext, args: SavepointIn) -> dict[str, Any]:
-    """Release a savepoint (and later ones), keeping every change made since it."""
+    """Release a savepoint, keeping the changes made since it.
+
+    Later savepoints are released too.
+    """
     held = ctx.use_transaction(args.transaction_id)
     at = _require_savepoint(held.savepoints, args.name)
     await ctx.execute(sql.SQL("RELEASE SAVEPOINT {}").format(sql.Identifier(args.name)))
@@ -111,7 +127,7 @@ async def transaction_release(ctx: ToolContext, args: SavepointIn) -> dict[str, 
 
 @tool(group="transactions", effect=Effect.WRITE, tx=TxMode.NONE)
 async def transaction_rollback_to(ctx: ToolContext, args: SavepointIn) -> dict[str, Any]:
-    """Roll back to a savepoint, undoing changes made after it; the savepoint stays usable."""
+    """Roll back to a savepoint; the savepoint stays usable."""
     held = ctx.use_transaction(args.transaction_id)
     at = _require_savepoint(held.savepoints, args.name)
     await ctx.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(args.name)))
@@ -120,15 +136,14 @@ async def transaction_rollback_to(ctx: ToolContext, args: SavepointIn) -> dict[s
 
 
 class Statement(ToolInput):
-    sql: str = Field(min_length=1, max_length=1_000_000, description="One statement; $1, $2 ... for parameters")
-    params: list[Any] = Field(default_factory=list, max_length=10_000, description="Values for $1, $2 ...")
+    sql: str = Field(min_length=1, max_length=1_000_000, description="One statement; $1, $2 ...")
+    params: list[Any] = Field(default_factory=list, max_length=10_000)
 
 
 class ExecuteIn(ToolInput):
     statements: list[Statement] = Field(min_length=1, max_length=100, description="Statements to run in order")
-    transaction_id: str | None = Field(None, max_length=64,
-                                       description="Run in this open transaction instead of a new one")
-    isolation_level: Isolation = Field(Isolation.READ_COMMITTED, description="Isolation of the new transaction")
+    transaction_id: str | None = Field(None, max_length=64)
+    isolation_level: Isolation = Isolation.READ_COMMITTED
 
 
 def _execute_scope(args: ExecuteIn) -> Scope:
@@ -137,7 +152,12 @@ def _execute_scope(args: ExecuteIn) -> Scope:
 
 @tool(group="transactions", effect=Effect.WRITE, scope_for=_execute_scope)
 async def transaction_execute(ctx: ToolContext, args: ExecuteIn) -> dict[str, Any]:
-    """Run several statements atomically: all commit together, or the first failure rolls every one back.
+    """Run several statements atomically, in one transaction.
+
+    All commit together, or the first failure rolls every one back.
+
+    Each statement is {sql, params}: params are the values for $1, $2 .... transactionId runs them in that open
+    transaction instead of a new one; isolationLevel is the isolation of the new transaction.
 
     The scope needed is the highest any statement needs (DML write, DDL admin).
     """

@@ -37,78 +37,51 @@ class CheckResult(TypedDict):
 class Thresholds(ToolInput):
     """Limits the checks grade against; every one has a default and may be overridden by the caller."""
 
-    max_items: int = Field(20, ge=1, le=10_000, description="Most objects (tables, indexes, sessions ...) listed "
-                                                             "per check; the count covers them all")
-    wraparound_warning_ratio: float = Field(1.25, gt=0, description="Warn when the oldest transaction-ID (or "
-                                            "multixact) age exceeds this multiple of autovacuum_freeze_max_age "
-                                            "(autovacuum_multixact_freeze_max_age)")
-    wraparound_critical_fraction: float = Field(0.5, gt=0, le=1, description="Critical when the age uses this "
-                                                "share of the 2^31 ID space (wraparound stops writes near 1.0)")
-    xmin_horizon_warning_seconds: float = Field(600, gt=0, description="Warn when a session or prepared "
-                                                "transaction has held the xmin horizon back this long")
-    xmin_horizon_critical_seconds: float = Field(3600, gt=0, description="Critical when the xmin horizon has been "
-                                                 "held back this long")
-    xmin_horizon_warning_xids: int = Field(10_000_000, ge=0, description="Warn when the xmin horizon is this many "
-                                           "transactions old (critical at autovacuum_freeze_max_age)")
-    overflow_warning_ratio: float = Field(0.75, gt=0, le=1, description="Warn when a sequence or integer column "
-                                          "has used this share of its type's range")
-    overflow_critical_ratio: float = Field(0.9, gt=0, le=1, description="Critical when a sequence or integer "
-                                           "column has used this share of its type's range")
-    unused_index_min_bytes: int = Field(MB, ge=0, description="Only never-scanned indexes at least this large count")
-    unused_index_critical_bytes: int = Field(GB, ge=0, description="Critical when never-scanned indexes take this "
-                                             "many bytes together (and the statistics cover min_observed_days)")
-    min_observed_days: float = Field(7, ge=0, description="Statistics younger than this (since stats_reset) make "
-                                     "usage-based findings low-confidence: at most a warning")
-    bloat_min_bytes: int = Field(10 * MB, ge=0, description="Only tables and indexes with at least this many "
-                                 "wasted bytes count as bloated")
-    bloat_warning_ratio: float = Field(0.3, gt=0, le=1, description="Warn at this estimated share of wasted space")
-    bloat_critical_ratio: float = Field(0.6, gt=0, le=1, description="Critical at this estimated share of wasted "
-                                        "space")
-    dead_tuples_min: int = Field(1000, ge=0, description="Only tables with at least this many dead tuples count")
-    dead_tuple_warning_ratio: float = Field(0.2, gt=0, le=1, description="Warn when dead / (live + dead) tuples "
-                                            "reaches this")
-    dead_tuple_critical_ratio: float = Field(0.5, gt=0, le=1, description="Critical when dead / (live + dead) "
-                                             "tuples reaches this")
-    stale_days: float = Field(7, gt=0, description="A table changed since its last vacuum or analyze that is "
-                              "older than this many days is stale")
-    stale_min_modified_ratio: float = Field(0.2, ge=0, description="Only tables with at least this share of rows "
-                                            "modified since the last analyze count as stale")
-    seq_scan_min_rows: int = Field(10_000, ge=0, description="Only tables with at least this many live rows count "
-                                   "as seq-scan heavy")
-    seq_scan_min_scans: int = Field(100, ge=0, description="Only tables sequentially scanned at least this often")
-    seq_scan_ratio: float = Field(0.5, ge=0, le=1, description="Seq scans / all scans at or above this is heavy")
-    fk_min_rows: int = Field(1000, ge=0, description="Only referencing tables with at least this many rows need "
-                             "an index on their foreign key")
-    long_query_warning_seconds: float = Field(300, gt=0, description="Warn about queries running this long")
-    long_query_critical_seconds: float = Field(1800, gt=0, description="Critical for queries running this long")
-    idle_in_transaction_warning_seconds: float = Field(60, gt=0, description="Warn about sessions idle in a "
-                                                       "transaction this long")
-    idle_in_transaction_critical_seconds: float = Field(600, gt=0, description="Critical for sessions idle in a "
-                                                        "transaction this long")
-    prepared_xact_warning_seconds: float = Field(300, gt=0, description="Warn about prepared transactions this old")
-    prepared_xact_critical_seconds: float = Field(3600, gt=0, description="Critical for prepared transactions "
-                                                  "this old")
-    lock_wait_warning_seconds: float = Field(10, ge=0, description="Warn about sessions waiting on a lock this long")
-    lock_wait_critical_seconds: float = Field(300, ge=0, description="Critical for lock waits this long")
-    connections_warning_ratio: float = Field(0.75, gt=0, le=1, description="Warn when client connections use this "
-                                             "share of the slots ordinary roles may use")
-    connections_critical_ratio: float = Field(0.9, gt=0, le=1, description="Critical at this share of the slots")
-    cache_hit_warning: float = Field(0.95, gt=0, le=1, description="Warn when a cache hit ratio falls below this")
-    cache_hit_critical: float = Field(0.9, gt=0, le=1, description="Critical when a cache hit ratio falls below this")
-    cache_min_blocks: int = Field(10_000, ge=0, description="Below this many block requests a hit ratio is not "
-                                  "judged")
-    replication_lag_warning_bytes: int = Field(256 * MB, ge=0, description="Warn when a standby's replay is this "
-                                               "many bytes behind")
-    replication_lag_critical_bytes: int = Field(GB, ge=0, description="Critical at this many bytes of replay lag")
-    replication_lag_warning_seconds: float = Field(60, ge=0, description="Warn at this replay lag in seconds")
-    replication_lag_critical_seconds: float = Field(300, ge=0, description="Critical at this replay lag in seconds")
-    slot_wal_warning_bytes: int = Field(GB, ge=0, description="Warn when a replication slot retains this much WAL")
-    slot_wal_critical_bytes: int = Field(10 * GB, ge=0, description="Critical when a slot retains this much WAL")
-    checkpoint_warning_ratio: float = Field(0.3, ge=0, le=1, description="Warn when this share of checkpoints was "
-                                            "requested (WAL volume) rather than timed")
-    checkpoint_critical_ratio: float = Field(0.6, ge=0, le=1, description="Critical at this share of requested "
-                                             "checkpoints")
-    checkpoint_min_count: int = Field(10, ge=0, description="Below this many checkpoints the ratio is not judged")
+    max_items: int = Field(20, ge=1, le=10_000)
+    wraparound_warning_ratio: float = Field(1.25, gt=0)
+    wraparound_critical_fraction: float = Field(0.5, gt=0, le=1)
+    xmin_horizon_warning_seconds: float = Field(600, gt=0)
+    xmin_horizon_critical_seconds: float = Field(3600, gt=0)
+    xmin_horizon_warning_xids: int = Field(10_000_000, ge=0)
+    overflow_warning_ratio: float = Field(0.75, gt=0, le=1)
+    overflow_critical_ratio: float = Field(0.9, gt=0, le=1)
+    unused_index_min_bytes: int = Field(MB, ge=0)
+    unused_index_critical_bytes: int = Field(GB, ge=0)
+    min_observed_days: float = Field(7, ge=0)
+    bloat_min_bytes: int = Field(10 * MB, ge=0)
+    bloat_warning_ratio: float = Field(0.3, gt=0, le=1)
+    bloat_critical_ratio: float = Field(0.6, gt=0, le=1)
+    dead_tuples_min: int = Field(1000, ge=0)
+    dead_tuple_warning_ratio: float = Field(0.2, gt=0, le=1)
+    dead_tuple_critical_ratio: float = Field(0.5, gt=0, le=1)
+    stale_days: float = Field(7, gt=0)
+    stale_min_modified_ratio: float = Field(0.2, ge=0)
+    seq_scan_min_rows: int = Field(10_000, ge=0)
+    seq_scan_min_scans: int = Field(100, ge=0)
+    seq_scan_ratio: float = Field(0.5, ge=0, le=1)
+    fk_min_rows: int = Field(1000, ge=0)
+    long_query_warning_seconds: float = Field(300, gt=0)
+    long_query_critical_seconds: float = Field(1800, gt=0)
+    idle_in_transaction_warning_seconds: float = Field(60, gt=0)
+    idle_in_transaction_critical_seconds: float = Field(600, gt=0)
+    prepared_xact_warning_seconds: float = Field(300, gt=0)
+    prepared_xact_critical_seconds: float = Field(3600, gt=0)
+    lock_wait_warning_seconds: float = Field(10, ge=0)
+    lock_wait_critical_seconds: float = Field(300, ge=0)
+    connections_warning_ratio: float = Field(0.75, gt=0, le=1)
+    connections_critical_ratio: float = Field(0.9, gt=0, le=1)
+    cache_hit_warning: float = Field(0.95, gt=0, le=1)
+    cache_hit_critical: float = Field(0.9, gt=0, le=1)
+    cache_min_blocks: int = Field(10_000, ge=0)
+    replication_lag_warning_bytes: int = Field(256 * MB, ge=0)
+    replication_lag_critical_bytes: int = Field(GB, ge=0)
+    replication_lag_warning_seconds: float = Field(60, ge=0)
+    replication_lag_critical_seconds: float = Field(300, ge=0)
+    slot_wal_warning_bytes: int = Field(GB, ge=0)
+    slot_wal_critical_bytes: int = Field(10 * GB, ge=0)
+    checkpoint_warning_ratio: float = Field(0.3, ge=0, le=1)
+    checkpoint_critical_ratio: float = Field(0.6, ge=0, le=1)
+    checkpoint_min_count: int = Field(10, ge=0)
 
 
 @dataclass(slots=True)

@@ -22,15 +22,13 @@ class MaintenanceIn(ToolInput):
     lock_timeout_seconds: float = Field(
         10, ge=0, le=3600,
         description=arguments.LOCK_TIMEOUT)
-    timeout_seconds: float | None = Field(
-        None, gt=0, le=86_400, description="statement_timeout for the command (default: pgcode's limit)")
+    timeout_seconds: float | None = Field(None, gt=0, le=86_400, description="Default: pgcode's statement_timeout")
 
 
 class OptionalTableIn(MaintenanceIn):
     table: str | None = Field(None, min_length=1, max_length=2 * IDENT_MAX + 1,
-                              description="Table (schema.table ok); without it, every table of the database")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Schema of the table "
-                                                                                         "(default public)")
+                              description="Default: every table of the database")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA)
 
     def target(self) -> tuple[str, str] | None:
         return split_name(self.table, self.schema_) if self.table else None

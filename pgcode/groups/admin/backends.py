@@ -25,8 +25,8 @@ _POLL_S = 0.05
 
 
 class BackendIn(ToolInput):
-    pid: int = Field(ge=1, le=2**31 - 1, description="Process id of the session (pid in pg_connection_stats)")
-    allow_superuser: bool = Field(False, description="Allow acting on a session of a superuser role")
+    pid: int = Field(ge=1, le=2**31 - 1, description="Session pid (from pg_connection_stats)")
+    allow_superuser: bool = False
 
 
 async def _target(ctx: ToolContext, args: BackendIn, action: str) -> dict[str, Any]:
@@ -53,12 +53,15 @@ async def _session(ctx: ToolContext, pid: int) -> dict[str, Any] | None:
 
 
 class TerminateIn(BackendIn):
-    wait_ms: int = Field(5000, ge=0, le=60_000, description="Wait this long for the session to end (0: do not wait)")
+    wait_ms: int = Field(5000, ge=0, le=60_000)
 
 
 @tool(group="admin", effect=Effect.DESTRUCTIVE)
 async def terminate_backend(ctx: ToolContext, args: TerminateIn) -> dict[str, Any]:
-    """End a session (pg_terminate_backend): {pid, terminated, usename, state, query, reason}.
+    """End a session (pg_terminate_backend).
+
+    Returns {pid, terminated, usename, state, query, reason}; waits up to waitMs for the session to end (0: does not
+    wait).
 
     Its open transaction is rolled back and its client disconnected. Refuses pgcode's own session, server
     processes that are not client sessions, and superusers' sessions unless allowSuperuser is true.
@@ -92,12 +95,14 @@ async def _wait(ctx: ToolContext, pid: int, wait_ms: int, done: Callable[[dict[s
 
 
 class CancelIn(BackendIn):
-    wait_ms: int = Field(2000, ge=0, le=30_000, description="Wait this long to see the query stop (0: do not wait)")
+    wait_ms: int = Field(2000, ge=0, le=30_000)
 
 
 @tool(group="admin", effect=Effect.ADMIN)
 async def cancel_backend(ctx: ToolContext, args: CancelIn) -> dict[str, Any]:
-    """Cancel a session's running query (pg_cancel_backend), keeping the session: {pid, cancelled, state, reason}.
+    """Cancel a session's running query (pg_cancel_backend), keeping the session.
+
+    Returns {pid, cancelled, state, reason}; waits up to waitMs to see the query stop (0: does not wait).
 
     Gentler than pg_terminate_backend: the query fails with "canceling statement due to user request" and the
     client stays connected. Nothing is sent to a session with no running query. Refuses pgcode's own session,

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
@@ -27,7 +28,9 @@ _FILE_ERRORS = ("SELECT sourcefile, sourceline, name, error FROM pg_file_setting
 
 @tool(group="admin", effect=Effect.ADMIN)
 async def reload_conf(ctx: ToolContext, args: ReloadConfIn) -> dict[str, Any]:
-    """Reload the configuration files (pg_reload_conf); reports success, settings awaiting a restart, file errors.
+    """Reload the configuration files (pg_reload_conf); settings awaiting a restart, errors.
+
+    Reports success, the settings awaiting a restart and the file errors.
 
     Settings whose context is postmaster only change on a restart: those are listed in pending_restart.
     Lines of the files the server could not apply are listed in file_errors (when the caller may read
@@ -63,18 +66,12 @@ Value = str | int | float | bool | list[Annotated[str, Field(max_length=10_000)]
 
 class SetConfigIn(ToolInput):
     name: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1,
-                      description="Parameter name, e.g. work_mem (a custom one must have a dot: app.tenant)")
-    value: Value | None = Field(None, description="New value: text as in postgresql.conf (64MB, 5min, on), a "
-                                                  "number, a boolean, or a list for list parameters (search_path); "
-                                                  "null resets it (scopes system, database, role)")
-    scope: ConfigScope = Field(ConfigScope.TRANSACTION, description="transaction: set_config(..., true), lasts only "
-                               "for this call or the held transaction; system: ALTER SYSTEM (postgresql.auto.conf); "
-                               "database: ALTER DATABASE <current> SET; role: ALTER ROLE <role> SET")
-    transaction_id: str | None = Field(None, max_length=64, description="With scope transaction: set it in this "
-                                                                        "transaction from pg_transaction_begin")
-    role: str | None = Field(None, min_length=1, max_length=IDENT_MAX,
-                             description="With scope role: the role (default: the role pgcode connects as)")
-    reload: bool = Field(False, description="With scope system: reload the configuration afterwards")
+                      description="e.g. work_mem; custom ones need a dot: app.x")
+    value: Value | None = Field(None, description="e.g. 64MB, 5min, on; null resets")
+    scope: ConfigScope = ConfigScope.TRANSACTION
+    transaction_id: str | None = Field(None, max_length=64, description="From pg_transaction_begin")
+    role: str | None = Field(None, min_length=1, max_length=IDENT_MAX)
+    reload: bool = False
 
 
 def _text(value: Value) -> str:
@@ -118,7 +115,12 @@ def _refuse(param: dict[str, Any], allowed: tuple[str, ...], scope: ConfigScope)
 
 @tool(group="admin", effect=Effect.ADMIN)
 async def set_config(ctx: ToolContext, args: SetConfigIn) -> dict[str, Any]:
-    """Set a configuration parameter, in a named scope; never leaves it on pgcode's pooled sessions.
+    """Set a configuration parameter in a scope (transaction, system, database, role).
+
+    It is never left on pgcode's pooled sessions. name is a parameter such as work_mem (a custom one must have a
+    dot: app.tenant); value is text as in postgresql.conf (64MB, 5min, on), a number, a boolean, or a list for list
+    parameters (search_path). transactionId (scope transaction) sets it in that transaction from
+    pg_transaction_begin; role (scope role) defaults to the role pgcode connects as.
 
     scope transaction (default): set_config(name, value, true) inside this call's transaction, so it lasts
     only for this call: mainly useful with transactionId (from pg_transaction_begin), where it lasts until that
@@ -201,23 +203,22 @@ _SHARED_SINCE = {SharedKind.BGWRITER: 0, SharedKind.ARCHIVER: 0, SharedKind.WAL:
 
 
 class ResetStatsIn(ToolInput):
-    target: StatsTarget = Field(description="table: one table's counters; database: every counter of this database "
-                                            "(pg_stat_database, tables, indexes, functions); shared: server-wide "
-                                            "counters (see kinds); statements: pg_stat_statements entries")
-    table: str | None = Field(None, min_length=1, max_length=2 * IDENT_MAX + 1,
-                              description="With target table: the table (schema.table ok)")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Schema of the table")
-    kinds: list[SharedKind] | None = Field(None, description="With target shared: which counter sets (default: all "
-                                                             "this server has)")
-    queryid: Annotated[str, Field(pattern=r"^-?\d{1,20}$")] | int | None = Field(
-        None, description="With target statements: only this query (queryid)")
-    all_databases: bool = Field(False, description="With target statements: every database's entries, not only "
-                                                   "this database's")
+    target: StatsTarget = Field(description="Which counters to reset")
+    table: str | None = Field(None, min_length=1, max_length=2 * IDENT_MAX + 1, description=arguments.TABLE)
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA)
+    kinds: list[SharedKind] | None = None
+    queryid: Annotated[str, Field(pattern=r"^-?\d{1,20}$")] | int | None = None
+    all_databases: bool = False
 
 
 @tool(group="admin", effect=Effect.DESTRUCTIVE)
 async def reset_stats(ctx: ToolContext, args: ResetStatsIn) -> dict[str, Any]:
-    """Reset statistics counters to zero, and say exactly which: {target, reset: [...], skipped: [...]}.
+    """Reset statistics counters to zero, and say exactly which.
+
+    Returns {target, reset: [...], skipped: [...]}. target table resets one table's counters; database every counter
+    of this database (pg_stat_database, tables, indexes, functions); shared server-wide counters, of the kinds given
+    (default: all this server has); statements pg_stat_statements entries: only queryid's when given, and every
+    database's with allDatabases.
 
     Needs a superuser or the EXECUTE grant on the reset functions. Counters are what the performance and health
     tools read (scans, dead tuples, cache hits, ...): after a reset they start over. shared kinds: bgwriter

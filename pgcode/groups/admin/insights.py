@@ -27,17 +27,18 @@ async def _ensure_table(ctx: ToolContext) -> None:
 
 
 class AppendInsightIn(ToolInput):
-    insight: str | None = Field(None, min_length=1, max_length=10_000,
-                                description="The insight to record; leave it out to list the stored ones")
-    tags: list[Tag] = Field(default_factory=list, max_length=20, description="Labels to file it under")
-    tag: str | None = Field(None, min_length=1, max_length=100, description="When listing: only insights with "
-                                                                            "this tag")
-    limit: int = Field(20, ge=1, le=1000, description="When listing: most insights to return, newest first")
+    insight: str | None = Field(None, min_length=1, max_length=10_000, description="Omit to list the stored ones")
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
+    tag: str | None = Field(None, min_length=1, max_length=100)
+    limit: int = Field(20, ge=1, le=1000)
 
 
 @tool(group="admin", effect=Effect.READ, tx=TxMode.READ_WRITE, own_sql=True)
 async def append_insight(ctx: ToolContext, args: AppendInsightIn) -> dict[str, Any]:
-    """Record a business insight in pgcode's memo and return it with the count; without `insight`, list them.
+    """Record a business insight in pgcode's memo, or list them (without insight).
+
+    Recording returns the insight, filed under its tags, with the count. Listing returns the newest first, at most
+    limit, only those with tag when given.
 
     The memo is the table pgcode.insights (id, created_at, principal, text, tags), created by pgcode's
     migrations (or on first use); it outlives the process. This read-scoped tool writes only that table

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import tool
 from pgcode.errors import ErrorCode, ToolError
@@ -34,16 +35,12 @@ class IndexCleanup(StrEnum):
 
 
 class VacuumIn(OptionalTableIn):
-    full: bool = Field(False, description="VACUUM FULL: rewrite the table to give space back to the OS (takes an "
-                                          "ACCESS EXCLUSIVE lock: reads and writes wait)")
-    freeze: bool = Field(False, description="Freeze every row now (as if vacuum_freeze_min_age were 0)")
-    skip_locked: bool = Field(False, description="Skip the table instead of waiting when its lock is taken")
-    index_cleanup: IndexCleanup | None = Field(None, description="Whether to vacuum indexes (auto needs PostgreSQL "
-                                                                 "14+; default: the table's setting)")
-    truncate: bool | None = Field(None, description="Whether to give empty pages at the end back to the OS "
-                                                    "(default: the table's setting)")
-    parallel: int | None = Field(None, ge=0, le=64, description="Workers for index vacuuming (PostgreSQL 13+; not "
-                                                                "with full)")
+    full: bool = Field(False, description="Rewrite the table; ACCESS EXCLUSIVE lock")
+    freeze: bool = False
+    skip_locked: bool = False
+    index_cleanup: IndexCleanup | None = None
+    truncate: bool | None = None
+    parallel: int | None = Field(None, ge=0, le=64)
 
 
 def _vacuum_options(ctx: ToolContext, args: VacuumIn, analyze: bool) -> list[sql.Composable]:
@@ -85,7 +82,15 @@ async def _vacuum(ctx: ToolContext, args: VacuumIn, *, analyze: bool, cols: list
 
 @tool(group="admin", effect=Effect.ADMIN)
 async def vacuum(ctx: ToolContext, args: VacuumIn) -> dict[str, Any]:
-    """Run VACUUM on a table or the whole database; reports dead tuples, last_vacuum and size before and after.
+    """VACUUM a table or the whole database; dead tuples and size before and after.
+
+    Reports dead tuples, last_vacuum and size before and after. timeoutSeconds is the command's statement_timeout
+    (default: pgcode's limit). full (VACUUM FULL) rewrites the table to give space back to the OS and takes an
+    ACCESS EXCLUSIVE lock: reads and writes wait. freeze freezes every row now (as if vacuum_freeze_min_age were 0);
+    skipLocked skips the table instead of waiting when its lock is taken; indexCleanup says whether to vacuum
+    indexes (auto needs PostgreSQL 14+) and truncate whether to give empty pages at the end back to the OS (default
+    for both: the table's setting); parallel is the number of workers for index vacuuming (PostgreSQL 13+; not with
+    full).
 
     Also the command run and its duration. Runs in autocommit. Plain VACUUM does not block reads or
     writes; full takes an ACCESS EXCLUSIVE lock and rewrites the table. skipped: true when skipLocked
@@ -95,13 +100,15 @@ async def vacuum(ctx: ToolContext, args: VacuumIn) -> dict[str, Any]:
 
 
 class VacuumAnalyzeIn(VacuumIn):
-    columns: list[Column] = Field(default_factory=list, max_length=1600,
-                                  description="Analyze only these columns (needs a table)")
+    columns: list[Column] = Field(default_factory=list, max_length=1600)
 
 
 @tool(group="admin", effect=Effect.ADMIN)
 async def vacuum_analyze(ctx: ToolContext, args: VacuumAnalyzeIn) -> dict[str, Any]:
-    """Run VACUUM ANALYZE on a table or the whole database; reports dead tuples and vacuum/analyze times before/after.
+    """VACUUM ANALYZE a table or the whole database; dead tuples and times before and after.
+
+    Reports dead tuples and vacuum/analyze times before and after. columns (with a table) analyzes only those
+    columns.
 
     Reclaims dead tuples and refreshes planner statistics in one pass. Runs in autocommit; options as pg_vacuum.
     """
@@ -109,14 +116,16 @@ async def vacuum_analyze(ctx: ToolContext, args: VacuumAnalyzeIn) -> dict[str, A
 
 
 class AnalyzeIn(OptionalTableIn):
-    columns: list[Column] = Field(default_factory=list, max_length=1600,
-                                  description="Analyze only these columns (needs a table)")
-    skip_locked: bool = Field(False, description="Skip the table instead of waiting when its lock is taken")
+    columns: list[Column] = Field(default_factory=list, max_length=1600)
+    skip_locked: bool = False
 
 
 @tool(group="admin", effect=Effect.ADMIN)
 async def analyze(ctx: ToolContext, args: AnalyzeIn) -> dict[str, Any]:
-    """Run ANALYZE on a table or the whole database; reports last_analyze and rows changed since, before and after.
+    """ANALYZE a table or the whole database; last_analyze and rows changed, before and after.
+
+    timeoutSeconds is the command's statement_timeout (default: pgcode's limit); skipLocked skips the table instead
+    of waiting when its lock is taken; columns needs a table.
 
     Refreshes the planner's statistics. With columns, only those are analyzed and PostgreSQL leaves
     n_mod_since_analyze as it was. Runs in autocommit.
@@ -145,14 +154,10 @@ class ReindexTarget(StrEnum):
 
 
 class ReindexIn(MaintenanceIn):
-    target: ReindexTarget = Field(ReindexTarget.TABLE, description="What `name` is: an index, a table (all its "
-                                                                   "indexes) or a schema (every index in it)")
-    name: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1,
-                      description="Index, table (schema.name ok) or schema name")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX,
-                                description="Schema of the index or table (default public)")
-    concurrently: bool = Field(False, description="Rebuild without blocking writes (PostgreSQL 12+; slower; a "
-                                                  "failure leaves an invalid index behind, which is reported)")
+    target: ReindexTarget = ReindexTarget.TABLE
+    name: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1, description="Index, table (schema.name ok) or schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_OF_OBJECT)
+    concurrently: bool = False
 
 
 _INDEXES = """
@@ -171,7 +176,11 @@ ORDER BY t.relname, i.relname
 
 @tool(group="admin", effect=Effect.ADMIN)
 async def reindex(ctx: ToolContext, args: ReindexIn) -> dict[str, Any]:
-    """Rebuild an index, a table's indexes or a schema's indexes; reports each index's size before and after.
+    """Rebuild an index, a table's indexes or a schema's indexes; sizes before and after.
+
+    target says what name is: an index, a table (all its indexes) or a schema (every index in it). concurrently
+    rebuilds without blocking writes (PostgreSQL 12+; slower; a failure leaves an invalid index behind, which is
+    reported). timeoutSeconds is the command's statement_timeout (default: pgcode's limit).
 
     Runs in autocommit. Without concurrently, REINDEX blocks writes to the table (and reads that would use
     the index) while it runs.
@@ -205,13 +214,15 @@ async def reindex(ctx: ToolContext, args: ReindexIn) -> dict[str, Any]:
 
 class ClusterIn(TableRef, MaintenanceIn):
     index: str | None = Field(None, min_length=1, max_length=IDENT_MAX,
-                              description="Index to order by (in the table's schema); default: the index the table "
-                                          "was last clustered on")
+                              description="Default: the table's clustering index")
 
 
 @tool(group="admin", effect=Effect.ADMIN)
 async def cluster(ctx: ToolContext, args: ClusterIn) -> dict[str, Any]:
-    """Rewrite a table in the order of one of its indexes (CLUSTER); reports the index used and size before/after.
+    """Rewrite a table in the order of one of its indexes (CLUSTER); size before and after.
+
+    Reports the index used. index must be in the table's schema; by default the table's clustering index (the one it
+    was last clustered on). timeoutSeconds is the command's statement_timeout (default: pgcode's limit).
 
     Takes an ACCESS EXCLUSIVE lock for the whole rewrite: reads and writes wait. The index becomes the
     table's clustering index, so a later call without `index` uses it again. Runs in autocommit.

@@ -13,6 +13,7 @@ from pglast.stream import RawStream
 from psycopg import AsyncCopy, sql
 from pydantic import AliasChoices, Field, model_validator
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.sqlpolicy import check_read, where_fragment
@@ -107,21 +108,17 @@ def _rebuilt_query(text: str) -> sql.SQL:
 
 
 class CopyExportIn(ToolInput):
-    table: str | None = Field(None, min_length=1, max_length=2 * IDENT_MAX + 1,
-                              description="Table to export (schema.table ok); or give `query`")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Schema of the table")
-    columns: list[str] | None = Field(None, min_length=1, max_length=1600,
-                                      description="Only these columns of the table, in this order")
-    where: str | None = Field(None, max_length=10_000, description="Only rows of the table matching this condition")
+    table: str | None = Field(None, min_length=1, max_length=2 * IDENT_MAX + 1, description=arguments.TABLE)
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA)
+    columns: list[str] | None = Field(None, min_length=1, max_length=1600)
+    where: str | None = Field(None, max_length=10_000, description=arguments.WHERE)
     query: str | None = Field(None, max_length=1_000_000, validation_alias=AliasChoices("query", "sql"),
-                              description="A SELECT to export instead of a table (`sql` is accepted too)")
-    format: CopyFormat = Field(CopyFormat.CSV, description="csv, tsv (COPY text format) or jsonl (JSON lines)")
-    header: bool = Field(True, description="First line names the columns (csv and tsv)")
-    limit: int | None = Field(None, ge=1, le=100_000_000,
-                              description="Most rows (default: the server's max_rows in the result, all to a file)")
-    file: str | None = Field(None, min_length=1, max_length=1024,
-                             description="Write to this path relative to PGCODE_BACKUP_DIR instead of the result")
-    overwrite: bool = Field(False, description="Replace `file` if it exists")
+                              description="SELECT to export instead")
+    format: CopyFormat = CopyFormat.CSV
+    header: bool = True
+    limit: int | None = Field(None, ge=1, le=100_000_000)
+    file: str | None = Field(None, min_length=1, max_length=1024, description="Path under PGCODE_BACKUP_DIR")
+    overwrite: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> CopyExportIn:
@@ -151,11 +148,15 @@ async def _export_source(ctx: ToolContext, args: CopyExportIn) -> sql.Composable
 
 @tool(group="backup", effect=Effect.READ, aliases=("export", "copyToFile"), scope_for=_export_scope)
 async def copy_export(ctx: ToolContext, args: CopyExportIn) -> dict[str, Any]:
-    """Rows of a table or a SELECT as CSV, TSV or JSON-lines text (COPY TO), or into a file in the backup dir.
+    """Export rows as CSV, TSV or JSON lines (COPY TO), returned or written to a file.
 
-    The result carries the text in `data` (cut at 10 MB and at `limit` rows, saying truncated). With `file`,
-    the rows go to that path under PGCODE_BACKUP_DIR (needs the write scope); nothing is written elsewhere.
-    pg.backup.export() and pg.backup.copyToFile() are this tool.
+    Give table (optionally with columns, in their order, and where) or query (`sql` is accepted too). format is csv, tsv
+    (COPY text format) or jsonl (JSON lines); header (csv and tsv) puts the column names on the first line.
+
+    The result carries the text in `data` (cut at 10 MB and at `limit` rows, default the server's max_rows, saying
+    truncated). With `file`, all rows (or limit) go to that path under PGCODE_BACKUP_DIR (needs the write scope;
+    overwrite replaces an existing file); nothing is written elsewhere. pg.backup.export() and pg.backup.copyToFile()
+    are this tool.
     """
     source = await _export_source(ctx, args)
     limit = args.limit or (ctx.settings.max_rows if args.file is None else None)
@@ -184,16 +185,12 @@ async def copy_export(ctx: ToolContext, args: CopyExportIn) -> dict[str, Any]:
 
 
 class CopyImportIn(TableRef):
-    columns: list[str] | None = Field(None, min_length=1, max_length=1600,
-                                      description="Columns the data holds, in order (default: all, in table order; "
-                                                  "for jsonl: the keys found)")
-    format: CopyFormat = Field(CopyFormat.CSV, description="csv, tsv (COPY text format) or jsonl (JSON lines)")
-    header: bool = Field(True, description="The first line names the columns and is skipped (csv and tsv)")
-    data: str | None = Field(None, max_length=50 * 1024 * 1024,
-                             description="Rows to import now (needs the write scope); without data or file, "
-                                         "only the COPY command is returned")
+    columns: list[str] | None = Field(None, min_length=1, max_length=1600)
+    format: CopyFormat = CopyFormat.CSV
+    header: bool = True
+    data: str | None = Field(None, max_length=50 * 1024 * 1024, description="Rows to import (needs write)")
     file: str | None = Field(None, min_length=1, max_length=1024,
-                             description="Import this file, a path relative to PGCODE_BACKUP_DIR (needs write)")
+                             description="Path under PGCODE_BACKUP_DIR (needs write)")
 
     @model_validator(mode="after")
     def _one_source(self) -> CopyImportIn:
@@ -208,7 +205,12 @@ def _import_scope(args: CopyImportIn) -> Scope:
 
 @tool(group="backup", effect=Effect.READ, scope_for=_import_scope)
 async def copy_import(ctx: ToolContext, args: CopyImportIn) -> dict[str, Any]:
-    """The COPY FROM command (and psql \\copy) to load CSV, TSV or JSON lines into a table; with data or file, loads it.
+    """Load CSV, TSV or JSON lines into a table (COPY FROM), or just build the command.
+
+    The command is given for COPY FROM and psql \\copy. columns are those the data holds, in order (default: all, in
+    table order; for jsonl: the keys found). format is csv, tsv (COPY text format) or jsonl (JSON lines); header
+    (csv and tsv) means the first line names the columns and is skipped. Without data or file only the COPY command
+    is returned.
 
     Generating the command needs the read scope and runs read-only; importing rows (from `data`, or a file under
     PGCODE_BACKUP_DIR) needs write, and runs in a transaction of its own: all rows or none.

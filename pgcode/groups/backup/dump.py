@@ -25,16 +25,19 @@ def _content_args(data: bool) -> list[str]:
 
 
 class DumpTableIn(TableRef):
-    data: bool = Field(False, description="Also dump the rows (as INSERT statements) or the sequence's value")
-    owner: bool = Field(False, description="Include ALTER ... OWNER TO statements")
-    privileges: bool = Field(True, description="Include GRANT/REVOKE statements")
-    max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=_MAX_BYTES,
-                           description="Stop pg_dump after this much output (the result then says truncated)")
+    data: bool = False
+    owner: bool = False
+    privileges: bool = True
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=_MAX_BYTES)
 
 
 @tool(group="backup", effect=Effect.READ)
 async def dump_table(ctx: ToolContext, args: DumpTableIn) -> dict[str, Any]:
-    """DDL of a table or sequence (columns, constraints, indexes, owned sequences), and its rows when asked.
+    """DDL of a table or sequence (with pg_dump), and its rows when asked.
+
+    The DDL covers columns, constraints, indexes and owned sequences. data adds the rows (as INSERT statements) or the
+    sequence's value; owner adds ALTER ... OWNER TO statements; privileges (default true) GRANT/REVOKE statements.
+    pg_dump stops after maxBytes of output (the result then says truncated).
 
     Made by pg_dump (the PostgreSQL 18 one shipped with pgcode), as SQL that runs in any client.
     """
@@ -54,20 +57,22 @@ async def dump_table(ctx: ToolContext, args: DumpTableIn) -> dict[str, Any]:
 
 class DumpSchemaIn(ToolInput):
     schema_: str | None = Field(None, alias="schema", min_length=1, max_length=IDENT_MAX,
-                                description="Schema to dump (default: the whole database)")
-    data: bool = Field(False, description="Also dump the rows (as INSERT statements)")
-    owner: bool = Field(False, description="Include ALTER ... OWNER TO statements")
-    privileges: bool = Field(True, description="Include GRANT/REVOKE statements")
-    max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=_MAX_BYTES,
-                           description="Stop pg_dump after this much output (the result then says truncated)")
+                                description="Default: the whole database")
+    data: bool = False
+    owner: bool = False
+    privileges: bool = True
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=_MAX_BYTES)
 
 
 @tool(group="backup", effect=Effect.READ)
 async def dump_schema(ctx: ToolContext, args: DumpSchemaIn) -> dict[str, Any]:
-    """DDL of a schema or the whole database (rows when asked), from pg_dump, and the pg_dump command for a file.
+    """DDL of a schema or the whole database (pg_dump), and the command for a file.
 
-    The command names host, port, user and database only: the password comes from your environment
-    (PGPASSWORD or ~/.pgpass).
+    data adds the rows (as INSERT statements); owner adds ALTER ... OWNER TO statements; privileges (default true)
+    GRANT/REVOKE statements. pg_dump stops after maxBytes of output (the result then says truncated).
+
+    The command names host, port, user and database only: the password comes from your environment (PGPASSWORD or
+    ~/.pgpass).
     """
     selection: list[str] = []
     if args.schema_ is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -18,7 +18,7 @@ from pgcode.groups.backup._measure import GB, activity, basebackup_compress, dum
 from pgcode.types import Effect
 
 _PATH = Field(min_length=1, max_length=1024)
-_SAMPLE = Field(1.0, ge=0, le=30, description="Seconds to sample WAL and write rates for (0: averages only)")
+_SAMPLE = Field(1.0, ge=0, le=30)
 
 
 class DumpFormat(StrEnum):
@@ -59,21 +59,25 @@ def _basebackup_command(to: Target, directory_shell: str, *, tar: bool, level: i
 
 
 class BackupPlanIn(ToolInput):
-    backup_path: str = Field("/var/backups/postgresql", min_length=1, max_length=1024,
-                             description="Directory the backups go to (on the machine that runs them)")
-    hour: int = Field(2, ge=0, le=23, description="Hour of day (server time) to start the nightly work")
-    retention_days: int = Field(14, ge=1, le=3650, description="Keep backups this many days")
-    rpo_minutes: int = Field(60, ge=1, le=10_080, description="Most data you accept to lose, in minutes")
-    compress_level: int = Field(6, ge=0, le=9, description="gzip level for dumps and base backups (0: none)")
+    backup_path: str = Field("/var/backups/postgresql", min_length=1, max_length=1024)
+    hour: int = Field(2, ge=0, le=23, description="Server time")
+    retention_days: int = Field(14, ge=1, le=3650)
+    rpo_minutes: int = Field(60, ge=1, le=10_080)
+    compress_level: int = Field(6, ge=0, le=9)
     sample_seconds: float = _SAMPLE
 
 
 @tool(group="backup", effect=Effect.READ)
 async def create_backup_plan(ctx: ToolContext, args: BackupPlanIn) -> dict[str, Any]:
-    """A backup strategy for this server with cron lines: what to run, when, the commands, and the space needed.
+    """A backup strategy for this server: cron lines, commands, space needed.
 
-    Sized from the database (pg_database_size) and its WAL and write rates (measured), fitted to the server's
-    major version. Commands carry host, port, user and database only; the password comes from ~/.pgpass.
+    Says what to run and when: backups go to backupPath (on the machine that runs them), the nightly work starts at
+    hour (server time), backups are kept retentionDays, rpoMinutes is the most data you accept to lose,
+    compressLevel the gzip level for dumps and base backups (0: none), and WAL and write rates are sampled for
+    sampleSeconds (0: averages only).
+
+    Sized from the database (pg_database_size) and its WAL and write rates (measured), fitted to the server's major
+    version. Commands carry host, port, user and database only; the password comes from ~/.pgpass.
     """
     m = await activity(ctx, args.sample_seconds)
     to = await target(ctx)
@@ -121,24 +125,29 @@ async def create_backup_plan(ctx: ToolContext, args: BackupPlanIn) -> dict[str, 
 
 
 class RestoreCommandIn(ToolInput):
-    file: str = Field(min_length=1, max_length=1024, description="The backup file or directory to restore from")
-    format: DumpFormat = Field(DumpFormat.CUSTOM, description="Format of the backup: custom, directory, tar, plain")
-    database: str | None = Field(None, min_length=1, max_length=IDENT_MAX,
-                                 description="Database to restore into (default: the connected one)")
-    jobs: int = Field(1, ge=1, le=64, description="Parallel jobs (custom and directory formats)")
-    clean: bool = Field(False, description="Drop objects before recreating them (--clean --if-exists)")
-    create: bool = Field(False, description="Create the database first (connects to postgres to do so)")
-    no_owner: bool = Field(True, description="Do not set owners (restore as the connecting role)")
+    file: str = Field(min_length=1, max_length=1024, description="Backup file or directory")
+    format: DumpFormat = DumpFormat.CUSTOM
+    database: str | None = Field(None, min_length=1, max_length=IDENT_MAX, description="Default: the connected one")
+    jobs: int = Field(1, ge=1, le=64)
+    clean: bool = False
+    create: bool = False
+    no_owner: bool = True
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
-    table: str | None = Field(None, max_length=IDENT_MAX, description="Only this table")
-    data_only: bool = Field(False, description="Only the rows, not the DDL")
-    schema_only: bool = Field(False, description="Only the DDL, not the rows")
-    single_transaction: bool = Field(False, description="All or nothing (not with jobs > 1)")
+    table: str | None = Field(None, max_length=IDENT_MAX)
+    data_only: bool = False
+    schema_only: bool = False
+    single_transaction: bool = False
 
 
 @tool(group="backup", effect=Effect.READ)
 async def restore_command(ctx: ToolContext, args: RestoreCommandIn) -> dict[str, Any]:
-    """The pg_restore (or psql, for plain SQL) command that restores a backup into this server."""
+    """The pg_restore (or psql) command that restores a backup into this server.
+
+    jobs runs in parallel (custom and directory formats); clean drops objects before recreating them (--clean
+    --if-exists); create creates the database first (connecting to postgres to do so); noOwner (default true) sets no
+    owners, restoring as the connecting role; schema and table restore only those; dataOnly only the rows, schemaOnly
+    only the DDL; singleTransaction is all or nothing (not with jobs > 1).
+    """
     if args.data_only and args.schema_only:
         raise ToolError(ErrorCode.INVALID_INPUT, "data_only and schema_only exclude each other")
     if args.jobs > 1 and (args.single_transaction or args.format in (DumpFormat.TAR, DumpFormat.PLAIN)):
@@ -174,22 +183,26 @@ async def restore_command(ctx: ToolContext, args: RestoreCommandIn) -> dict[str,
 
 
 class PhysicalIn(ToolInput):
-    directory: str = Field("/var/backups/postgresql/base", min_length=1, max_length=1024,
-                           description="Directory pg_basebackup writes to (must be empty or missing)")
-    format: str = Field("tar", pattern="^(tar|plain)$", description="tar (one file per tablespace) or plain")
-    compress_level: int = Field(6, ge=0, le=9, description="gzip level (0: none)")
-    wal_method: str = Field("stream", pattern="^(stream|fetch|none)$", description="How WAL is included")
-    fast_checkpoint: bool = Field(True, description="Start at once (fast checkpoint) instead of a spread one")
-    max_rate: str | None = Field(None, pattern=r"^\d+[kM]?$", description="Throttle, e.g. 50M (bytes/s, k or M)")
+    directory: str = Field("/var/backups/postgresql/base", min_length=1, max_length=1024)
+    format: Literal["tar", "plain"] = "tar"
+    compress_level: int = Field(6, ge=0, le=9)
+    wal_method: Literal["stream", "fetch", "none"] = "stream"
+    fast_checkpoint: bool = True
+    max_rate: str | None = Field(None, pattern=r"^\d+[kM]?$", description="Bytes/s, e.g. 50M (k or M)")
     incremental_from: str | None = Field(None, max_length=1024,
-                                         description="backup_manifest of an earlier backup: take an incremental "
-                                                     "backup (PostgreSQL 17+, summarize_wal = on)")
-    label: str = Field("pgcode base backup", min_length=1, max_length=100, description="Backup label")
+                                         description="backup_manifest of an earlier backup (PG 17+)")
+    label: str = Field("pgcode base backup", min_length=1, max_length=100)
 
 
 @tool(group="backup", effect=Effect.READ)
 async def backup_physical(ctx: ToolContext, args: PhysicalIn) -> dict[str, Any]:
-    """The pg_basebackup command for a physical (binary) backup of this server, and whether the server allows it."""
+    """The pg_basebackup command for a physical backup, and whether it is allowed.
+
+    directory must be empty or missing. format tar writes one file per tablespace, plain a copy of the data
+    directory; compressLevel is the gzip level (0: none); walMethod is how WAL is included; fastCheckpoint starts at
+    once instead of with a spread checkpoint; maxRate throttles; incrementalFrom takes an incremental backup from an
+    earlier backup's backup_manifest (PostgreSQL 17+, summarize_wal = on); label is the backup label.
+    """
     to = await target(ctx)
     if args.incremental_from:
         ctx.caps.require_version(170000, "incremental base backups (pg_basebackup --incremental)")
@@ -218,17 +231,19 @@ async def backup_physical(ctx: ToolContext, args: PhysicalIn) -> dict[str, Any]:
 
 
 class ValidateIn(ToolInput):
-    file: str = Field(min_length=1, max_length=1024, description="The backup file or directory to check")
-    format: str = Field("custom", pattern="^(custom|directory|tar|plain|physical)$",
-                        description="custom, directory, tar, plain (pg_dump) or physical (pg_basebackup)")
+    file: str = Field(min_length=1, max_length=1024, description="Backup file or directory")
+    format: Literal["custom", "directory", "tar", "plain", "physical"] = "custom"
     scratch_database: str | None = Field(None, min_length=1, max_length=IDENT_MAX,
-                                         description="Throwaway database to restore into "
-                                                     "(default: <db>_restore_check)")
+                                         description="Default: <db>_restore_check")
 
 
 @tool(group="backup", effect=Effect.READ)
 async def restore_validate(ctx: ToolContext, args: ValidateIn) -> dict[str, Any]:
-    """Commands that prove a backup restores: read its table of contents, restore into a scratch database, compare."""
+    """Commands that prove a backup restores (into a scratch database).
+
+    format is custom, directory, tar or plain (pg_dump) or physical (pg_basebackup). The steps read its table of
+    contents, restore it into scratchDatabase (a throwaway database) and compare it with this one.
+    """
     to = await target(ctx)
     m = await activity(ctx, 0)
     scratch = args.scratch_database or f"{to.dbname}_restore_check"[:IDENT_MAX]
@@ -270,18 +285,20 @@ async def restore_validate(ctx: ToolContext, args: ValidateIn) -> dict[str, Any]
 
 
 class ScheduleIn(ToolInput):
-    rpo_minutes: int = Field(60, ge=1, le=10_080, description="Most data you accept to lose, in minutes")
-    throughput_mb_s: float = Field(100, gt=0, le=100_000,
-                                   description="Backup throughput to assume (MB/s) for the duration estimate")
-    sample_seconds: float = Field(2.0, ge=0, le=30, description="Seconds to sample WAL and write rates for")
+    rpo_minutes: int = Field(60, ge=1, le=10_080)
+    throughput_mb_s: float = Field(100, gt=0, le=100_000)
+    sample_seconds: float = Field(2.0, ge=0, le=30)
 
 
 @tool(group="backup", effect=Effect.READ)
 async def backup_schedule_optimize(ctx: ToolContext, args: ScheduleIn) -> dict[str, Any]:
-    """How often to back up, measured: size, WAL and write rates (average and now), and the schedule they call for.
+    """How often to back up, from measured size, WAL and write rates.
 
-    PostgreSQL keeps no per-hour history, so the quiet hour is not measured: the live sample says whether now is
-    busier than the average since the statistics were reset.
+    Rates are given on average and now (sampled for sampleSeconds); rpoMinutes is the most data you accept to lose, and
+    throughputMbS the backup throughput (MB/s) assumed for the duration estimate.
+
+    PostgreSQL keeps no per-hour history, so the quiet hour is not measured: the live sample says whether now is busier
+    than the average since the statistics were reset.
     """
     m = await activity(ctx, args.sample_seconds)
     size = m["database_bytes"]

@@ -9,6 +9,7 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
@@ -47,17 +48,20 @@ async def _relkind(ctx: ToolContext, schema: str, name: str) -> str | None:
 
 
 class ListBackupsIn(ToolInput):
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only objects of this schema")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     name: str | None = Field(None, max_length=IDENT_MAX, description="Only objects of this name")
-    tool: str | None = Field(None, max_length=200,
-                             description="Only snapshots taken before this tool, e.g. pg_truncate")
-    since: datetime | None = Field(None, description="Only snapshots taken at or after this time (ISO 8601)")
-    limit: int = Field(100, ge=1, le=10_000, description="Most snapshots to return, newest first")
+    tool: str | None = Field(None, max_length=200, description="e.g. pg_truncate")
+    since: datetime | None = Field(None, description="ISO 8601 time")
+    limit: int = Field(100, ge=1, le=10_000)
 
 
 @tool(group="backup", effect=Effect.READ, own_sql=True)
 async def audit_list_backups(ctx: ToolContext, args: ListBackupsIn) -> dict[str, Any]:
-    """Snapshots taken before destructive tools ran: id, tool, target object, time, kind, and data size."""
+    """List the snapshots taken before destructive tools ran.
+
+    Each has id, tool, target object, time, kind and data size, newest first; tool keeps those taken before that
+    tool, since those taken at or after that time.
+    """
     _require_store(ctx)
     rows = await ctx.fetch(sql.SQL(
         "SELECT " + _COLUMNS + " FROM pgcode.snapshots "
@@ -71,16 +75,17 @@ async def audit_list_backups(ctx: ToolContext, args: ListBackupsIn) -> dict[str,
 
 class RestoreBackupIn(ToolInput):
     id: int = Field(ge=1, description="Snapshot id (pg_audit_list_backups)")
-    replace: bool = Field(False, description="If the object exists, drop it (after a snapshot of it) and restore")
-    data: bool = Field(True, description="Load the snapshot's rows too, when it kept them")
+    replace: bool = False
+    data: bool = True
 
 
 @tool(group="backup", effect=Effect.DESTRUCTIVE)
 async def audit_restore_backup(ctx: ToolContext, args: RestoreBackupIn) -> dict[str, Any]:
-    """Recreate the object of a snapshot (DDL, then its rows); refuses when it exists unless replace is set.
+    """Recreate the object of a snapshot (DDL, then its rows).
 
-    With replace, the existing object is snapshotted, then dropped (without CASCADE: objects that depend on it
-    make the restore fail and change nothing). All in one transaction.
+    An existing object is refused unless replace is set: then it is snapshotted, then dropped (without CASCADE:
+    objects that depend on it make the restore fail and change nothing). All in one transaction. Rows are loaded
+    (unless data is false) only when the snapshot kept them.
     """
     snap = await _snapshot(ctx, args.id, full=True)
     schema, name, kind = snap["object_schema"], snap["object_name"], snap["object_kind"]
@@ -109,8 +114,8 @@ async def audit_restore_backup(ctx: ToolContext, args: RestoreBackupIn) -> dict[
 
 class DiffBackupIn(ToolInput):
     id: int = Field(ge=1, description="Snapshot id (pg_audit_list_backups)")
-    context: int = Field(3, ge=0, le=100, description="Unchanged lines shown around each change")
-    ignore_sequence_values: bool = Field(True, description="Leave out setval() lines (sequence positions move)")
+    context: int = Field(3, ge=0, le=100)
+    ignore_sequence_values: bool = True
 
 
 def _statements(ddl: str, ignore_sequence_values: bool) -> list[str]:
@@ -122,7 +127,11 @@ def _statements(ddl: str, ignore_sequence_values: bool) -> list[str]:
 
 @tool(group="backup", effect=Effect.READ, own_sql=True)
 async def audit_diff_backup(ctx: ToolContext, args: DiffBackupIn) -> dict[str, Any]:
-    """Unified diff of a snapshot's DDL against the live object's DDL now (what changed since the snapshot)."""
+    """Diff a snapshot's DDL against the live object's DDL now.
+
+    A unified diff: what changed since the snapshot, with context unchanged lines around each change;
+    ignoreSequenceValues (default true) leaves out setval() lines, since sequence positions move.
+    """
     snap = await _snapshot(ctx, args.id, full=True)
     schema, name, kind = snap["object_schema"], snap["object_name"], snap["object_kind"]
     exists = await _relkind(ctx, schema, name) is not None

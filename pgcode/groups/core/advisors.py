@@ -21,18 +21,15 @@ _MAX_SQL = 1_000_000
 
 class AnalyzeDbHealthIn(ToolInput):
     checks: list[str] | None = Field(None, max_length=100,
-                                     description="Only these checks or areas (default: all). Areas: "
-                                                 + ", ".join(health.AREAS) + ". Checks: "
-                                                 + ", ".join(health.CHECKS))
+                                     description="Areas (" + ", ".join(health.AREAS) + ") or check names")
     thresholds: health.Thresholds = Field(default_factory=health.Thresholds,
-                                          description="Override any threshold (the rest keep their defaults), "
-                                                      "e.g. {longQueryWarningSeconds: 60, maxItems: 50}")
-    include_ok: bool = Field(True, description="Also list the checks that found nothing")
+                                          description="Overrides, e.g. {longQueryWarningSeconds: 60}")
+    include_ok: bool = True
 
 
 @tool(group="core", effect=Effect.READ)
 async def analyze_db_health(ctx: ToolContext, args: AnalyzeDbHealthIn) -> dict[str, Any]:
-    """Database health: every check's status (ok, warning, critical, unknown), worst first, with numbers and advice.
+    """Database health checks, worst first: status, numbers and advice.
 
     Checks wraparound (transaction IDs, multixacts), sequence and integer overflow, invalid indexes and
     unvalidated constraints, duplicate, unused and bloated indexes, table bloat, dead tuples, vacuum/analyze
@@ -40,7 +37,36 @@ async def analyze_db_health(ctx: ToolContext, args: AnalyzeDbHealthIn) -> dict[s
     transactions, lock waits, connections, cache hit ratios, memory settings, replication lag and slots,
     archiving, checkpoints, and security (superuser logins, CREATE on public, SECURITY DEFINER search_path).
     Each result is {check, area, status, summary, value, threshold, details, advice}; a check that cannot
-    run (privilege, version) is unknown with the reason. Session checks cover this database.
+    run (privilege, version) is unknown with the reason. Session checks cover this database. includeOk false
+    leaves out the checks that found nothing.
+
+    checks takes areas or check names (default: all): xid_wraparound, multixact_wraparound, xmin_horizon,
+    sequence_overflow, integer_column_overflow (wraparound); invalid_indexes, unvalidated_constraints,
+    duplicate_indexes, unused_indexes, index_bloat (indexes); table_bloat, dead_tuples, vacuum_staleness,
+    seq_scan_heavy, fk_without_index (tables); long_running_queries, idle_in_transaction, prepared_transactions,
+    blocking_locks, connections (sessions); memory_settings, table_cache_hit, index_cache_hit (memory);
+    replication_lag, replication_slots (replication); archiver, checkpoints (wal); superuser_logins,
+    public_schema_create, security_definer_search_path (security).
+
+    thresholds overrides any limit by name; the rest keep their defaults (Warning and Critical pairs grade a check).
+    maxItems caps the objects listed per check (the count covers them all). wraparoundWarningRatio is a multiple of
+    autovacuum_freeze_max_age (autovacuum_multixact_freeze_max_age for multixacts), wraparoundCriticalFraction a
+    share of the 2^31 ID space (writes stop near 1.0). xminHorizon*Seconds: how long a session or prepared
+    transaction has held the xmin horizon back; xminHorizonWarningXids: its age in transactions (critical at
+    autovacuum_freeze_max_age). overflow*Ratio: share of a sequence's or integer column's range used.
+    unusedIndexMinBytes: the smallest never-scanned index counted; unusedIndexCriticalBytes: their total size that
+    is critical once statistics cover minObservedDays; statistics younger than minObservedDays (since stats_reset)
+    make usage-based findings low-confidence, at most a warning. bloatMinBytes: the least wasted bytes that count as
+    bloat; bloat*Ratio: estimated share wasted. deadTuplesMin: the least dead tuples counted; deadTuple*Ratio: dead
+    / (live + dead). staleDays: a changed table whose last vacuum or analyze is older is stale, when at least
+    staleMinModifiedRatio of its rows changed since the last analyze. seqScanMinRows and seqScanMinScans: the least
+    live rows and seq scans for a seq-scan heavy table; seqScanRatio: seq scans / all scans. fkMinRows: the least
+    rows of a referencing table whose foreign key needs an index. longQuery*, idleInTransaction*, preparedXact* and
+    lockWait*Seconds: ages of running queries, idle-in-transaction sessions, prepared transactions and lock waits.
+    connections*Ratio: share of the slots ordinary roles may use. cacheHit*: the hit ratio below which a check
+    warns; cacheMinBlocks: fewer block requests are not judged. replicationLag*Bytes and replicationLag*Seconds: a
+    standby's replay lag; slotWal*Bytes: WAL a replication slot retains. checkpoint*Ratio: share of checkpoints
+    requested (WAL volume) rather than timed; checkpointMinCount: fewer are not judged.
     """
     try:
         selected = health.select(args.checks)
@@ -58,31 +84,31 @@ async def analyze_db_health(ctx: ToolContext, args: AnalyzeDbHealthIn) -> dict[s
 
 
 class AnalyzeWorkloadIndexesIn(ToolInput):
-    top_queries: int = Field(20, ge=1, le=200, description="How many of the user's statements to analyze, by total "
-                                                           "execution time")
-    min_calls: int = Field(2, ge=1, description="Skip statements called fewer times than this")
-    min_mean_ms: float = Field(0.0, ge=0, description="Skip statements whose mean execution time is below this "
-                                                      "(milliseconds)")
+    top_queries: int = Field(20, ge=1, le=200)
+    min_calls: int = Field(2, ge=1)
+    min_mean_ms: float = Field(0.0, ge=0)
     search: str | None = Field(None, min_length=1, max_length=1000,
-                               description="Only statements whose text contains this (case-insensitive)")
-    max_indexes: int = Field(5, ge=1, le=20, description="Most indexes to recommend")
-    min_improvement: float = Field(0.1, gt=0, le=1, description="An index must cut the cost of the statements it "
-                                                                "helps by at least this share (0-1)")
-    include_plans: bool = Field(False, description="Add each statement's plan outline before and after")
+                               description="Only statements containing this (any case)")
+    max_indexes: int = Field(5, ge=1, le=20)
+    min_improvement: float = Field(0.1, gt=0, le=1)
+    include_plans: bool = False
 
 
 @tool(group="core", effect=Effect.READ, extensions=("pg_stat_statements",))
 async def analyze_workload_indexes(ctx: ToolContext, args: AnalyzeWorkloadIndexesIn) -> dict[str, Any]:
-    """Indexes the user's busiest statements (pg_stat_statements, by total time) need: DDL, size, gain per query.
+    """Indexes the busiest statements (pg_stat_statements) need: DDL, size, gain.
 
-    pgcode's own statements (its roles), EXPLAIN, catalog and extension queries, DDL and utility statements
-    are left out, and statements under minCalls / minMeanMs skipped; the result counts each. $n get values
-    that make each condition keep the rows per call the workload saw (pg_stats most common values and
-    histograms; LIMIT the rows returned), listed per query with the reason. Candidates follow a DBA's rules
-    (equality columns, then a range or the ORDER BY keys; INCLUDE for index-only scans; partial indexes for
-    constant conditions); with hypopg they are chosen greedily by planner-cost gain per byte, consolidated, and
-    never duplicate an existing index; an existing index a new one makes redundant is listed under drop.
-    Without hypopg gains are estimated from pg_stats and method is "heuristic".
+    topQueries statements are taken by total execution time; minCalls and minMeanMs (ms) skip the rarely called and
+    the fast, search keeps those whose text contains it (case-insensitive). includePlans adds each statement's plan
+    outline before and after. An index must cut the cost of the statements it helps by at least minImprovement
+    (0-1). pgcode's own statements (its roles), EXPLAIN, catalog and extension queries, DDL and utility statements
+    are left out, and statements under minCalls / minMeanMs skipped; the result counts each. $n get values that make
+    each condition keep the rows per call the workload saw (pg_stats most common values and histograms; LIMIT the
+    rows returned), listed per query with the reason. Candidates follow a DBA's rules (equality columns, then a
+    range or the ORDER BY keys; INCLUDE for index-only scans; partial indexes for constant conditions); with hypopg
+    they are chosen greedily by planner-cost gain per byte, consolidated, and never duplicate an existing index; an
+    existing index a new one makes redundant is listed under drop. Without hypopg gains are estimated from pg_stats
+    and method is "heuristic".
     """
     queries, workload = await workload_queries(ctx, top=args.top_queries, min_calls=args.min_calls,
                                                min_mean_ms=args.min_mean_ms, search=args.search)
@@ -97,16 +123,11 @@ async def analyze_workload_indexes(ctx: ToolContext, args: AnalyzeWorkloadIndexe
 
 
 class AnalyzeQueryIndexesIn(ToolInput):
-    sql: str = Field(max_length=_MAX_SQL, description="One SELECT (or UPDATE/DELETE, planned only) to find indexes "
-                                                      "for; $1, $2 ... for parameters")
-    params: list[Any] | None = Field(None, max_length=1000,
-                                     description="Values for $1, $2 ...; without them typical values from pg_stats "
-                                                 "are used (listed in the result with the reason)")
-    analyze: bool = Field(False, description="Also run the query (EXPLAIN ANALYZE, reads only) for its actual time; "
-                                             "hypothetical indexes are planned, never run")
-    max_indexes: int = Field(3, ge=1, le=10, description="Most indexes to recommend")
-    min_improvement: float = Field(0.1, gt=0, le=1, description="An index must cut the query's cost by at least "
-                                                                "this share (0-1)")
+    sql: str = Field(max_length=_MAX_SQL, description="One SELECT (or UPDATE/DELETE, planned); $1, $2 ...")
+    params: list[Any] | None = Field(None, max_length=1000, description="Values for $1, $2 ...")
+    analyze: bool = Field(False, description="Also run it (reads only) for the actual time")
+    max_indexes: int = Field(3, ge=1, le=10)
+    min_improvement: float = Field(0.1, gt=0, le=1)
 
 
 def _plan_scope(args: AnalyzeQueryIndexesIn) -> Scope:
@@ -116,12 +137,14 @@ def _plan_scope(args: AnalyzeQueryIndexesIn) -> Scope:
 
 @tool(group="core", effect=Effect.READ, scope_for=_plan_scope)
 async def analyze_query_indexes(ctx: ToolContext, args: AnalyzeQueryIndexesIn) -> dict[str, Any]:
-    """Indexes one query needs: DDL, estimated size, cost before and after, and both plans.
+    """Indexes one query needs: DDL, size, cost before and after, both plans.
 
-    Candidates come from the query's WHERE conditions, join keys and ORDER BY (parsed with pglast). With
-    hypopg each is planned as a hypothetical index (never built) and chosen greedily by cost gain against
-    size; without hypopg gains are estimated from pg_stats and method is "heuristic". The query is planned,
-    not run, unless analyze is true (reads only, in a READ ONLY transaction).
+    Candidates come from the query's WHERE conditions, join keys and ORDER BY (parsed with pglast). With hypopg each
+    is planned as a hypothetical index (never built) and chosen greedily by cost gain against size (an index must
+    cut the query's cost by at least minImprovement, 0-1); without hypopg gains are estimated from pg_stats and
+    method is "heuristic". The query is planned, not run, unless analyze is true (EXPLAIN ANALYZE, reads only, in a
+    READ ONLY transaction, for its actual time); hypothetical indexes are planned, never run. Without params, $n get
+    typical values from pg_stats, listed in the result with the reason.
     """
     stmt = advisable(args.sql)
     if args.analyze and stmt.kind is not Kind.READ:

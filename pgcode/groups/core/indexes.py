@@ -21,14 +21,17 @@ from pgcode.types import Effect
 
 
 class GetIndexesIn(ToolInput):
-    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
+    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description=arguments.TABLE)
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
-    limit: int = Field(1000, ge=1, le=10_000, description="Most indexes to return")
+    limit: int = Field(1000, ge=1, le=10_000)
 
 
 @tool(group="core", effect=Effect.READ)
 async def get_indexes(ctx: ToolContext, args: GetIndexesIn) -> list[dict[str, Any]]:
-    """List indexes with definition, columns, validity, scans since stats reset, and size_bytes."""
+    """List indexes: definition, columns, validity, scans, size_bytes.
+
+    scans count index scans since the statistics were reset.
+    """
     schema, table = args.schema_, args.table
     if table is not None:
         schema, table = split_name(table, schema)
@@ -45,14 +48,14 @@ class IndexMethod(StrEnum):
 
 
 class CreateIndexIn(TableRef):
-    columns: list[str] = Field(min_length=1, max_length=32, description="Columns to index, in order")
-    name: str | None = Field(None, max_length=IDENT_MAX, description="Index name (default: <table>_<cols>_idx)")
-    unique: bool = Field(False, description="Create a UNIQUE index")
-    method: IndexMethod = Field(IndexMethod.BTREE, description="Index access method")
+    columns: list[str] = Field(min_length=1, max_length=32, description="Key columns, in order")
+    name: str | None = Field(None, max_length=IDENT_MAX, description="Default: <table>_<cols>_idx")
+    unique: bool = False
+    method: IndexMethod = IndexMethod.BTREE
     where: str | None = Field(None, max_length=10_000, description="Partial index condition, e.g. active = true")
     include: list[str] = Field(default_factory=list, max_length=32, description="Non-key columns (INCLUDE)")
-    concurrently: bool = Field(False, description="Build without blocking writes (runs outside a transaction)")
-    if_not_exists: bool = Field(False, description="Do nothing if an index with this name exists")
+    concurrently: bool = False
+    if_not_exists: bool = False
 
 
 def _index_name(table: str, columns: list[str]) -> str:
@@ -62,7 +65,13 @@ def _index_name(table: str, columns: list[str]) -> str:
 
 @tool(group="core", effect=Effect.ADMIN)
 async def create_index(ctx: ToolContext, args: CreateIndexIn) -> dict[str, Any]:
-    """Create an index (any method, unique, partial, INCLUDE, optionally CONCURRENTLY); returns its definition."""
+    """Create an index (any method, unique, partial, INCLUDE, CONCURRENTLY).
+
+    Returns its definition.
+
+    concurrently builds it without blocking writes, outside a transaction; a failed concurrent build leaves no
+    invalid index behind. ifNotExists does nothing when an index of that name exists.
+    """
     name = args.name or _index_name(args.table_name, args.columns)
     where = sql.SQL(" WHERE {}").format(where_fragment(args.where)) if args.where is not None else sql.SQL("")
     include = (sql.SQL(" INCLUDE ({})").format(sql.SQL(", ").join(map(sql.Identifier, args.include)))
@@ -108,15 +117,19 @@ async def _drop_failed_concurrent_build(ctx: ToolContext, schema: str, name: str
 
 class DropIndexIn(ToolInput):
     name: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1, description="Index name (schema.name ok)")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Schema (default public)")
-    if_exists: bool = Field(False, description="Do nothing if the index does not exist")
-    cascade: bool = Field(False, description="Also drop objects that depend on the index")
-    concurrently: bool = Field(False, description="Drop without blocking the table (runs outside a transaction)")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_OF_OBJECT)
+    if_exists: bool = False
+    cascade: bool = False
+    concurrently: bool = False
 
 
 @tool(group="core", effect=Effect.DESTRUCTIVE)
 async def drop_index(ctx: ToolContext, args: DropIndexIn) -> dict[str, Any]:
-    """Drop an index (optionally CONCURRENTLY); says whether it existed and what it was."""
+    """Drop an index (optionally CONCURRENTLY); says whether it existed.
+
+    The result also gives the definition of the index dropped. concurrently drops it without blocking the table,
+    outside a transaction; cascade also drops the objects that depend on it.
+    """
     schema, name = split_name(args.name, args.schema_)
     if args.concurrently:
         ctx.use_autocommit()

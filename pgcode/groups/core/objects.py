@@ -20,24 +20,23 @@ ObjectType = Literal["table", "view", "materialized_view", "sequence", "index", 
 
 
 class ListObjectsIn(ToolInput):
-    types: list[ObjectType] | None = Field(None, description="Only these kinds of object (default: all)")
+    types: list[ObjectType] | None = None
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
-    pattern: str | None = Field(None, max_length=200, description="ILIKE pattern on the name, e.g. order%")
-    limit: int = Field(500, ge=1, le=10_000, description="Most objects to return")
+    pattern: str | None = Field(None, max_length=200, description="ILIKE on the name, e.g. order%")
+    limit: int = Field(500, ge=1, le=10_000)
 
 
 @tool(group="core", effect=Effect.READ)
 async def list_objects(ctx: ToolContext, args: ListObjectsIn) -> list[dict[str, Any]]:
-    """List schema objects (tables, views, sequences, indexes, functions, types) filtered by kind and name."""
+    """List schema objects (tables, functions, types ...) by kind and name."""
     return await ctx.fetch(load_query("list_objects"), {
         "types": args.types, "schema": args.schema_, "pattern": args.pattern, "limit": args.limit})
 
 
 class ObjectDetailsIn(ToolInput):
     name: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1, description="Object name (schema.name ok)")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Schema (default public)")
-    type: Literal["table", "view", "materialized_view", "sequence", "index", "function"] | None = Field(
-        None, description="Kind of object, when the name alone is ambiguous")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_OF_OBJECT)
+    type: Literal["table", "view", "materialized_view", "sequence", "index", "function"] | None = None
 
 
 _RELKINDS = {"r": "table", "p": "table", "f": "table", "v": "view", "m": "materialized_view",
@@ -46,7 +45,11 @@ _RELKINDS = {"r": "table", "p": "table", "f": "table", "v": "view", "m": "materi
 
 @tool(group="core", effect=Effect.READ)
 async def object_details(ctx: ToolContext, args: ObjectDetailsIn) -> dict[str, Any]:
-    """Describe one table, view, materialized view, sequence, index or function in detail."""
+    """Describe one table, view, sequence, index or function in detail.
+
+    type (table, view, materialized_view, sequence, index, function) picks the kind when the name alone is
+    ambiguous.
+    """
     schema, name = split_name(args.name, args.schema_)
     if args.type != "function":
         rel = await ctx.fetchone(
@@ -96,12 +99,12 @@ async def _relation_details(ctx: ToolContext, kind: str, oid: int, schema: str, 
 
 
 class ListExtensionsIn(ToolInput):
-    include_available: bool = Field(False, description="Also list extensions the server offers but not installed")
+    include_available: bool = False
 
 
 @tool(group="core", effect=Effect.READ)
 async def list_extensions(ctx: ToolContext, args: ListExtensionsIn) -> list[dict[str, Any]]:
-    """List installed extensions with version and schema (and, on request, the ones available to install)."""
+    """List installed (or available) extensions with version and schema."""
     return await ctx.fetch(
         "SELECT a.name, e.extversion AS version, n.nspname AS schema, a.default_version, "
         "e.oid IS NOT NULL AS installed, a.comment AS description "

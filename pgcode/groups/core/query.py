@@ -17,14 +17,10 @@ _MAX_SQL = 1_000_000
 
 
 class ReadQueryIn(ToolInput):
-    sql: str = Field(max_length=_MAX_SQL, description="One read-only statement: SELECT, WITH, VALUES, TABLE, "
-                                                      "SHOW or EXPLAIN. Use $1, $2 ... for parameters")
-    params: list[Any] = Field(default_factory=list, max_length=10_000,
-                              description="Values for $1, $2 ... in order; always sent as bound parameters")
-    limit: int | None = Field(None, ge=1, le=100_000,
-                              description="Most rows to return (default: the server's max_rows, 1000)")
-    transaction_id: str | None = Field(None, max_length=64,
-                                       description="Run inside this open transaction (pg_transaction_begin)")
+    sql: str = Field(max_length=_MAX_SQL, description="SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN; $1, $2 ...")
+    params: list[Any] = Field(default_factory=list, max_length=10_000, description="Bound values for $1, $2 ...")
+    limit: int | None = Field(None, ge=1, le=100_000, description="Default: the server's max_rows (1000)")
+    transaction_id: str | None = Field(None, max_length=64, description="From pg_transaction_begin")
 
 
 def _read_scope(args: ReadQueryIn) -> Scope:
@@ -35,9 +31,11 @@ def _read_scope(args: ReadQueryIn) -> Scope:
 async def read_query(ctx: ToolContext, args: ReadQueryIn) -> dict[str, Any]:
     """Run one read-only SQL statement; returns {rows, rowCount, fields, truncated}.
 
-    Checked by a parser (one statement, no writes, no file/session/server functions) and run in a
-    READ ONLY transaction with a statement timeout, as the read role. Naming pgcode's own schema or a
-    catalog that holds credentials (pg_authid, pg_shadow, pg_user_mapping) needs the admin scope.
+    params are always sent as bound parameters, never pasted into the text. With transactionId the statement runs
+    inside that open transaction (pg_transaction_begin). Checked by a parser (one statement, no writes, no
+    file/session/server functions) and run in a READ ONLY transaction with a statement timeout, as the read role.
+    Naming pgcode's own schema or a catalog that holds credentials (pg_authid, pg_shadow, pg_user_mapping) needs the
+    admin scope.
     """
     check_read(args.sql)
     if args.transaction_id:
@@ -48,13 +46,10 @@ async def read_query(ctx: ToolContext, args: ReadQueryIn) -> dict[str, Any]:
 
 
 class WriteQueryIn(ToolInput):
-    sql: str = Field(max_length=_MAX_SQL, description="One statement: INSERT, UPDATE, DELETE, MERGE (scope write) "
-                                                      "or DDL (scope admin). Use $1, $2 ... for parameters")
-    params: list[Any] = Field(default_factory=list, max_length=10_000,
-                              description="Values for $1, $2 ... in order; always sent as bound parameters")
-    limit: int | None = Field(None, ge=1, le=100_000, description="Most RETURNING rows to return (default 1000)")
-    transaction_id: str | None = Field(None, max_length=64,
-                                       description="Run inside this open transaction (pg_transaction_begin)")
+    sql: str = Field(max_length=_MAX_SQL, description="INSERT, UPDATE, DELETE, MERGE or DDL; $1, $2 ...")
+    params: list[Any] = Field(default_factory=list, max_length=10_000, description="Bound values for $1, $2 ...")
+    limit: int | None = Field(None, ge=1, le=100_000, description="Most RETURNING rows (default 1000)")
+    transaction_id: str | None = Field(None, max_length=64, description="From pg_transaction_begin")
 
 
 def _write_scope(args: WriteQueryIn) -> Scope:
@@ -63,12 +58,12 @@ def _write_scope(args: WriteQueryIn) -> Scope:
 
 @tool(group="core", effect=Effect.WRITE, scope_for=_write_scope)
 async def write_query(ctx: ToolContext, args: WriteQueryIn) -> dict[str, Any]:
-    """Run one statement that changes data or schema; returns {command, rowCount} and any RETURNING rows.
+    """Run one DML or DDL statement; returns {command, rowCount} and RETURNING rows.
 
-    DML needs the write scope, DDL the admin scope, and so does DML calling a function that is not
-    IMMUTABLE or STABLE (beyond random(), nextval() and the like). DO, COPY, SET and transaction control
-    are refused.
-    VACUUM, CREATE INDEX CONCURRENTLY and the like run outside a transaction.
+    params are always sent as bound parameters. With transactionId the statement runs inside that open transaction
+    (pg_transaction_begin). DML needs the write scope, DDL the admin scope, and so does DML calling a function that
+    is not IMMUTABLE or STABLE (beyond random(), nextval() and the like). DO, COPY, SET and transaction control are
+    refused. VACUUM, CREATE INDEX CONCURRENTLY and the like run outside a transaction.
     """
     stmt = analyze_write(args.sql)
     if stmt.autocommit:

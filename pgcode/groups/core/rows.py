@@ -7,6 +7,7 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import tool
 from pgcode.db.sqlpolicy import where_fragment
@@ -18,16 +19,18 @@ _MAX_PARAMS = 65_535  # the protocol's limit on bound parameters per statement
 
 
 class UpsertIn(TableRef):
-    data: dict[str, Any] = Field(min_length=1, description="Column -> value of the row to insert or update")
-    conflict_columns: list[str] = Field(min_length=1, max_length=32,
-                                        description="Columns of the unique constraint that decides a conflict")
-    update_columns: list[str] | None = Field(None, description="Columns to update on conflict "
-                                                               "(default: every given column not in conflictColumns)")
+    data: dict[str, Any] = Field(min_length=1, description="Column -> value")
+    conflict_columns: list[str] = Field(min_length=1, max_length=32, description="Columns of a unique constraint")
+    update_columns: list[str] | None = Field(None, description="Default: data's columns not in conflictColumns")
 
 
 @tool(group="core", effect=Effect.WRITE)
 async def upsert(ctx: ToolContext, args: UpsertIn) -> dict[str, Any]:
-    """Insert a row, or update it when it conflicts on the given unique columns; says which happened."""
+    """Insert a row or update it on a unique-key conflict; says which happened.
+
+    conflictColumns are the columns of the unique constraint that decides a conflict; on conflict
+    updateColumns are updated (default: every column of data not in conflictColumns).
+    """
     types = await column_types(ctx, args.schema_name, args.table_name)
     cols = list(args.data)
     updates = args.update_columns if args.update_columns is not None else [
@@ -49,13 +52,16 @@ async def upsert(ctx: ToolContext, args: UpsertIn) -> dict[str, Any]:
 
 class BatchInsertIn(TableRef):
     rows: list[dict[str, Any]] = Field(min_length=1, max_length=10_000,
-                                       description="Rows as objects; a column missing from a row gets its DEFAULT")
-    returning: bool = Field(False, description="Return the inserted rows")
+                                       description="Column -> value objects")
+    returning: bool = False
 
 
 @tool(group="core", effect=Effect.WRITE)
 async def batch_insert(ctx: ToolContext, args: BatchInsertIn) -> dict[str, Any]:
-    """Insert many rows in one statement (all or none); returns the count and, on request, the rows."""
+    """Insert many rows in one statement (all or none); returns the count.
+
+    A column missing from a row gets its DEFAULT; returning adds the inserted rows to the result.
+    """
     types = await column_types(ctx, args.schema_name, args.table_name)
     cols = list(dict.fromkeys(k for row in args.rows for k in row))
     if not cols:
@@ -85,14 +91,17 @@ async def batch_insert(ctx: ToolContext, args: BatchInsertIn) -> dict[str, Any]:
 
 
 class CountIn(TableRef):
-    where: str | None = Field(None, max_length=10_000, description="Condition, e.g. status = 'active'")
-    column: str | None = Field(None, max_length=63, description="Count non-NULL values of this column")
-    distinct: bool = Field(False, description="With column: count distinct values")
+    where: str | None = Field(None, max_length=10_000, description=arguments.WHERE)
+    column: str | None = Field(None, max_length=63, description="Count its non-NULL values")
+    distinct: bool = False
 
 
 @tool(group="core", effect=Effect.READ)
 async def count(ctx: ToolContext, args: CountIn) -> dict[str, Any]:
-    """Count rows (exactly), optionally matching a condition, or the (distinct) non-NULL values of a column."""
+    """Count rows exactly (matching where), or a column's non-NULL values.
+
+    column counts its non-NULL values; distinct (with column) counts distinct ones.
+    """
     if args.distinct and args.column is None:
         raise ToolError(ErrorCode.INVALID_INPUT, "distinct needs a column")
     what = (sql.SQL("{}{}").format(sql.SQL("DISTINCT ") if args.distinct else sql.SQL(""),
@@ -103,12 +112,12 @@ async def count(ctx: ToolContext, args: CountIn) -> dict[str, Any]:
 
 
 class ExistsIn(TableRef):
-    where: str | None = Field(None, max_length=10_000, description="Condition, e.g. email = 'a@b.c' (default: any row)")
+    where: str | None = Field(None, max_length=10_000, description=arguments.WHERE)
 
 
 @tool(group="core", effect=Effect.READ)
 async def exists(ctx: ToolContext, args: ExistsIn) -> dict[str, Any]:
-    """Say whether any row (matching a condition) exists; stops at the first match."""
+    """Whether any row (matching where) exists; stops at the first match."""
     where = sql.SQL(" WHERE {}").format(where_fragment(args.where)) if args.where is not None else sql.SQL("")
     found = await ctx.fetchval(sql.SQL("SELECT EXISTS (SELECT 1 FROM {}{})").format(args.ident, where))
     return {"exists": found, "table": args.table_name, "schema": args.schema_name}

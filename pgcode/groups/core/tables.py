@@ -22,14 +22,18 @@ TableType = Literal["table", "partitioned_table", "view", "materialized_view", "
 
 class ListTablesIn(ToolInput):
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
-    types: list[TableType] | None = Field(None, description="Only these kinds (default: all)")
-    include_system: bool = Field(False, description="Include pg_catalog, information_schema and extension tables")
-    limit: int = Field(1000, ge=1, le=10_000, description="Most tables to return")
+    types: list[TableType] | None = None
+    include_system: bool = False
+    limit: int = Field(1000, ge=1, le=10_000)
 
 
 @tool(group="core", effect=Effect.READ)
 async def list_tables(ctx: ToolContext, args: ListTablesIn) -> list[dict[str, Any]]:
-    """List tables, views and materialized views with schema, type, row_estimate and size_bytes."""
+    """List tables, views and materialized views: type, row_estimate, size_bytes.
+
+    types keeps only those kinds (default: all); includeSystem adds pg_catalog, information_schema and
+    extension tables.
+    """
     return await ctx.fetch(load_query("list_tables"), {
         "schema": args.schema_, "types": args.types, "include_system": args.include_system, "limit": args.limit})
 
@@ -44,7 +48,7 @@ _CONSTRAINT_TYPES = {"p": "primary_key", "f": "foreign_key", "u": "unique", "c":
 
 @tool(group="core", effect=Effect.READ)
 async def describe_table(ctx: ToolContext, args: DescribeTableIn) -> dict[str, Any]:
-    """Describe a table: columns (type, nullability, default), primary key, constraints, indexes, size."""
+    """Describe a table: columns, primary key, constraints, indexes, size."""
     schema, name = args.schema_name, args.table_name
     rel = await ctx.fetchone(
         "SELECT c.oid, c.relkind, obj_description(c.oid, 'pg_class') AS comment, "
@@ -84,25 +88,25 @@ class OnAction(StrEnum):
 
 
 class ForeignKeyRef(ToolInput):
-    table: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1, description="Referenced table (schema.table ok)")
+    table: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1, description="Referenced table")
     column: str = Field(min_length=1, max_length=IDENT_MAX, description="Referenced column")
-    on_delete: OnAction = Field(OnAction.NO_ACTION, description="Action when the referenced row is deleted")
+    on_delete: OnAction = OnAction.NO_ACTION
 
 
 class ColumnDef(ToolInput):
     name: str = Field(min_length=1, max_length=IDENT_MAX, description="Column name")
-    type: str = Field(min_length=1, max_length=100, description="Type, e.g. integer, text, numeric(10,2), jsonb")
-    nullable: bool = Field(True, description="Allow NULL")
-    default: str | None = Field(None, max_length=1000, description="Default expression, e.g. now() or 0 or 'x'")
-    primary_key: bool = Field(False, description="Part of the primary key")
-    unique: bool = Field(False, description="Add a UNIQUE constraint on this column")
-    check: str | None = Field(None, max_length=1000, description="CHECK expression, e.g. price > 0")
-    references: ForeignKeyRef | None = Field(None, description="Foreign key to another table's column")
+    type: str = Field(min_length=1, max_length=100, description="SQL type, e.g. numeric(10,2)")
+    nullable: bool = True
+    default: str | None = Field(None, max_length=1000, description="Expression, e.g. now(), 0 or 'x'")
+    primary_key: bool = False
+    unique: bool = False
+    check: str | None = Field(None, max_length=1000, description="e.g. price > 0")
+    references: ForeignKeyRef | None = None
 
 
 class CreateTableIn(TableRef):
     columns: list[ColumnDef] = Field(min_length=1, max_length=1600, description="Column definitions")
-    if_not_exists: bool = Field(False, description="Do nothing if the table already exists")
+    if_not_exists: bool = False
 
     @model_validator(mode="after")
     def _unique_names(self) -> CreateTableIn:
@@ -132,7 +136,12 @@ def _column_sql(col: ColumnDef) -> sql.Composable:
 
 @tool(group="core", effect=Effect.ADMIN)
 async def create_table(ctx: ToolContext, args: CreateTableIn) -> dict[str, Any]:
-    """Create a table from column definitions (types, NOT NULL, defaults, primary key, unique, checks, FKs)."""
+    """Create a table from column definitions (keys, defaults, checks, FKs).
+
+    Columns marked primaryKey form the primary key together; unique adds a UNIQUE constraint on the column;
+    references is a foreign key to another table's column, with onDelete the action when the referenced row
+    is deleted.
+    """
     items = [_column_sql(c) for c in args.columns]
     pk = [c.name for c in args.columns if c.primary_key]
     if pk:
@@ -145,13 +154,16 @@ async def create_table(ctx: ToolContext, args: CreateTableIn) -> dict[str, Any]:
 
 
 class DropTableIn(TableRef):
-    if_exists: bool = Field(False, description="Do nothing if the table does not exist")
-    cascade: bool = Field(False, description="Also drop objects that depend on it (views, foreign keys)")
+    if_exists: bool = False
+    cascade: bool = False
 
 
 @tool(group="core", effect=Effect.DESTRUCTIVE)
 async def drop_table(ctx: ToolContext, args: DropTableIn) -> dict[str, Any]:
-    """Drop a table (optionally IF EXISTS, CASCADE); says whether it existed."""
+    """Drop a table (IF EXISTS, CASCADE); says whether it existed.
+
+    cascade also drops the objects that depend on it (views, foreign keys).
+    """
     kind = await ctx.fetchval(
         "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = %s", (args.schema_name, args.table_name))
@@ -168,13 +180,17 @@ async def drop_table(ctx: ToolContext, args: DropTableIn) -> dict[str, Any]:
 
 
 class TruncateIn(TableRef):
-    cascade: bool = Field(False, description="Also truncate tables that reference it by foreign key")
-    restart_identity: bool = Field(False, description="Reset sequences owned by the table's columns")
+    cascade: bool = False
+    restart_identity: bool = False
 
 
 @tool(group="core", effect=Effect.DESTRUCTIVE)
 async def truncate(ctx: ToolContext, args: TruncateIn) -> dict[str, Any]:
-    """Empty a table at once (TRUNCATE), optionally resetting its sequences and cascading to referrers."""
+    """Empty a table (TRUNCATE), optionally RESTART IDENTITY and CASCADE.
+
+    restartIdentity resets the sequences owned by the table's columns; cascade also truncates the tables that
+    reference it by foreign key.
+    """
     await require_table(ctx, args.schema_name, args.table_name)
     await snapshot_before(ctx, "pg_truncate", "table", args.schema_name, args.table_name)
     await ctx.execute(sql.SQL("TRUNCATE {}{}{}").format(

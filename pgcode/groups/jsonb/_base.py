@@ -24,8 +24,10 @@ MAX_PATH = 64
 _INDEX_RE = re.compile(r"^-?[0-9]+$")
 
 PathArg = list[StrictStr | StrictInt] | str
-PATH_HELP = ("an array (['a', 0, 'b']), a dotted string ('a.0.b' or 'a[0].b'), a PostgreSQL text array "
-             "('{a,0,b}') or a simple JSONPath ('$.a[0].b'); a key containing '.' needs the array form")
+# A path in the catalog shows its forms by example; each tool's description says the rest: an array
+# (['a', 0, 'b']), a dotted string ('a.0.b' or 'a[0].b'), a PostgreSQL text array ('{a,0,b}') or a simple
+# JSONPath ('$.a[0].b'); a key containing '.' needs the array form.
+PATH_HELP = "['a', 0, 'b'] or 'a.0.b'"
 
 
 # ---------------------------------------------------------------- paths
@@ -170,7 +172,7 @@ class Bind:
 
 
 class ColumnIn(TableRef):
-    column: str = Field(min_length=1, max_length=IDENT_MAX, description="The jsonb (or json) column")
+    column: str = Field(min_length=1, max_length=IDENT_MAX, description="jsonb column")
 
 
 @dataclass(frozen=True)
@@ -329,15 +331,13 @@ def where_clause(cond: sql.Composable | None) -> sql.Composable:
 # ---------------------------------------------------------------- sampling and the document walker
 
 
-SAMPLE_HELP = "Most rows to sample (the result states how many were read and how)"
 
 
 class SampleIn(ColumnIn):
-    sample_size: int = Field(1000, ge=1, le=100_000, description=SAMPLE_HELP)
-    where: str | None = Field(None, max_length=10_000, description="Only sample rows matching this condition")
-    seed: int | None = Field(None, ge=0, le=2**31 - 1,
-                             description="Seed for TABLESAMPLE ... REPEATABLE, for repeatable samples of big tables")
-    max_depth: int = Field(32, ge=1, le=100, description="Deepest nesting level to walk")
+    sample_size: int = Field(1000, ge=1, le=100_000)
+    where: str | None = Field(None, max_length=10_000, description=arguments.WHERE)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    max_depth: int = Field(32, ge=1, le=100)
 
 
 @dataclass(frozen=True)
@@ -381,11 +381,10 @@ def walk_query(s: Sample, bind: Bind, max_depth: int) -> sql.Composed:
 class MaybeColumnIn(ToolInput):
     """For tools that take either a value in the call or a table's column."""
 
-    table: str | None = Field(None, min_length=1, max_length=2 * IDENT_MAX + 1,
-                              description="Read the values from this table (schema.table ok) instead; needs column")
+    table: str | None = Field(None, min_length=1, max_length=2 * IDENT_MAX + 1, description=arguments.TABLE)
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX,
                                 description=arguments.SCHEMA)
-    column: str | None = Field(None, min_length=1, max_length=IDENT_MAX, description="The jsonb (or json) column")
+    column: str | None = Field(None, min_length=1, max_length=IDENT_MAX, description="jsonb column")
     where: str | None = Field(None, max_length=10_000, description=WHERE_HELP)
     key: dict[str, Any] | None = Field(None, max_length=32, description=KEY_HELP)
 

@@ -37,15 +37,18 @@ def _limited(rows: list[dict[str, Any]], limit: int, **extra: Any) -> dict[str, 
 
 
 class ExtractIn(RowsIn):
-    path: PathArg = Field(description=f"What to extract: {PATH_HELP}; empty returns the whole value")
+    path: PathArg = Field(description=PATH_HELP)
     limit: int = Field(100, ge=1, le=10_000, description=LIMIT_HELP)
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_extract(ctx: ToolContext, args: ExtractIn) -> dict[str, Any]:
-    """The value at a path in a jsonb column, per row: rows [{row, value}] (row = the primary key), and missing.
+    """Values at a path in a jsonb column, per row.
 
-    `value` is null where the path does not exist; `missing` counts those rows among the ones returned.
+    Returns {rows: [{row, value}], missing, path, truncated}: row is the primary key, value is null where the path
+    does not exist, and missing counts those rows among the ones returned. path takes an array (['a', 0, 'b'];
+    needed when a key contains '.'), a dotted string ('a.0.b' or 'a[0].b'), a PostgreSQL text array ('{a,0,b}') or
+    a simple JSONPath ('$.a[0].b'); empty returns the whole value.
     """
     target, bind = await resolve(ctx, args), Bind()
     path = parse_path(args.path)
@@ -59,15 +62,21 @@ async def jsonb_extract(ctx: ToolContext, args: ExtractIn) -> dict[str, Any]:
 
 
 class ContainsIn(RowsIn):
-    value: Any = Field(description="JSON the column must contain (PostgreSQL's @>), e.g. {\"status\": \"active\"}")
-    path: PathArg | None = Field(None, description=f"Test the value at this path instead of the whole document: "
-                                                   f"{PATH_HELP}")
+    value: Any = Field(description="e.g. {\"status\": \"active\"}")
+    path: PathArg | None = Field(None, description=PATH_HELP)
     limit: int = Field(100, ge=1, le=10_000, description=LIMIT_HELP)
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_contains(ctx: ToolContext, args: ContainsIn) -> dict[str, Any]:
-    """The rows (all columns) whose jsonb column contains the given JSON (@>; a GIN index on the column serves it)."""
+    """Rows whose jsonb column contains the given JSON (@>).
+
+    Rows come back with all their columns; the column may be json too.
+
+    A GIN index on the column serves it. With path the value at that path is tested instead of the whole document;
+    path takes an array (['a', 0, 'b']; needed when a key contains '.'), a dotted string ('a.0.b' or 'a[0].b'), a
+    PostgreSQL text array ('{a,0,b}') or a simple JSONPath ('$.a[0].b').
+    """
     target, bind = await resolve(ctx, args), Bind()
     doc = target.doc
     if args.path is not None:
@@ -93,21 +102,24 @@ _PATH_FUNCS = {PathMode.QUERY: "jsonb_path_query", PathMode.FIRST: "jsonb_path_q
 
 
 class PathQueryIn(RowsIn):
-    path: str = Field(min_length=1, max_length=10_000,
-                      description="SQL/JSON path, e.g. $.items[*] ? (@.price > $min); `strict` or `lax` may lead")
-    vars: dict[str, Any] | None = Field(None, description="Values of the path's $variables, e.g. {\"min\": 10}; "
-                                                          "bound, never pasted into the path")
-    mode: PathMode = Field(PathMode.QUERY, description="query: every item; first: the first item per row; exists: "
-                                                       "rows where the path finds something; match: rows where the "
-                                                       "path's predicate is true")
-    silent: bool = Field(False, description="Suppress structural errors (missing keys in strict mode, ...)")
-    tz: bool = Field(False, description="Allow time-zone-dependent datetime comparisons (the *_tz functions)")
+    path: str = Field(min_length=1, max_length=10_000, description="SQL/JSON path, e.g. $.items[*] ? (@.price > $min)")
+    vars: dict[str, Any] | None = Field(None, description="e.g. {\"min\": 10}")
+    mode: PathMode = PathMode.QUERY
+    silent: bool = False
+    tz: bool = False
     limit: int = Field(100, ge=1, le=10_000, description=LIMIT_HELP)
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_path_query(ctx: ToolContext, args: PathQueryIn) -> dict[str, Any]:
-    """Run an SQL/JSON path over a jsonb column: rows [{row, item}] (query, first) or [{row, value}] (exists, match)."""
+    """Run an SQL/JSON path query over a jsonb column.
+
+    mode query returns every item, first the first item per row (both as rows [{row, item}]); exists returns the
+    rows where the path finds something, match the rows where the path's predicate is true (both as [{row, value}]).
+    `strict` or `lax` may lead the path; vars are bound, never pasted into the path. silent suppresses structural
+    errors (missing keys in strict mode, ...); tz allows time-zone-dependent datetime comparisons (the *_tz
+    functions).
+    """
     target, bind = await resolve(ctx, args), Bind()
     func = sql.SQL(_PATH_FUNCS[args.mode] + ("_tz" if args.tz else ""))
     call = sql.SQL("{}({}, {}::jsonpath, {}, {})").format(func, target.doc, bind(args.path), bind.json(args.vars or {}),
@@ -138,22 +150,24 @@ class Direction(StrEnum):
 
 class OrderItem(ToolInput):
     column: str = Field(min_length=1, max_length=IDENT_MAX, description="Column to sort by")
-    direction: Direction = Field(Direction.ASC, description="asc or desc")
+    direction: Direction = Direction.ASC
 
 
 class AggIn(TableRef):
-    columns: list[str] | None = Field(None, min_length=1, max_length=50,
-                                      description="Columns in each object (default: the whole row)")
+    columns: list[str] | None = Field(None, min_length=1, max_length=50)
     where: str | None = Field(None, max_length=10_000, description=WHERE_HELP)
-    order_by: list[OrderItem] | None = Field(None, max_length=8, description="Order of the array's elements")
-    group_by: str | None = Field(None, min_length=1, max_length=IDENT_MAX,
-                                 description="One array per distinct value of this column")
-    limit: int = Field(1000, ge=1, le=10_000, description="Most rows aggregated (truncated says when cut)")
+    order_by: list[OrderItem] | None = Field(None, max_length=8)
+    group_by: str | None = Field(None, min_length=1, max_length=IDENT_MAX)
+    limit: int = Field(1000, ge=1, le=10_000)
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_agg(ctx: ToolContext, args: AggIn) -> dict[str, Any]:
-    """Rows as one jsonb array of objects ({result, count}), or one array per group ({groups: [{group, items}]})."""
+    """Rows as one jsonb array of objects (or one per groupBy value).
+
+    Returns {result, count}, or {groups: [{group, items}]} with groupBy. orderBy orders the array's elements
+    ([{column, direction: asc or desc}]); limit caps the rows aggregated (truncated says when cut).
+    """
     info = await table_info(ctx, args.schema_name, args.table_name)
     known = {c[0]: c[1] for c in info["columns"]}
     names = [*(args.columns or []), *(o.column for o in args.order_by or [])]
@@ -190,14 +204,16 @@ async def jsonb_agg(ctx: ToolContext, args: AggIn) -> dict[str, Any]:
 
 
 class KeysIn(RowsIn):
-    path: PathArg | None = Field(None, description=f"Keys of the object at this path (default: the top level): "
-                                                   f"{PATH_HELP}")
-    limit: int = Field(1000, ge=1, le=10_000, description="Most keys to return")
+    path: PathArg | None = Field(None, description=PATH_HELP)
+    limit: int = Field(1000, ge=1, le=10_000)
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_keys(ctx: ToolContext, args: KeysIn) -> dict[str, Any]:
-    """The distinct keys of the objects in a jsonb column (or at a path), each with how many rows have it.
+    """Distinct keys in a jsonb column (or at a path), with row counts.
+
+    path (default: the top level) takes an array (['a', 0, 'b']; needed when a key contains '.'), a dotted string
+    ('a.0.b' or 'a[0].b'), a PostgreSQL text array ('{a,0,b}') or a simple JSONPath ('$.a[0].b').
 
     Reads every matching row (exact); pg_jsonb_stats samples instead and goes into nested keys.
     """
@@ -219,14 +235,20 @@ async def jsonb_keys(ctx: ToolContext, args: KeysIn) -> dict[str, Any]:
 
 
 class TypeofIn(MaybeColumnIn):
-    value: Any = Field(None, description="A JSON value to inspect (instead of table and column)")
-    path: PathArg | None = Field(None, description=f"Where to look: {PATH_HELP} (default: the whole value)")
-    limit: int = Field(100, ge=1, le=10_000, description="With a table: most rows listed")
+    value: Any = None
+    path: PathArg | None = Field(None, description=PATH_HELP)
+    limit: int = Field(100, ge=1, le=10_000)
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_typeof(ctx: ToolContext, args: TypeofIn) -> dict[str, Any]:
-    """The JSON type at a path: of a value ({type}), or per row of a column ({types: counts, rows: [{row, type}]}).
+    """The JSON type at a path, of a value or per row of a column.
+
+    value is a JSON value to inspect instead of a table's column.
+
+    Returns {type} for a value, {types: counts, rows: [{row, type}]} for a column (limit caps the rows listed). path
+    (default: the whole value) takes an array (['a', 0, 'b']; needed when a key contains '.'), a dotted string
+    ('a.0.b' or 'a[0].b'), a PostgreSQL text array ('{a,0,b}') or a simple JSONPath ('$.a[0].b').
 
     Types are object, array, string, number, boolean, null, and missing where the path does not exist.
     """
@@ -255,17 +277,20 @@ class NormalizeMode(StrEnum):
 
 
 class NormalizeIn(RowsIn):
-    mode: NormalizeMode = Field(NormalizeMode.KEYS, description="keys: top-level key and value as text; pairs: key, "
-                                "jsonb value and type; array: array elements with their index; flatten: every leaf "
-                                "with its full path")
-    path: PathArg | None = Field(None, description=f"Normalize the value at this path: {PATH_HELP}")
-    max_depth: int = Field(32, ge=1, le=100, description="flatten: deepest level to walk")
-    limit: int = Field(1000, ge=1, le=100_000, description="Most output rows")
+    mode: NormalizeMode = NormalizeMode.KEYS
+    path: PathArg | None = Field(None, description=PATH_HELP)
+    max_depth: int = Field(32, ge=1, le=100)
+    limit: int = Field(1000, ge=1, le=100_000)
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_normalize(ctx: ToolContext, args: NormalizeIn) -> dict[str, Any]:
-    """A jsonb column as relational rows: key/value pairs, array elements, or flattened leaves with their path.
+    """A jsonb column as rows: key/value pairs, array elements or leaves.
+
+    mode keys gives the top-level key and value as text; pairs the key, jsonb value and type; array the array
+    elements with their index; flatten every leaf with its full path, down to maxDepth. path (default: the whole
+    value) takes an array (['a', 0, 'b']; needed when a key contains '.'), a dotted string ('a.0.b' or 'a[0].b'), a
+    PostgreSQL text array ('{a,0,b}') or a simple JSONPath ('$.a[0].b').
 
     Rows whose value does not fit the mode (an array in keys mode, ...) contribute nothing.
     """
@@ -303,15 +328,21 @@ async def jsonb_normalize(ctx: ToolContext, args: NormalizeIn) -> dict[str, Any]
 
 
 class PrettyIn(MaybeColumnIn):
-    json_: str | None = Field(None, alias="json", max_length=10_000_000, description="JSON text to format")
-    value: Any = Field(None, description="A JSON value to format (instead of json)")
-    path: PathArg | None = Field(None, description=f"With a table: format the value at this path: {PATH_HELP}")
-    limit: int = Field(20, ge=1, le=1000, description="With a table: most rows formatted")
+    json_: str | None = Field(None, alias="json", max_length=10_000_000)
+    value: Any = None
+    path: PathArg | None = Field(None, description=PATH_HELP)
+    limit: int = Field(20, ge=1, le=1000)
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_pretty(ctx: ToolContext, args: PrettyIn) -> dict[str, Any]:
-    """JSON indented for reading ({pretty}), from JSON text, a value, or per row of a column ({rows: [{row, pretty}]}).
+    """JSON indented for reading (text, a value, or a column's rows).
+
+    Give json (JSON text), value (a JSON value) or table and column.
+
+    Returns {pretty}, or {rows: [{row, pretty}]} for a column (limit caps the rows formatted). With a table, path
+    picks the value to format: an array (['a', 0, 'b']; needed when a key contains '.'), a dotted string ('a.0.b' or
+    'a[0].b'), a PostgreSQL text array ('{a,0,b}') or a simple JSONPath ('$.a[0].b').
 
     PostgreSQL's jsonb_pretty formats it: four-space indents, keys in jsonb order, duplicate keys removed.
     """

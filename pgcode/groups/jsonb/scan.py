@@ -38,12 +38,16 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
 
 
 class SecurityScanIn(SampleIn):
-    limit: int = Field(100, ge=1, le=10_000, description="Most findings listed (totals count them all)")
+    limit: int = Field(100, ge=1, le=10_000)
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_security_scan(ctx: ToolContext, args: SecurityScanIn) -> dict[str, Any]:
-    """Likely secrets and personal data in a jsonb column's sampled rows: where (row, path) and what kind, never values.
+    """Find likely secrets and personal data in sampled jsonb rows.
+
+    Findings give the row and path; limit caps those listed (the totals count them all). sampleSize caps the rows
+    sampled (the result states how many were read and how); seed makes TABLESAMPLE samples of big tables repeatable;
+    maxDepth is the deepest nesting level walked.
 
     Key names (password, token, secret, api_key, ssn, ...) and value patterns (e-mail, Luhn-valid card numbers,
     JWTs, AWS access keys, private keys, GitHub/Slack/Stripe tokens, SSNs). Path elements that look like such
@@ -66,12 +70,16 @@ async def jsonb_security_scan(ctx: ToolContext, args: SecurityScanIn) -> dict[st
 
 
 class StatsIn(SampleIn):
-    max_keys: int = Field(200, ge=1, le=10_000, description="Most key paths listed (most frequent first)")
+    max_keys: int = Field(200, ge=1, le=10_000)
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_stats(ctx: ToolContext, args: StatsIn) -> dict[str, Any]:
-    """Statistics of a jsonb column from a stated sample: key paths with frequency and types, depth, sizes, nulls.
+    """Sampled jsonb column statistics: key paths, types, depth, sizes.
+
+    maxKeys caps the key paths listed (most frequent first). sampleSize caps the rows sampled (the result states how
+    many were read and how); seed makes TABLESAMPLE samples of big tables repeatable; maxDepth is the deepest
+    nesting level walked.
 
     Key paths are JSONPaths ($.a.b, $.tags[*]); frequency is the share of sampled non-null documents having the
     path. Sizes are bytes as stored (compressed when PostgreSQL compressed them).

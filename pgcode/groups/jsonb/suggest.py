@@ -204,14 +204,18 @@ def read_index(definition: str, column: str) -> list[tuple[str, Any]]:
 
 
 class IndexSuggestIn(SampleIn):
-    queries: list[str] | None = Field(None, max_length=100, description="SQL your application runs against the "
-                                      "table; parsed for how it uses the column, never run (pg_stat_statements "
-                                      "hides key names, so these give exact keys)")
+    queries: list[str] | None = Field(None, max_length=100, description="Application SQL to parse (never run)")
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_index_suggest(ctx: ToolContext, args: IndexSuggestIn) -> dict[str, Any]:
-    """Index suggestions with reason and DDL (GIN jsonb_ops/jsonb_path_ops, expression B-tree) for a jsonb column.
+    """Suggest GIN or expression B-tree indexes for a jsonb column.
+
+    Each suggestion comes with its reason and DDL.
+
+    Kinds: GIN jsonb_ops or jsonb_path_ops, expression B-tree. queries is SQL the application runs against the
+    table: parsed for how it uses the column, never run (pg_stat_statements hides key names, so these give exact
+    keys). sampleSize, seed and maxDepth shape the sample as in pg_jsonb_stats.
 
     They rest on the column's sampled keys, its existing indexes and its queries.
     Queries come from pg_stat_statements when installed (operators and access shapes; it replaces key names

@@ -20,15 +20,19 @@ _MAX_ITEMS = 10_000
 
 
 class ObjectIn(ToolInput):
-    data: dict[str, Any] | list[list[Any]] = Field(
-        validation_alias=AliasChoices("data", "object", "pairs"),
-        description="The members: an object {\"name\": \"Ann\", \"age\": 30}, or [key, value] pairs (a later "
-                    "duplicate key wins); `object` and `pairs` are accepted as names too")
+    data: dict[str, Any] | list[list[Any]] = Field(validation_alias=AliasChoices("data", "object", "pairs"),
+                                                   description="An object, or [key, value] pairs")
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_object(ctx: ToolContext, args: ObjectIn) -> dict[str, Any]:
-    """A jsonb object built from members or [key, value] pairs, as PostgreSQL stores it ({object})."""
+    """Build a jsonb object from members or [key, value] pairs.
+
+    Returns {object}.
+
+    data is an object {"name": "Ann", "age": 30} or [key, value] pairs (a later duplicate key wins); `object` and
+    `pairs` are accepted as its name too. The result is the object as PostgreSQL stores it.
+    """
     pairs = list(args.data.items()) if isinstance(args.data, dict) else args.data
     if len(pairs) > _MAX_ITEMS:
         raise ToolError(ErrorCode.INVALID_INPUT, f"at most {_MAX_ITEMS} members are allowed")
@@ -45,14 +49,20 @@ async def jsonb_object(ctx: ToolContext, args: ObjectIn) -> dict[str, Any]:
 
 class ArrayIn(ToolInput):
     values: list[Any] = Field(max_length=_MAX_ITEMS, validation_alias=AliasChoices("values", "elements"),
-                              description="The elements, any JSON values (`elements` is accepted too)")
-    distinct: bool = Field(False, description="Drop repeated elements, keeping the first of each")
-    strip_nulls: bool = Field(False, description="Drop null elements")
+                              description="The elements, any JSON values")
+    distinct: bool = False
+    strip_nulls: bool = False
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_array(ctx: ToolContext, args: ArrayIn) -> dict[str, Any]:
-    """A jsonb array built from the given values, in order ({array})."""
+    """Build a jsonb array from the given values, in order.
+
+    Returns {array}.
+
+    `elements` is accepted as the name of values. distinct drops repeated elements, keeping the first of each;
+    stripNulls drops null elements.
+    """
     bind = Bind()
     keep: list[sql.Composable] = [sql.SQL("true")]
     if args.distinct:
@@ -67,13 +77,11 @@ async def jsonb_array(ctx: ToolContext, args: ArrayIn) -> dict[str, Any]:
 
 
 class ValidatePathIn(ToolInput):
-    path: str = Field(min_length=1, max_length=10_000, description="The SQL/JSON path to check, e.g. "
-                                                                   "$.items[*] ? (@.qty > $min)")
-    test_value: Any = Field(None, validation_alias=AliasChoices("testValue", "test_value", "sample", "data"),
-                            description="JSON to run the path against (`sample` is accepted too)")
-    vars: dict[str, Any] | None = Field(None, description="Values of the path's $variables")
-    tz: bool = Field(False, description="Allow time-zone-dependent datetime comparisons")
-    limit: int = Field(100, ge=1, le=10_000, description="Most results returned from the test run")
+    path: str = Field(min_length=1, max_length=10_000, description="SQL/JSON path, e.g. $.items[*] ? (@.qty > $min)")
+    test_value: Any = Field(None, validation_alias=AliasChoices("testValue", "test_value", "sample", "data"))
+    vars: dict[str, Any] | None = None
+    tz: bool = False
+    limit: int = Field(100, ge=1, le=10_000)
 
 
 _VAR_RE = re.compile(r'\$"((?:[^"\\]|\\.)*)"')
@@ -81,7 +89,10 @@ _VAR_RE = re.compile(r'\$"((?:[^"\\]|\\.)*)"')
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_validate_path(ctx: ToolContext, args: ValidatePathIn) -> dict[str, Any]:
-    """Whether a JSONPath parses ({valid, normalized, mode, variables}), and what it returns on sample JSON.
+    """Check that a JSONPath parses, and test it on sample JSON.
+
+    Returns {valid, normalized, mode, variables} and, with testValue (`sample` is accepted too), the results of the
+    test run (at most limit). tz allows time-zone-dependent datetime comparisons.
 
     An invalid path gives valid: false with PostgreSQL's message, not an error; a path that fails while
     running (strict mode, a missing variable) gives valid: true with testError.
@@ -114,17 +125,21 @@ async def jsonb_validate_path(ctx: ToolContext, args: ValidatePathIn) -> dict[st
 
 
 class MergeIn(ToolInput):
-    base: dict[str, Any] = Field(description="The object merged into")
-    overlay: dict[str, Any] = Field(description="The object whose values win")
-    deep: bool = Field(True, description="Merge nested objects recursively (false: top-level keys of overlay "
-                                         "replace base's, PostgreSQL's ||)")
-    merge_arrays: bool = Field(False, description="Deep merge: concatenate arrays found at the same path "
-                                                  "instead of replacing")
+    base: dict[str, Any] = Field(description="Object merged into")
+    overlay: dict[str, Any] = Field(description="Object whose values win")
+    deep: bool = True
+    merge_arrays: bool = False
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_merge(ctx: ToolContext, args: MergeIn) -> dict[str, Any]:
-    """Two objects merged, overlay winning ({merged}); nested objects merge recursively unless deep is false."""
+    """Merge two JSON objects, overlay winning.
+
+    Returns {merged}.
+
+    Nested objects merge recursively; with deep false the top-level keys of overlay replace base's (PostgreSQL's
+    ||). mergeArrays (deep merge) concatenates arrays found at the same path instead of replacing them.
+    """
     bind = Bind()
     base, overlay = bind.json(args.base), bind.json(args.overlay)
     if not args.deep:
@@ -137,17 +152,19 @@ async def jsonb_merge(ctx: ToolContext, args: MergeIn) -> dict[str, Any]:
 
 
 class DiffIn(ToolInput):
-    doc1: Any = Field(validation_alias=AliasChoices("doc1", "left", "before"),
-                      description="The first (old) JSON value")
-    doc2: Any = Field(validation_alias=AliasChoices("doc2", "right", "after"),
-                      description="The second (new) JSON value")
-    deep: bool = Field(True, description="Compare nested objects key by key (false: top-level keys only)")
-    limit: int = Field(1000, ge=1, le=10_000, description="Most differences listed")
+    doc1: Any = Field(validation_alias=AliasChoices("doc1", "left", "before"), description="Old JSON value")
+    doc2: Any = Field(validation_alias=AliasChoices("doc2", "right", "after"), description="New JSON value")
+    deep: bool = True
+    limit: int = Field(1000, ge=1, le=10_000)
 
 
 @tool(group="jsonb", effect=Effect.READ)
 async def jsonb_diff(ctx: ToolContext, args: DiffIn) -> dict[str, Any]:
-    """What changed from doc1 to doc2: paths added, removed and changed (with both values), and whether equal.
+    """Diff two JSON values: paths added, removed and changed.
+
+    The result also says whether they are equal.
+
+    Changed paths carry both values; limit caps the differences listed. deep false compares top-level keys only.
 
     Objects are compared key by key; arrays and scalars as whole values.
     """

@@ -32,15 +32,19 @@ _EMPTY = sql.SQL("'{}'::jsonb")
 
 
 class SetIn(WriteRowsIn):
-    path: PathArg = Field(description=f"Where to set the value: {PATH_HELP}; empty replaces the whole value")
-    value: Any = Field(description="The new value: any JSON (string, number, boolean, null, object, array)")
-    create_missing: bool = Field(True, description="Create missing keys, including intermediate objects; "
-                                                   "false only replaces values that exist")
+    path: PathArg = Field(description=PATH_HELP)
+    value: Any = Field(description="Any JSON value")
+    create_missing: bool = True
 
 
 @tool(group="jsonb", effect=Effect.WRITE)
 async def jsonb_set(ctx: ToolContext, args: SetIn) -> dict[str, Any]:
-    """Set a value at a path inside a jsonb column for the chosen rows; returns rowsChanged and rowsMatched.
+    """Set a value at a path in a jsonb column, in the chosen rows.
+
+    Returns rowsChanged and rowsMatched. path takes an array (['a', 0, 'b']; needed when a key contains '.'), a
+    dotted string ('a.0.b' or 'a[0].b'), a PostgreSQL text array ('{a,0,b}') or a simple JSONPath ('$.a[0].b');
+    empty replaces the whole value. createMissing (default true) creates missing keys, including intermediate
+    objects; false only replaces values that exist.
 
     A NULL column counts as {}. A path that runs through a scalar, names a non-integer array index, or (with
     createMissing false) does not exist is refused with the rows concerned, and nothing is changed.
@@ -64,16 +68,19 @@ async def jsonb_set(ctx: ToolContext, args: SetIn) -> dict[str, Any]:
 
 
 class InsertIn(WriteRowsIn):
-    path: PathArg = Field(description=f"Where to insert: {PATH_HELP}. In an array the value goes before that "
-                                      "index (after it with insertAfter; [..., -1] with insertAfter appends); in an "
-                                      "object the key must not exist yet")
-    value: Any = Field(description="The value to insert: any JSON")
-    insert_after: bool = Field(False, description="Insert after the array element the path names, not before")
+    path: PathArg = Field(description=PATH_HELP)
+    value: Any = Field(description="Any JSON value")
+    insert_after: bool = False
 
 
 @tool(group="jsonb", effect=Effect.WRITE)
 async def jsonb_insert(ctx: ToolContext, args: InsertIn) -> dict[str, Any]:
-    """Insert a value into a jsonb array (at an index) or object (a new key) for the chosen rows; returns rowsChanged.
+    """Insert into a jsonb array or object, in the chosen rows.
+
+    Returns rowsChanged. path takes an array (['a', 0, 'b']; needed when a key contains '.'), a dotted string
+    ('a.0.b' or 'a[0].b'), a PostgreSQL text array ('{a,0,b}') or a simple JSONPath ('$.a[0].b'). In an array the
+    value goes before that index (after it with insertAfter; [..., -1] with insertAfter appends); in an object the
+    key must not exist yet.
 
     The array or object that receives the value must exist in every chosen row; inserting a key that already
     exists fails (use pg_jsonb_set to replace it). A NULL column counts as {}.
@@ -90,12 +97,16 @@ async def jsonb_insert(ctx: ToolContext, args: InsertIn) -> dict[str, Any]:
 
 
 class DeleteIn(WriteRowsIn):
-    path: PathArg = Field(description=f"The key or array element to remove: {PATH_HELP}")
+    path: PathArg = Field(description=PATH_HELP)
 
 
 @tool(group="jsonb", effect=Effect.WRITE)
 async def jsonb_delete(ctx: ToolContext, args: DeleteIn) -> dict[str, Any]:
-    """Remove a key or array element from a jsonb column for the chosen rows; returns rowsChanged (rows that had it)."""
+    """Remove a key or array element from a jsonb column's chosen rows.
+
+    Returns rowsChanged (the rows that had it). path takes an array (['a', 0, 'b']; needed when a key contains '.'),
+    a dotted string ('a.0.b' or 'a[0].b'), a PostgreSQL text array ('{a,0,b}') or a simple JSONPath ('$.a[0].b').
+    """
     path = parse_path(args.path)
     if not path:
         raise ToolError(ErrorCode.INVALID_INPUT, "pg_jsonb_delete needs a path naming the key or element to remove",
@@ -107,15 +118,19 @@ async def jsonb_delete(ctx: ToolContext, args: DeleteIn) -> dict[str, Any]:
 
 
 class StripNullsIn(WriteRowsIn):
-    preview: bool = Field(False, description="Only report what would change (counts and before/after of a few "
-                                             "rows); nothing is written")
-    preview_limit: int = Field(20, ge=1, le=1000, description="Most rows shown before/after in a preview")
-    strip_in_arrays: bool = Field(False, description="Also remove null array elements (PostgreSQL 18 and later)")
+    preview: bool = False
+    preview_limit: int = Field(20, ge=1, le=1000)
+    strip_in_arrays: bool = False
 
 
 @tool(group="jsonb", effect=Effect.WRITE)
 async def jsonb_strip_nulls(ctx: ToolContext, args: StripNullsIn) -> dict[str, Any]:
-    """Remove object fields whose value is null, at every depth, for the chosen rows; returns rowsChanged.
+    """Remove null object fields from a jsonb column, in the chosen rows.
+
+    Fields are removed at every depth.
+
+    Returns rowsChanged. stripInArrays also removes null array elements (PostgreSQL 18 and later). previewLimit caps
+    the rows shown before/after in a preview.
 
     With preview: true nothing is written; the counts and a few rows' before/after come back instead.
     """
@@ -133,13 +148,17 @@ async def jsonb_strip_nulls(ctx: ToolContext, args: StripNullsIn) -> dict[str, A
 
 
 class ArrayAppendIn(WriteRowsIn):
-    path: PathArg = Field(description=f"The array to append to: {PATH_HELP}; empty means the column's value itself")
-    value: Any = Field(description="The value to append: any JSON (an array is appended as one element)")
+    path: PathArg = Field(description=PATH_HELP)
+    value: Any = Field(description="Any JSON value")
 
 
 @tool(group="jsonb", effect=Effect.WRITE)
 async def jsonb_array_append(ctx: ToolContext, args: ArrayAppendIn) -> dict[str, Any]:
-    """Append a value to the jsonb array at a path for the chosen rows; returns rowsChanged and rowsMatched.
+    """Append a value to the jsonb array at a path, in the chosen rows.
+
+    Returns rowsChanged and rowsMatched. An array value is appended as one element. path takes an array (['a', 0,
+    'b']; needed when a key contains '.'), a dotted string ('a.0.b' or 'a[0].b'), a PostgreSQL text array
+    ('{a,0,b}') or a simple JSONPath ('$.a[0].b'); empty means the column's value itself.
 
     Every chosen row must hold an array there: a missing path, or a value that is not an array (an object,
     a string, null, a NULL column) in any chosen row, is refused with the rows concerned, and nothing is changed.

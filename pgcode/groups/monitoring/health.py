@@ -8,6 +8,7 @@ from typing import Any, Literal
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
@@ -135,14 +136,16 @@ def _status(value: float | None, t: dict[str, Any]) -> Status:
 
 
 class CapacityPlanningIn(ToolInput):
-    horizon_days: int = Field(365, ge=1, le=3650, description="Forecast this many days ahead")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only tables of this schema")
-    limit: int = Field(10, ge=1, le=1000, description="Most fast-growing tables to list")
+    horizon_days: int = Field(365, ge=1, le=3650)
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
+    limit: int = Field(10, ge=1, le=1000)
 
 
 @tool(group="monitoring", effect=Effect.READ)
 async def capacity_planning(ctx: ToolContext, args: CapacityPlanningIn) -> dict[str, Any]:
-    """Growth forecast: database size now and in 30/90/365 days, fastest-growing tables, WAL and XID burn rates.
+    """Growth forecast: database, tables, WAL and transaction IDs.
+
+    Size now and in 30, 90 and 365 days (and horizonDays ahead); limit caps the fast-growing tables listed.
 
     Every rate is an estimate from the server's cumulative counters (rows inserted minus deleted, WAL bytes,
     transactions) divided by the time since they were reset; the server keeps no history. When the counters
@@ -230,7 +233,10 @@ _CHECKPOINTS_OLD = ("SELECT checkpoints_timed AS timed, checkpoints_req AS reque
 
 @tool(group="monitoring", effect=Effect.READ)
 async def system_health(ctx: ToolContext, args: SystemHealthIn) -> dict[str, Any]:
-    """Health now: connections vs max_connections, cache hit ratio, temp files, deadlocks, checkpoints, wraparound.
+    """Health now: connections, cache, temp files, deadlocks, wraparound.
+
+    Sections: connections against max_connections, cache hit ratio, temp files, deadlocks, checkpoints and
+    wraparound.
 
     Each section has a status (ok, warning, critical) against pg_alert_threshold_set's thresholds; `status` is
     the worst and `findings` lists the sections that are not ok. Counters are since this database's stats
@@ -323,12 +329,16 @@ async def _cpu(ctx: ToolContext) -> dict[str, Any]:
 
 
 class AlertThresholdSetIn(ToolInput):
-    metrics: list[str] | None = Field(None, max_length=50, description="Only these metrics (default: all)")
+    metrics: list[str] | None = Field(None, max_length=50)
 
 
 @tool(group="monitoring", effect=Effect.READ)
 async def alert_threshold_set(ctx: ToolContext, args: AlertThresholdSetIn) -> dict[str, Any]:
-    """Recommended warning/critical alert thresholds per metric, derived from this server's settings.
+    """Alert thresholds per metric, derived from this server's settings.
+
+    Recommended warning and critical values.
+
+    metrics keeps only those metrics (default: all).
 
     Each entry says its direction (alert above or below), unit and basis: the settings it comes from
     (max_connections, autovacuum_freeze_max_age, statement_timeout, max_slot_wal_keep_size, ...). Nothing is
@@ -351,16 +361,18 @@ async def alert_threshold_set(ctx: ToolContext, args: AlertThresholdSetIn) -> di
 
 
 class VacuumAdvisorIn(ToolInput):
-    sample_seconds: float = Field(3, ge=0.5, le=10, description="Measure transaction-ID and multixact consumption "
-                                                                "over this many seconds")
-    min_rows: int = Field(100_000, ge=0, le=10**12, description="Only tables with at least this many live rows get "
-                                                                "per-table autovacuum advice")
-    limit: int = Field(20, ge=1, le=1000, description="Most horizon holders and tables to list")
+    sample_seconds: float = Field(3, ge=0.5, le=10)
+    min_rows: int = Field(100_000, ge=0, le=10**12)
+    limit: int = Field(20, ge=1, le=1000)
 
 
 @tool(group="monitoring", effect=Effect.READ)
 async def vacuum_advisor(ctx: ToolContext, args: VacuumAdvisorIn) -> dict[str, Any]:
-    """What holds VACUUM back and how long until wraparound: the xmin horizon's holders, each with its release command.
+    """What holds VACUUM back, and time left until wraparound.
+
+    Each holder of the xmin horizon comes with its release command. sampleSeconds is how long transaction-ID and
+    multixact consumption are measured; minRows keeps per-table autovacuum advice to tables with at least that many
+    live rows; limit caps the holders and tables listed.
 
     Holders are sessions (long or idle-in-transaction), prepared transactions, replication slots and standbys
     with hot_standby_feedback, oldest first. The ID burn rate is measured over sampleSeconds (two reads of

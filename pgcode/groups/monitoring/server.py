@@ -26,7 +26,9 @@ _WAL_RECEIVER = (
 
 @tool(group="monitoring", effect=Effect.READ)
 async def replication_status(ctx: ToolContext, args: ReplicationStatusIn) -> dict[str, Any]:
-    """Replication: the standbys streaming from this server with their lag in bytes and seconds, and every slot.
+    """Standbys with their replication lag, and every replication slot.
+
+    Standbys are those streaming from this server, with their lag in bytes and seconds.
 
     slots include inactive ones, with the WAL each retains (retained_wal_bytes) and wal_status. On a
     standalone server both lists are empty and `note` says so; on a standby, wal_receiver and standby_lag
@@ -65,7 +67,10 @@ class ServerVersionIn(ToolInput):
 
 @tool(group="monitoring", effect=Effect.READ)
 async def server_version(ctx: ToolContext, args: ServerVersionIn) -> dict[str, Any]:
-    """The PostgreSQL version: full version() string, server_version, server_version_num, major and minor."""
+    """The PostgreSQL version: full string, number, major and minor.
+
+    Returns the version() string, server_version, server_version_num, major and minor.
+    """
     await set_lock_timeout(ctx)
     row = await ctx.fetchone("SELECT version() AS version, current_setting('server_version') AS server_version, "
                              "current_setting('server_version_num')::int AS server_version_num")
@@ -77,15 +82,12 @@ async def server_version(ctx: ToolContext, args: ServerVersionIn) -> dict[str, A
 
 class ShowSettingsIn(ToolInput):
     pattern: str | None = Field(None, min_length=1, max_length=200,
-                                description="Case-insensitive part of the setting name; * or % match anything "
-                                            "(e.g. mem, autovacuum*scale)")
-    names: list[Annotated[str, Field(max_length=IDENT_MAX)]] | None = Field(
-        None, max_length=500, description="Exactly these settings")
-    category: str | None = Field(None, min_length=1, max_length=200,
-                                 description="Case-insensitive part of the category (e.g. Memory, Vacuum)")
-    changed_only: bool = Field(False, description="Only settings not at their built-in default")
-    pending_restart_only: bool = Field(False, description="Only settings changed in the files that need a restart")
-    limit: int = Field(500, ge=1, le=2000, description="Most settings to return")
+                                description="Part of the name, any case; * or % wildcards")
+    names: list[Annotated[str, Field(max_length=IDENT_MAX)]] | None = Field(None, max_length=500)
+    category: str | None = Field(None, min_length=1, max_length=200)
+    changed_only: bool = False
+    pending_restart_only: bool = False
+    limit: int = Field(500, ge=1, le=2000)
 
 
 def _like(text: str) -> str:
@@ -95,7 +97,14 @@ def _like(text: str) -> str:
 
 @tool(group="monitoring", effect=Effect.READ)
 async def show_settings(ctx: ToolContext, args: ShowSettingsIn) -> list[dict[str, Any]]:
-    """Server settings: name, value (with its unit), unit, category, context, source, pending_restart, defaults.
+    """Server settings with value, unit, source and pending_restart.
+
+    Each also has its category, context and defaults.
+
+    Defaults are included. pattern matches part of the name, case-insensitively, with * or % matching anything (e.g.
+    mem, autovacuum*scale); names picks exactly those settings; category matches part of the category (e.g. Memory,
+    Vacuum); changedOnly keeps settings not at their built-in default; pendingRestartOnly those changed in the files
+    that need a restart.
 
     value is what SHOW prints (e.g. 4MB); setting and unit are the raw pg_settings pair. source says where a
     value comes from (default, configuration file, database, user, ...). Note that pgcode's own connection
@@ -114,7 +123,10 @@ class UptimeIn(ToolInput):
 
 @tool(group="monitoring", effect=Effect.READ)
 async def uptime(ctx: ToolContext, args: UptimeIn) -> dict[str, Any]:
-    """When the server started, how long it has been up (seconds and text), and when its configuration loaded."""
+    """Server start time, uptime, and configuration load time.
+
+    Uptime is given in seconds and as text.
+    """
     await set_lock_timeout(ctx)
     row = await ctx.fetchone(
         "SELECT pg_postmaster_start_time() AS started_at, "
@@ -132,7 +144,7 @@ class RecoveryStatusIn(ToolInput):
 
 @tool(group="monitoring", effect=Effect.READ)
 async def recovery_status(ctx: ToolContext, args: RecoveryStatusIn) -> dict[str, Any]:
-    """Whether the server is in recovery (a standby/replica) and, if so, how far its replay is behind."""
+    """Whether the server is a standby in recovery, and its replay lag."""
     await set_lock_timeout(ctx)
     if not await ctx.fetchval("SELECT pg_is_in_recovery()"):
         return {"in_recovery": False, "role": "primary",

@@ -19,15 +19,17 @@ from pgcode.types import Effect
 
 
 class DatabaseSizeIn(ToolInput):
-    database: str | None = Field(None, min_length=1, max_length=IDENT_MAX,
-                                 description="Database name (default: the one pgcode is connected to)")
-    all_databases: bool = Field(False, description="Also list every database the caller may connect to, largest "
-                                                   "first, under `databases`")
+    database: str | None = Field(None, min_length=1, max_length=IDENT_MAX)
+    all_databases: bool = False
 
 
 @tool(group="monitoring", effect=Effect.READ)
 async def database_size(ctx: ToolContext, args: DatabaseSizeIn) -> dict[str, Any]:
-    """The size of a database in bytes (and pretty), optionally with every other database's size."""
+    """Database size in bytes (and pretty), for one or all databases.
+
+    database defaults to the one pgcode is connected to; allDatabases also lists every database the caller may
+    connect to, largest first, under `databases`.
+    """
     await set_lock_timeout(ctx)
     row = await ctx.fetchone(
         "SELECT d.datname AS database, pg_database_size(d.oid) AS size_bytes, "
@@ -46,14 +48,17 @@ async def database_size(ctx: ToolContext, args: DatabaseSizeIn) -> dict[str, Any
 
 class TableSizesIn(ToolInput):
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
-    min_bytes: int = Field(0, ge=0, description="Leave out relations smaller than this many bytes")
-    include_system: bool = Field(False, description="Include pg_catalog, information_schema and pgcode tables")
-    limit: int = Field(1000, ge=1, le=10_000, description="Most tables to return (the largest ones)")
+    min_bytes: int = Field(0, ge=0)
+    include_system: bool = False
+    limit: int = Field(1000, ge=1, le=10_000)
 
 
 @tool(group="monitoring", effect=Effect.READ)
 async def table_sizes(ctx: ToolContext, args: TableSizesIn) -> list[dict[str, Any]]:
-    """Tables largest first: {table, schema, size_bytes, table_bytes, index_bytes, toast_bytes, row_estimate}.
+    """Table sizes, largest first: heap, index and TOAST bytes.
+
+    Each is {table, schema, size_bytes, table_bytes, index_bytes, toast_bytes, row_estimate}. minBytes leaves out
+    smaller relations; includeSystem adds pg_catalog, information_schema and pgcode tables.
 
     size_bytes = table_bytes + index_bytes + toast_bytes. A partitioned table shows the sums over its
     partitions, which are listed too (is_partition: true). Never waits on a lock: a table another session
@@ -110,24 +115,25 @@ _LISTED = sql.SQL("SELECT * FROM sessions ORDER BY duration DESC NULLS LAST, pid
 
 
 class ConnectionStatsIn(ToolInput):
-    state: SessionState | None = Field(None, description="Only sessions in this state")
-    database: str | None = Field(None, max_length=IDENT_MAX, description="Only sessions on this database")
-    user: str | None = Field(None, max_length=IDENT_MAX, description="Only sessions of this role (usename)")
-    application: str | None = Field(None, max_length=IDENT_MAX,
-                                    description="Only sessions with this application_name")
-    group_by: GroupBy | None = Field(None, description="Return counts per state, database, user, application or "
-                                                       "wait event instead of the sessions")
-    include_background: bool = Field(False, description="Include background processes (autovacuum, walwriter, ...), "
-                                                        "not only client sessions")
-    include_self: bool = Field(False, description="Include pgcode's own sessions (application_name 'pgcode': the one "
-                                                  "answering this call, its pool and held transactions)")
-    query_max_length: int = Field(200, ge=0, le=100_000, description="Cut each query text to this many characters")
-    limit: int = Field(1000, ge=1, le=10_000, description="Most sessions (or groups) to return")
+    state: SessionState | None = None
+    database: str | None = Field(None, max_length=IDENT_MAX)
+    user: str | None = Field(None, max_length=IDENT_MAX)
+    application: str | None = Field(None, max_length=IDENT_MAX)
+    group_by: GroupBy | None = Field(None, description="Counts per group instead of sessions")
+    include_background: bool = False
+    include_self: bool = False
+    query_max_length: int = Field(200, ge=0, le=100_000)
+    limit: int = Field(1000, ge=1, le=10_000)
 
 
 @tool(group="monitoring", effect=Effect.READ, aliases=("activeConnections",))
 async def connection_stats(ctx: ToolContext, args: ConnectionStatsIn) -> list[dict[str, Any]]:
-    """Sessions, longest in their state first: pid, state, usename, datname, application_name, query, duration.
+    """Client sessions, longest in their state first, or counts per group.
+
+    Each has pid, state, usename, datname, application_name, query and duration. state, database, user (usename) and
+    application (application_name) keep only those sessions; includeBackground adds background processes
+    (autovacuum, walwriter, ...); includeSelf adds pgcode's own sessions (application_name 'pgcode': the one
+    answering this call, its pool and held transactions); limit caps the sessions or groups.
 
     duration is seconds in the current state (for an active session, since its query started);
     query is cut to queryMaxLength (query_truncated says so); blocked_by lists the pids holding a lock the

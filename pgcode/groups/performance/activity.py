@@ -31,21 +31,26 @@ class SessionState(StrEnum):
 
 
 class StatActivityIn(ToolInput):
-    state: SessionState | None = Field(None, description="Only sessions in this state")
-    include_idle: bool = Field(False, description="Include idle sessions (always included when state is idle)")
-    usename: str | None = Field(None, max_length=IDENT_MAX, description="Only sessions of this user")
-    application_name: str | None = Field(None, max_length=64, description="Only sessions of this application")
-    all_databases: bool = Field(False, description="Include sessions connected to other databases")
-    include_background: bool = Field(False, description="Include background workers, autovacuum, walsenders ...")
-    include_self: bool = Field(False, description="Include pgcode's own sessions (application_name 'pgcode': the "
-                                                  "one running this tool, its pool and held transactions)")
-    query_max_length: int = Field(500, ge=20, le=QUERY_TEXT_MAX, description="Cut query texts to this length")
-    limit: int = Field(100, ge=1, le=10_000, description="Most sessions to return, longest-running first")
+    state: SessionState | None = None
+    include_idle: bool = False
+    usename: str | None = Field(None, max_length=IDENT_MAX)
+    application_name: str | None = Field(None, max_length=64)
+    all_databases: bool = False
+    include_background: bool = False
+    include_self: bool = False
+    query_max_length: int = Field(500, ge=20, le=QUERY_TEXT_MAX)
+    limit: int = Field(100, ge=1, le=10_000)
 
 
 @tool(group="performance", effect=Effect.READ)
 async def stat_activity(ctx: ToolContext, args: StatActivityIn) -> dict[str, Any]:
-    """Current sessions and their queries: state, waits, durations, blocking pids, plus counts by state.
+    """Current sessions and their queries: state, waits, durations, blockers.
+
+    Sessions come longest-running first, with counts by state. state, usename and applicationName keep only those
+    sessions; includeIdle adds idle sessions (always there when state is idle); allDatabases adds sessions of other
+    databases; includeBackground adds background workers, autovacuum, walsenders ...; includeSelf adds pgcode's own
+    sessions (application_name 'pgcode': the one running this tool, its pool and held transactions). Query texts are
+    cut to queryMaxLength.
 
     duration_seconds is the time in the current state (the running query for active sessions). Other
     users' query texts need the pg_read_all_stats role.
@@ -67,19 +72,22 @@ async def stat_activity(ctx: ToolContext, args: StatActivityIn) -> dict[str, Any
 
 
 class LocksIn(ToolInput):
-    granted: bool | None = Field(None, description="true: only held locks; false: only waiting locks")
-    blocking_only: bool = Field(False, description="Only locks in a blocked/blocking pair")
-    relation: str | None = Field(None, max_length=IDENT_MAX, description="Only locks on the table with this name")
-    all_databases: bool = Field(False, description="Include locks in other databases")
-    include_self: bool = Field(False, description="Include the locks of pgcode's own sessions (the one running this "
-                                                  "tool, its pool, held transactions) that block no one")
-    query_max_length: int = Field(300, ge=20, le=QUERY_TEXT_MAX, description="Cut query texts to this length")
-    limit: int = Field(500, ge=1, le=10_000, description="Most locks to return, those in blocking pairs first")
+    granted: bool | None = Field(None, description="true: held locks only; false: waiting only")
+    blocking_only: bool = False
+    relation: str | None = Field(None, max_length=IDENT_MAX, description="Only locks on this table")
+    all_databases: bool = False
+    include_self: bool = False
+    query_max_length: int = Field(300, ge=20, le=QUERY_TEXT_MAX)
+    limit: int = Field(500, ge=1, le=10_000)
 
 
 @tool(group="performance", effect=Effect.READ, aliases=("monitoring.locks",))
 async def locks(ctx: ToolContext, args: LocksIn) -> list[dict[str, Any]]:
-    """List locks: type, relation, mode, granted, pid, user, query, waiting time, and blocked/blocking pairs.
+    """List locks with their sessions, wait times and blocked/blocking pairs.
+
+    Each lock has type, relation, mode, granted, pid, user, query and waiting time. granted true keeps held locks,
+    false waiting ones; blockingOnly keeps locks in a blocked/blocking pair; relation keeps locks on the table of
+    that name; allDatabases adds locks in other databases. Query texts are cut to queryMaxLength.
 
     A waiting lock names the pids it waits for in blocked_by; a held lock names the pids waiting on it in
     blocking. Locks of pairs come first. waiting_seconds needs PostgreSQL 14+ (pg_locks.waitstart).
@@ -112,13 +120,16 @@ async def blocking_pairs(ctx: ToolContext, limit: int = 50) -> list[Row]:
 
 
 class BlockingChainsIn(ToolInput):
-    query_max_length: int = Field(300, ge=20, le=QUERY_TEXT_MAX, description="Cut query texts to this length")
-    limit: int = Field(50, ge=1, le=1000, description="Most chains (root blockers) to return, longest wait first")
+    query_max_length: int = Field(300, ge=20, le=QUERY_TEXT_MAX)
+    limit: int = Field(50, ge=1, le=1000)
 
 
 @tool(group="performance", effect=Effect.READ)
 async def blocking_chains(ctx: ToolContext, args: BlockingChainsIn) -> dict[str, Any]:
-    """Lock waits as chains down to the root blocker: who waits on whom, how long, and the command that frees them.
+    """Lock waits as chains down to the root blocker, with the command that frees them.
+
+    Each chain says who waits on whom and how long; the longest waits come first. Query texts are cut to
+    queryMaxLength.
 
     One entry per root (a session, or a prepared transaction as pid 0, that blocks others and waits on no
     one), with every session behind it (depth 1 waits on the root directly) from pg_blocking_pids. The
@@ -133,15 +144,15 @@ async def blocking_chains(ctx: ToolContext, args: BlockingChainsIn) -> dict[str,
 
 
 class ConnectionPoolOptimizeIn(ToolInput):
-    cpu_cores: int | None = Field(None, ge=1, le=4096, description="CPU cores of the database server, for the "
-                                                                   "pool-size rule (cores x 2 + 1)")
-    idle_threshold_seconds: int = Field(300, ge=1, le=86_400, description="Idle longer than this counts as "
-                                                                          "long-idle")
+    cpu_cores: int | None = Field(None, ge=1, le=4096, description="Database server's CPU cores")
+    idle_threshold_seconds: int = Field(300, ge=1, le=86_400)
 
 
 @tool(group="performance", effect=Effect.READ)
 async def connection_pool_optimize(ctx: ToolContext, args: ConnectionPoolOptimizeIn) -> dict[str, Any]:
-    """Connection usage against max_connections, idle and idle-in-transaction sessions, and pool advice.
+    """Connection usage against max_connections, and pool-size advice.
+
+    Covers idle and idle-in-transaction sessions; sessions idle longer than idleThresholdSeconds count as long-idle.
 
     The suggested pool size follows the PostgreSQL wiki rule (cores x 2 + 1) when cpu_cores is given,
     and otherwise the current number of active sessions with headroom.
@@ -204,12 +215,10 @@ def _pool_findings(counts: Row, settings: Row, long_idle: int, idle_threshold: i
 
 
 class DetectConnectionSpikeIn(ToolInput):
-    window_seconds: int = Field(60, ge=1, le=86_400, description="Connections opened within this window count as "
-                                                                 "recent")
-    concentration_threshold: float = Field(0.5, gt=0, le=1, description="Flag a user, application, client, state "
-                                                                        "or wait event holding this share or more")
-    min_connections: int = Field(10, ge=1, description="Only flag groups with at least this many connections")
-    limit: int = Field(10, ge=1, le=100, description="Most groups listed per dimension")
+    window_seconds: int = Field(60, ge=1, le=86_400)
+    concentration_threshold: float = Field(0.5, gt=0, le=1)
+    min_connections: int = Field(10, ge=1)
+    limit: int = Field(10, ge=1, le=100)
 
 
 _DIMENSIONS = {
@@ -226,7 +235,11 @@ _USUAL = {("state", "active"), ("state", "idle"), ("wait_event", "not waiting"),
 
 @tool(group="performance", effect=Effect.READ)
 async def detect_connection_spike(ctx: ToolContext, args: DetectConnectionSpikeIn) -> dict[str, Any]:
-    """Unusual connection patterns: concentration by user, application, client, state and wait event.
+    """Unusual connection patterns: who holds a large share of the connections.
+
+    Connections are grouped by user, application, client, state and wait event, at most limit groups per dimension.
+    Connections opened within windowSeconds count as recent; a group holding at least concentrationThreshold (a
+    share, 0-1) of the connections, and at least minConnections, is flagged.
 
     Also how many connections opened within the window. Each group holding at least concentration_threshold
     of the connections (and min_connections) becomes a finding, as do a burst of new connections and usage

@@ -21,18 +21,21 @@ BLOAT_METHOD = ("estimate: expected pages from pg_stats (average column widths, 
 
 
 class BloatCheckIn(ToolInput):
-    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
+    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description=arguments.TABLE)
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
-    min_size_bytes: int = Field(1024 * 1024, ge=0, description="Only relations at least this large (default 1 MB)")
-    min_bloat_ratio: float = Field(0.0, ge=0, le=1, description="Only relations with at least this share of "
-                                                                "wasted space (0-1)")
-    include_indexes: bool = Field(True, description="Also estimate B-tree index bloat")
-    limit: int = Field(50, ge=1, le=10_000, description="Most tables (and most indexes) to return, most bloat first")
+    min_size_bytes: int = Field(1024 * 1024, ge=0)
+    min_bloat_ratio: float = Field(0.0, ge=0, le=1)
+    include_indexes: bool = True
+    limit: int = Field(50, ge=1, le=10_000)
 
 
 @tool(group="performance", effect=Effect.READ)
 async def bloat_check(ctx: ToolContext, args: BloatCheckIn) -> dict[str, Any]:
-    """Estimated table and B-tree index bloat: size, wasted bytes and ratio, most wasted first; method stated.
+    """Estimated table and B-tree index bloat: size, wasted bytes and ratio.
+
+    Most wasted first, with the method stated. minSizeBytes (default 1 MB) and minBloatRatio (share of wasted space,
+    0-1) keep the larger cases; includeIndexes (default true) adds B-tree index bloat; limit caps the tables and the
+    indexes listed.
 
     An estimate from planner statistics, not a scan: tables never analyzed are left out, and a fresh ANALYZE
     makes it better. Reclaim space with VACUUM FULL, pg_repack or REINDEX CONCURRENTLY.
@@ -54,11 +57,10 @@ async def bloat_check(ctx: ToolContext, args: BloatCheckIn) -> dict[str, Any]:
 
 class DetectBloatRiskIn(ToolInput):
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
-    min_rows: int = Field(1000, ge=0, description="Only tables with at least this many live + dead tuples")
-    min_score: float = Field(0, ge=0, le=100, description="Only tables scoring at least this (0-100)")
-    stale_days: float = Field(7, gt=0, le=3650, description="Days without vacuum, on a table with writes, that "
-                                                            "count as fully stale")
-    limit: int = Field(20, ge=1, le=1000, description="Most tables to return, highest score first")
+    min_rows: int = Field(1000, ge=0)
+    min_score: float = Field(0, ge=0, le=100)
+    stale_days: float = Field(7, gt=0, le=3650)
+    limit: int = Field(20, ge=1, le=1000)
 
 
 # Points per factor; they add up to 100.
@@ -67,7 +69,10 @@ WEIGHTS = {"dead_tuple_ratio": 35, "vacuum_staleness": 25, "table_size": 15, "au
 
 @tool(group="performance", effect=Effect.READ)
 async def detect_bloat_risk(ctx: ToolContext, args: DetectBloatRiskIn) -> dict[str, Any]:
-    """Tables scored 0-100 by bloat risk, with each factor's value and points, risk level and advice.
+    """Tables scored 0-100 by bloat risk, with each factor, risk level and advice.
+
+    Highest score first. minRows keeps tables with at least that many live + dead tuples; minScore those scoring at
+    least that; staleDays is how many days without vacuum, on a table with writes, count as fully stale.
 
     Factors (points): dead-tuple ratio (35, full at 20 % dead), vacuum staleness (25, days since the last
     vacuum on a table with updates or deletes, full at stale_days), table size (15, full at 1 GB), autovacuum

@@ -60,10 +60,8 @@ async def io_stats(ctx: ToolContext) -> Row | None:
 
 
 class PerformanceBaselineIn(ToolInput):
-    top_statements: int = Field(5, ge=0, le=100, description="How many top statements by total time to include "
-                                                             "(pg_stat_statements, when installed)")
-    previous: dict[str, Any] | None = Field(None, description="A baseline returned earlier: the result then adds "
-                                                              "deltas and per-second rates since it")
+    top_statements: int = Field(5, ge=0, le=100)
+    previous: dict[str, Any] | None = Field(None, description="An earlier result, for deltas and rates")
 
 
 _RATE_KEYS = ("xact_commit", "xact_rollback", "blks_read", "blks_hit", "tup_returned", "tup_fetched",
@@ -72,7 +70,10 @@ _RATE_KEYS = ("xact_commit", "xact_rollback", "blks_read", "blks_hit", "tup_retu
 
 @tool(group="performance", effect=Effect.READ, aliases=("databaseStats",))
 async def performance_baseline(ctx: ToolContext, args: PerformanceBaselineIn) -> dict[str, Any]:
-    """One object of database metrics: cache_hit_ratio (0-1), commits, rollbacks, deadlocks, temp_bytes, size.
+    """Database metrics in one object: cache hits, commits, rollbacks, deadlocks, temp, size.
+
+    topStatements is how many top statements by total time to include (pg_stat_statements, when installed);
+    previous, a baseline returned earlier, adds deltas and per-second rates since then.
 
     Also reachable as pg.performance.databaseStats(). Top level: database_size_bytes, cache_hit_ratio,
     commits/xact_commit, rollbacks/xact_rollback, deadlocks, temp_files, temp_bytes, tuple counters; then
@@ -129,14 +130,12 @@ def _deltas(now: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
 
 
 class DiagnoseDatabasePerformanceIn(ToolInput):
-    long_query_seconds: float = Field(60, gt=0, description="A query running longer than this is a finding")
-    idle_in_transaction_seconds: float = Field(60, gt=0, description="A session idle in a transaction longer than "
-                                                                     "this is a finding")
-    cache_hit_warning: float = Field(0.99, gt=0, le=1, description="Warn below this cache hit ratio (0-1)")
-    cache_hit_critical: float = Field(0.9, gt=0, le=1, description="Critical below this cache hit ratio (0-1)")
-    dead_tuple_ratio: float = Field(0.2, gt=0, le=1, description="Flag tables with at least this share of dead "
-                                                                 "tuples")
-    slow_query_ms: float = Field(500, gt=0, description="Flag statements whose mean time is above this (ms)")
+    long_query_seconds: float = Field(60, gt=0)
+    idle_in_transaction_seconds: float = Field(60, gt=0)
+    cache_hit_warning: float = Field(0.99, gt=0, le=1)
+    cache_hit_critical: float = Field(0.9, gt=0, le=1)
+    dead_tuple_ratio: float = Field(0.2, gt=0, le=1)
+    slow_query_ms: float = Field(500, gt=0)
 
 
 Finding = dict[str, Any]
@@ -146,7 +145,12 @@ _RANK = {"critical": 3, "warning": 2, "unknown": 1, "ok": 0}
 
 @tool(group="performance", effect=Effect.READ)
 async def diagnose_database_performance(ctx: ToolContext, args: DiagnoseDatabasePerformanceIn) -> dict[str, Any]:
-    """A performance report of findings, worst first: slow queries, locks, connections, cache, vacuum, indexes.
+    """A performance report of findings, worst first: queries, locks, cache, vacuum, indexes.
+
+    Thresholds: a query running longer than longQuerySeconds and a session idle in a transaction longer than
+    idleInTransactionSeconds are findings; cacheHitWarning and cacheHitCritical are hit ratios (0-1) to warn and be
+    critical below; deadTupleRatio flags tables with that share of dead tuples; slowQueryMs flags statements whose
+    mean time is above it.
 
     Covers slow and long-running queries, idle-in-transaction sessions, blocking locks, connection usage, the
     cache hit ratio, dead tuples and wraparound, unused indexes and sequential scans, temp files, deadlocks and

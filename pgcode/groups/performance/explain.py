@@ -71,15 +71,11 @@ def inspect(text: str) -> Statement:
 
 
 class ExplainIn(ToolInput):
-    sql: str = Field(max_length=_MAX_SQL, description="One statement to plan: SELECT/WITH/VALUES/TABLE, or "
-                                                      "INSERT/UPDATE/DELETE/MERGE (planned, never run). "
-                                                      "Use $1, $2 ... for parameters")
-    params: list[Any] | None = Field(None, max_length=1000,
-                                     description="Values for $1, $2 ...; without them a parameterized statement "
-                                                 "gets a generic plan (GENERIC_PLAN, PostgreSQL 16+)")
-    format: Format = Field(Format.JSON, description="json: the plan tree as an object; text: the classic output")
-    verbose: bool = Field(False, description="Show output columns and schema-qualified names (VERBOSE)")
-    settings: bool = Field(False, description="List non-default planner settings that shaped the plan (SETTINGS)")
+    sql: str = Field(max_length=_MAX_SQL, description="One statement; $1, $2 ... for parameters")
+    params: list[Any] | None = Field(None, max_length=1000, description="Values for $1, $2 ...")
+    format: Format = Format.JSON
+    verbose: bool = False
+    settings: bool = False
 
 
 def _plan_scope(args: ExplainIn) -> Scope:
@@ -89,7 +85,12 @@ def _plan_scope(args: ExplainIn) -> Scope:
 
 @tool(group="performance", effect=Effect.READ, scope_for=_plan_scope)
 async def explain(ctx: ToolContext, args: ExplainIn) -> dict[str, Any]:
-    """Show a statement's execution plan with estimated cost and rows, without running it.
+    """Show a statement's estimated plan (EXPLAIN), without running it.
+
+    sql is one SELECT/WITH/VALUES/TABLE, or INSERT/UPDATE/DELETE/MERGE (planned, never run). Without params a
+    parameterized statement gets a generic plan (GENERIC_PLAN, PostgreSQL 16+). format json gives the plan tree as
+    an object, text the classic output; verbose adds output columns and schema-qualified names (VERBOSE); settings
+    lists the non-default planner settings that shaped the plan (SETTINGS).
 
     Writes are planned only, in a READ ONLY transaction; planning one needs the write scope. A statement
     with $n placeholders and no params gets a generic plan on PostgreSQL 16+ (UNSUPPORTED_VERSION before;
@@ -103,9 +104,8 @@ async def explain(ctx: ToolContext, args: ExplainIn) -> dict[str, Any]:
 
 
 class ExplainAnalyzeIn(ExplainIn):
-    params: list[Any] | None = Field(None, max_length=1000,
-                                     description="Values for $1, $2 ... (required when the statement has them)")
-    buffers: bool = Field(False, description="Also report buffer usage per node (BUFFERS)")
+    params: list[Any] | None = Field(None, max_length=1000, description="Values for $1, $2 ...")
+    buffers: bool = False
 
 
 def _analyze_scope(args: ExplainIn) -> Scope:
@@ -114,7 +114,10 @@ def _analyze_scope(args: ExplainIn) -> Scope:
 
 @tool(group="performance", effect=Effect.READ, tx=TxMode.READ_WRITE, scope_for=_analyze_scope)
 async def explain_analyze(ctx: ToolContext, args: ExplainAnalyzeIn) -> dict[str, Any]:
-    """Run a statement and show its actual plan: real rows, loops and timing per node, and total time.
+    """Run a statement and show its actual plan (EXPLAIN ANALYZE): rows, loops, timing.
+
+    Real rows, loops and timing per node, and the total time. params are required when the statement has $n; buffers
+    adds buffer usage per node (BUFFERS); format, verbose and settings as in pg_explain.
 
     Reads run in a READ ONLY transaction. A write runs inside a savepoint that is always rolled back, so
     nothing it changes remains (sequences it advanced stay advanced); analyzing INSERT/UPDATE/DELETE/MERGE
@@ -124,13 +127,15 @@ async def explain_analyze(ctx: ToolContext, args: ExplainAnalyzeIn) -> dict[str,
 
 
 class ExplainBuffersIn(ExplainIn):
-    params: list[Any] | None = Field(None, max_length=1000,
-                                     description="Values for $1, $2 ... (required when the statement has them)")
+    params: list[Any] | None = Field(None, max_length=1000, description="Values for $1, $2 ...")
 
 
 @tool(group="performance", effect=Effect.READ, tx=TxMode.READ_WRITE, scope_for=_analyze_scope)
 async def explain_buffers(ctx: ToolContext, args: ExplainBuffersIn) -> dict[str, Any]:
-    """Run a statement and show its plan with buffer usage: shared hits and reads, dirtied, temp blocks.
+    """Run a statement and show its plan with buffer usage (EXPLAIN ANALYZE, BUFFERS).
+
+    Shared hits and reads, dirtied and temp blocks per node. params are required when the statement has $n; format,
+    verbose and settings as in pg_explain.
 
     The statement runs as in pg_explain_analyze: reads READ ONLY, writes always rolled back.
     """
@@ -230,13 +235,12 @@ async def _explain_rows(ctx: ToolContext, stmt: Statement, options: str,
 
 
 class QueryPlanCompareIn(ToolInput):
-    query1: str = Field(max_length=_MAX_SQL, description="The first statement (the baseline)")
-    query2: str = Field(max_length=_MAX_SQL, description="The second statement, compared with the first")
-    params1: list[Any] | None = Field(None, max_length=1000, description="Values for $1, $2 ... of query1")
-    params2: list[Any] | None = Field(None, max_length=1000, description="Values for $1, $2 ... of query2")
-    analyze: bool = Field(False, description="Run both (EXPLAIN ANALYZE, writes rolled back) to compare actual "
-                                             "times and rows, not just estimates")
-    include_plans: bool = Field(False, description="Also return both JSON plans in full")
+    query1: str = Field(max_length=_MAX_SQL, description="The baseline statement")
+    query2: str = Field(max_length=_MAX_SQL, description="The statement compared with it")
+    params1: list[Any] | None = Field(None, max_length=1000)
+    params2: list[Any] | None = Field(None, max_length=1000)
+    analyze: bool = Field(False, description="Run both (writes rolled back)")
+    include_plans: bool = False
 
 
 def _compare_scope(args: QueryPlanCompareIn) -> Scope:
@@ -246,7 +250,10 @@ def _compare_scope(args: QueryPlanCompareIn) -> Scope:
 
 @tool(group="performance", effect=Effect.READ, tx=TxMode.READ_WRITE, scope_for=_compare_scope)
 async def query_plan_compare(ctx: ToolContext, args: QueryPlanCompareIn) -> dict[str, Any]:
-    """Compare two statements' plans: cost and time deltas, node types added or removed, row misestimates.
+    """Compare two statements' plans: cost and time deltas, node changes, misestimates.
+
+    Node types added or removed and row misestimates are listed. params1 and params2 are the values for $1, $2 ...
+    of query1 and query2; includePlans returns both JSON plans in full.
 
     Without analyze both are planned only. With analyze both run, as in pg_explain_analyze: reads READ ONLY,
     writes inside a savepoint that is always rolled back.

@@ -23,27 +23,28 @@ _LAST_IDX_SCAN = 160000  # pg_stat_*_indexes.last_idx_scan arrived in PostgreSQL
 
 
 class IndexRecommendationsIn(ToolInput):
-    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
+    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description=arguments.TABLE)
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
-    top_queries: int = Field(50, ge=1, le=200, description="How many of the user's statements to weigh, by total "
-                                                           "execution time (pg_stat_statements)")
-    min_calls: int = Field(2, ge=1, description="Skip statements called fewer times than this")
-    min_mean_ms: float = Field(0.0, ge=0, description="Skip statements whose mean execution time is below this "
-                                                      "(milliseconds)")
-    min_seq_scans: int = Field(10, ge=0, description="Without a workload: only tables sequentially scanned at "
-                                                     "least this often")
-    min_rows: int = Field(1000, ge=0, description="Without a workload: only tables with at least this many live rows")
-    min_distinct: int = Field(100, ge=2, description="Without a workload: only columns with at least this many "
-                                                     "distinct values")
-    per_table: int = Field(3, ge=1, le=20, description="Most recommendations per table")
-    evaluate: bool = Field(True, description="Weigh each candidate with a hypothetical index (hypopg) when the "
-                                             "extension is installed")
-    limit: int = Field(20, ge=1, le=500, description="Most recommendations to return")
+    top_queries: int = Field(50, ge=1, le=200)
+    min_calls: int = Field(2, ge=1)
+    min_mean_ms: float = Field(0.0, ge=0)
+    min_seq_scans: int = Field(10, ge=0)
+    min_rows: int = Field(1000, ge=0)
+    min_distinct: int = Field(100, ge=2)
+    per_table: int = Field(3, ge=1, le=20)
+    evaluate: bool = True
+    limit: int = Field(20, ge=1, le=500)
 
 
 @tool(group="performance", effect=Effect.READ, extensions=())
 async def index_recommendations(ctx: ToolContext, args: IndexRecommendationsIn) -> dict[str, Any]:
-    """Suggested indexes, one row each: DDL, the statements it serves, cost gain, size, write cost, what it replaces.
+    """Suggested indexes with DDL, the statements served, gain, size and write cost.
+
+    One row per index, with what it replaces. topQueries is how many of the user's statements to weigh, by total
+    execution time; minCalls and minMeanMs (ms) skip the rarely called and the fast. Without a workload,
+    minSeqScans, minRows and minDistinct pick the sequentially scanned tables and selective columns. perTable and
+    limit cap the recommendations; evaluate (default true) weighs each candidate with a hypothetical index when
+    hypopg is installed.
 
     The same engine as pg_analyze_workload_indexes (its per-index view): the user's statements from
     pg_stat_statements (pgcode's own, catalog and utility statements left out) with realistic parameter
@@ -133,19 +134,21 @@ async def _lookups(ctx: ToolContext, args: IndexRecommendationsIn, schema: str |
 
 
 class UnusedIndexesIn(ToolInput):
-    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
+    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description=arguments.TABLE)
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
-    min_size_bytes: int = Field(0, ge=0, description="Only indexes at least this large")
-    include_unique: bool = Field(False, description="Also list unused unique, primary-key and constraint indexes "
-                                                    "(they enforce rules even when never scanned)")
-    min_observed_days: int = Field(7, ge=0, le=3650, description="Below this many days of statistics the result "
-                                                                 "is marked low-confidence")
-    limit: int = Field(100, ge=1, le=10_000, description="Most indexes to return, largest first")
+    min_size_bytes: int = Field(0, ge=0)
+    include_unique: bool = False
+    min_observed_days: int = Field(7, ge=0, le=3650)
+    limit: int = Field(100, ge=1, le=10_000)
 
 
 @tool(group="performance", effect=Effect.READ)
 async def unused_indexes(ctx: ToolContext, args: UnusedIndexesIn) -> dict[str, Any]:
-    """Indexes never scanned (idx_scan = 0) since statistics began, largest first, with the space they take.
+    """Indexes never scanned since statistics began, largest first, with their size.
+
+    Never scanned means idx_scan = 0. minSizeBytes keeps the larger ones; includeUnique adds unused unique,
+    primary-key and constraint indexes (they enforce rules even when never scanned); below minObservedDays of
+    statistics the result is marked low-confidence.
 
     Unique and primary-key indexes are left out (they enforce constraints). The result says since when the
     counters run (stats_reset) and marks a short window low-confidence; scans on replicas are not counted.
@@ -174,14 +177,16 @@ async def unused_indexes(ctx: ToolContext, args: UnusedIndexesIn) -> dict[str, A
 
 
 class DuplicateIndexesIn(ToolInput):
-    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
+    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description=arguments.TABLE)
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
-    limit: int = Field(100, ge=1, le=10_000, description="Most redundant indexes to return, largest first")
+    limit: int = Field(100, ge=1, le=10_000)
 
 
 @tool(group="performance", effect=Effect.READ)
 async def duplicate_indexes(ctx: ToolContext, args: DuplicateIndexesIn) -> dict[str, Any]:
-    """Redundant indexes: exact duplicates, and btree indexes whose columns lead another index; with DROP DDL.
+    """Redundant indexes: exact duplicates and btree prefixes of another, with DROP DDL.
+
+    Largest first.
 
     kind "duplicate": same method, columns, operator classes, expressions and predicate as redundant_with.
     kind "overlapping": its key columns are a leading prefix of redundant_with's. The index kept is the one

@@ -9,6 +9,7 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import Row, ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.groups._common import IDENT_MAX
@@ -40,16 +41,17 @@ ORDER BY a.attnum
 
 
 class PartitionStrategySuggestIn(ToolInput):
-    table: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1, description="The table (schema.table ok)")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Schema of the table")
-    min_table_bytes: int = Field(10 * _GIB, ge=0, description="Below this size partitioning is not recommended "
-                                                              "(default 10 GiB)")
-    target_partition_bytes: int = Field(2 * _GIB, ge=1024 * 1024, description="Aim for partitions about this large")
+    table: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1, description=arguments.TABLE)
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA)
+    min_table_bytes: int = Field(10 * _GIB, ge=0)
+    target_partition_bytes: int = Field(2 * _GIB, ge=1024 * 1024)
 
 
 @tool(group="performance", effect=Effect.READ)
 async def partition_strategy_suggest(ctx: ToolContext, args: PartitionStrategySuggestIn) -> dict[str, Any]:
-    """A partitioning strategy for a table (RANGE, LIST or HASH key), example DDL, and whether it is worth it.
+    """A partitioning strategy for a table (RANGE, LIST or HASH), DDL, and whether it pays.
+
+    Below minTableBytes (default 10 GiB) partitioning is not recommended; partitions aim at targetPartitionBytes.
 
     The suggestion carries the interval or partition count, the reasons and caveats; alternatives follow.
     Based on pg_stats (ANALYZE first): a time column that grows with insertion order suggests RANGE, a column

@@ -83,17 +83,14 @@ class StatementOrder(StrEnum):
 
 
 class StatStatementsIn(ToolInput):
-    order_by: StatementOrder = Field(StatementOrder.TOTAL_TIME,
-                                     description="total_time, mean_time, max_time, calls, rows or io "
-                                                 "(blocks read from disk and temp), highest first")
-    limit: int = Field(20, ge=1, le=1000, description="Most statements to return")
-    min_calls: int = Field(1, ge=1, description="Only statements called at least this often")
+    order_by: StatementOrder = StatementOrder.TOTAL_TIME
+    limit: int = Field(20, ge=1, le=1000)
+    min_calls: int = Field(1, ge=1)
     search: str | None = Field(None, min_length=1, max_length=1000,
-                               description="Only statements whose text contains this (case-insensitive)")
-    all_databases: bool = Field(False, description="Include statements of every database, not just this one")
-    query_max_length: int = Field(1000, ge=20, le=QUERY_TEXT_MAX, description="Cut query texts to this length")
-    include_self: bool = Field(False, description="Also list the statements pgcode's own read and write calls ran "
-                                                  "(as pgcode_read / pgcode_write)")
+                               description="Only statements containing this (any case)")
+    all_databases: bool = False
+    query_max_length: int = Field(1000, ge=20, le=QUERY_TEXT_MAX)
+    include_self: bool = False
 
 
 def without_pgcode(ctx: ToolContext) -> tuple[sql.Composable, dict[str, Any]]:
@@ -104,7 +101,13 @@ def without_pgcode(ctx: ToolContext) -> tuple[sql.Composable, dict[str, Any]]:
 
 @tool(group="performance", effect=Effect.READ, extensions=("pg_stat_statements",))
 async def stat_statements(ctx: ToolContext, args: StatStatementsIn) -> dict[str, Any]:
-    """Top statements from pg_stat_statements: calls, total/mean/max time (ms), rows, cache hits, share of time.
+    """Top statements from pg_stat_statements: calls, times (ms), rows, cache hits.
+
+    Also each statement's share of the total time. orderBy is total_time, mean_time, max_time, calls, rows or io
+    (blocks read from disk and temp), highest first; minCalls keeps statements called at least that often; search
+    keeps those whose text contains it (case-insensitive); allDatabases adds every database's statements;
+    includeSelf adds those pgcode's own read and write calls ran (as pgcode_read / pgcode_write). Query texts are
+    cut to queryMaxLength.
 
     Column names are the same on every version (1.8 renamed total_time to total_exec_time, 1.11 renamed the
     block timing columns). Times are in milliseconds since the statistics were last reset. pgcode's own
@@ -125,16 +128,18 @@ class PlanOrder(StrEnum):
 
 
 class QueryPlanStatsIn(ToolInput):
-    order_by: PlanOrder = Field(PlanOrder.PLAN_TIME, description="plan_time (total), mean_plan_time, or "
-                                                                "plan_share (planning / (planning + execution))")
-    limit: int = Field(20, ge=1, le=1000, description="Most statements to return")
-    min_calls: int = Field(1, ge=1, description="Only statements called at least this often")
-    query_max_length: int = Field(1000, ge=20, le=QUERY_TEXT_MAX, description="Cut query texts to this length")
+    order_by: PlanOrder = PlanOrder.PLAN_TIME
+    limit: int = Field(20, ge=1, le=1000)
+    min_calls: int = Field(1, ge=1)
+    query_max_length: int = Field(1000, ge=20, le=QUERY_TEXT_MAX)
 
 
 @tool(group="performance", effect=Effect.READ, extensions=("pg_stat_statements",))
 async def query_plan_stats(ctx: ToolContext, args: QueryPlanStatsIn) -> dict[str, Any]:
-    """Planning time against execution time per statement (pg_stat_statements), and the share spent planning.
+    """Planning time against execution time per statement (pg_stat_statements).
+
+    Also the share spent planning. orderBy is plan_time (total), mean_plan_time or plan_share (planning / (planning
+    + execution)); minCalls keeps statements called at least that often. Query texts are cut to queryMaxLength.
 
     Planning is only measured with pg_stat_statements.track_planning = on; when it is off the plan times
     are zero and the result says so (track_planning: false, with the setting to change).
@@ -164,19 +169,20 @@ async def query_plan_stats(ctx: ToolContext, args: QueryPlanStatsIn) -> dict[str
 
 
 class DetectQueryAnomaliesIn(ToolInput):
-    z_threshold: float = Field(3.0, ge=0.5, le=100, description="Flag executions this many standard deviations "
-                                                                "above the statement's mean")
-    min_calls: int = Field(10, ge=2, description="Only statements with at least this many calls (a norm needs "
-                                                 "history)")
-    min_mean_ms: float = Field(1.0, ge=0, description="Ignore statements whose mean time is below this (ms): "
-                                                      "sub-millisecond statements jitter by nature")
-    limit: int = Field(20, ge=1, le=1000, description="Most anomalies to return, highest z-score first")
-    query_max_length: int = Field(500, ge=20, le=QUERY_TEXT_MAX, description="Cut query texts to this length")
+    z_threshold: float = Field(3.0, ge=0.5, le=100)
+    min_calls: int = Field(10, ge=2)
+    min_mean_ms: float = Field(1.0, ge=0)
+    limit: int = Field(20, ge=1, le=1000)
+    query_max_length: int = Field(500, ge=20, le=QUERY_TEXT_MAX)
 
 
 @tool(group="performance", effect=Effect.READ, extensions=("pg_stat_statements",))
 async def detect_query_anomalies(ctx: ToolContext, args: DetectQueryAnomaliesIn) -> dict[str, Any]:
-    """Statements whose slowest run, or a run in progress, lies far above their historical mean (z-score).
+    """Statements whose slowest or current run lies far above their mean (z-score).
+
+    Highest z-score first. zThreshold is how many standard deviations above the mean flag a run; minCalls keeps
+    statements with that much history; statements whose mean time is below minMeanMs (ms) are ignored, since
+    sub-millisecond statements jitter by nature. Query texts are cut to queryMaxLength.
 
     For each statement z = (max time - mean time) / standard deviation, from pg_stat_statements; running
     queries (PostgreSQL 14+, matched by query_id) are scored by their elapsed time the same way.

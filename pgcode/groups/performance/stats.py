@@ -35,17 +35,19 @@ _INDEX_ORDER = {
 
 
 class IndexStatsIn(ToolInput):
-    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX,
-                                description="Only this schema (default: every user schema)")
-    min_size_bytes: int = Field(0, ge=0, description="Only indexes at least this large")
-    order_by: IndexOrder = Field(IndexOrder.SIZE, description="size (largest first), scans (most first) or name")
-    limit: int = Field(1000, ge=1, le=10_000, description="Most indexes to return")
+    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description=arguments.TABLE)
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
+    min_size_bytes: int = Field(0, ge=0)
+    order_by: IndexOrder = IndexOrder.SIZE
+    limit: int = Field(1000, ge=1, le=10_000)
 
 
 @tool(group="performance", effect=Effect.READ, aliases=("indexUsage",))
 async def index_stats(ctx: ToolContext, args: IndexStatsIn) -> list[dict[str, Any]]:
-    """List indexes with usage: {name, table, schema, scans, size_bytes, definition, tuples read, last scan}.
+    """List indexes with their usage: scans, size, tuples read, last scan.
+
+    Each has name, table, schema, scans, size_bytes, definition, tuples read and last scan; schema defaults to every
+    user schema. minSizeBytes keeps the larger ones; orderBy is size (largest first), scans (most first) or name.
 
     scans counts index scans since the statistics were last reset; last_scan needs PostgreSQL 16+.
     """
@@ -60,14 +62,10 @@ async def index_stats(ctx: ToolContext, args: IndexStatsIn) -> list[dict[str, An
 
 
 class TableStatsIn(ToolInput):
-    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1,
-                              description="One table (schema.table ok): returns one object; omit for a list")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX,
-                                description="Schema of the table, or the only schema to list")
-    exact_count_below: int = Field(100_000, ge=0, le=10_000_000,
-                                   description="Count rows exactly (count(*)) when the estimate is below this; "
-                                               "0 = always use the estimate")
-    limit: int = Field(100, ge=1, le=10_000, description="Most tables to list (largest first)")
+    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="One table (an object); omit for a list")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA)
+    exact_count_below: int = Field(100_000, ge=0, le=10_000_000)
+    limit: int = Field(100, ge=1, le=10_000)
 
 
 _EXACT_MAX_BYTES = 256 * 1024 * 1024  # never count(*) more than this much heap, whatever the estimate says
@@ -77,7 +75,10 @@ _VIEW_COUNT_MS = 1000  # a view's count(*) gets this long before the count is gi
 
 @tool(group="performance", effect=Effect.READ)
 async def table_stats(ctx: ToolContext, args: TableStatsIn) -> dict[str, Any] | list[dict[str, Any]]:
-    """Table statistics: row_count, size_bytes, scans, tuples, dead tuples, vacuum/analyze times.
+    """Table statistics: row count, size, scans, tuples, dead tuples, vacuum/analyze times.
+
+    exactCountBelow: rows are counted exactly (count(*)) when the estimate is below it; 0 always uses the estimate.
+    schema names the table's schema, or the only schema to list.
 
     With `table`, one object; without, a list (largest first). row_count is exact (count(*)) for small tables
     and the planner's estimate for large ones; row_count_method says which ("exact" or "estimate"). A view is
@@ -133,13 +134,15 @@ async def _count(ctx: ToolContext, row: Row) -> int | None:
 
 
 class CacheHitRatioIn(ToolInput):
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Only tables of this schema")
-    limit: int = Field(20, ge=0, le=1000, description="Most tables to list, those reading most blocks from disk first")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
+    limit: int = Field(20, ge=0, le=1000)
 
 
 @tool(group="performance", effect=Effect.READ)
 async def cache_hit_ratio(ctx: ToolContext, args: CacheHitRatioIn) -> dict[str, Any]:
-    """Buffer cache hit ratios 0-1: database, tables (heap), indexes and TOAST, plus the tables reading most.
+    """Buffer cache hit ratios (0-1) of the database, tables, indexes and TOAST.
+
+    Plus the tables reading most blocks from disk, most first, at most limit.
 
     A ratio is hits / (hits + reads) since the statistics were reset; null when nothing was read yet.
     OLTP databases usually sit above 0.99.
@@ -177,15 +180,17 @@ async def cache_hit_ratio(ctx: ToolContext, args: CacheHitRatioIn) -> dict[str, 
 
 class SeqScanTablesIn(ToolInput):
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
-    min_seq_scans: int = Field(10, ge=0, description="Only tables sequentially scanned at least this often")
-    min_rows: int = Field(1000, ge=0, description="Only tables with at least this many live rows (small tables "
-                                                  "are rightly scanned sequentially)")
-    limit: int = Field(50, ge=1, le=1000, description="Most tables to return, most rows read by seq scans first")
+    min_seq_scans: int = Field(10, ge=0)
+    min_rows: int = Field(1000, ge=0)
+    limit: int = Field(50, ge=1, le=1000)
 
 
 @tool(group="performance", effect=Effect.READ)
 async def seq_scan_tables(ctx: ToolContext, args: SeqScanTablesIn) -> dict[str, Any]:
-    """Tables read mostly by sequential scans (candidates for a missing index), with scan and row counts.
+    """Tables read mostly by sequential scans (missing index candidates), with counts.
+
+    Most rows read by seq scans first. minSeqScans keeps tables scanned sequentially at least that often; minRows
+    those with at least that many live rows (small tables are rightly scanned sequentially).
 
     seq_scan_ratio is seq scans / all scans; avg_rows_per_seq_scan shows how much each scan reads.
     """
@@ -222,17 +227,18 @@ _VACUUM_ORDER = {
 
 
 class VacuumStatsIn(ToolInput):
-    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Only this table (schema.table ok)")
+    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description=arguments.TABLE)
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
-    order_by: VacuumOrder = Field(VacuumOrder.DEAD_TUPLES,
-                                  description="dead_tuples (most first), wraparound (oldest XID first) or "
-                                              "last_vacuum (longest ago first)")
-    limit: int = Field(50, ge=1, le=10_000, description="Most tables to return")
+    order_by: VacuumOrder = VacuumOrder.DEAD_TUPLES
+    limit: int = Field(50, ge=1, le=10_000)
 
 
 @tool(group="performance", effect=Effect.READ)
 async def vacuum_stats(ctx: ToolContext, args: VacuumStatsIn) -> dict[str, Any]:
-    """Vacuum statistics per table: dead tuples, last (auto)vacuum/analyze, thresholds, and wraparound risk.
+    """Vacuum statistics per table: dead tuples, last (auto)vacuum/analyze, wraparound risk.
+
+    Also the autovacuum thresholds. orderBy is dead_tuples (most first), wraparound (oldest XID first) or
+    last_vacuum (longest ago first).
 
     wraparound_ratio is the table's transaction-ID age over autovacuum_freeze_max_age (1.0 = a forced
     anti-wraparound vacuum is due); the database row does the same for datfrozenxid. Vacuums running now

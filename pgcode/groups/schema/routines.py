@@ -19,22 +19,25 @@ FunctionKind = Literal["function", "procedure", "aggregate", "window"]
 
 class ListFunctionsIn(ToolInput):
     schema_: str | None = schema_field(arguments.SCHEMA_FILTER)
-    pattern: str | None = Field(None, max_length=200, description="ILIKE pattern on the function name")
-    language: str | None = Field(None, min_length=1, max_length=IDENT_MAX, description="Only this language, "
-                                                                                       "e.g. plpgsql, sql")
-    kinds: list[FunctionKind] | None = Field(None, description="Only these kinds (default: all)")
-    security_definer: bool | None = Field(None, description="true: only SECURITY DEFINER functions; false: only "
-                                                            "SECURITY INVOKER ones")
-    include_extensions: bool = Field(False, description="Include functions that extensions installed")
-    include_system: bool = Field(False, description="Include pg_catalog, information_schema and pgcode's own")
-    include_definition: bool = Field(False, description="Include each function's CREATE statement")
-    limit: int = Field(500, ge=1, le=10_000, description="Most functions to return (truncated says when cut)")
+    pattern: str | None = Field(None, max_length=200, description="ILIKE pattern on the name")
+    language: str | None = Field(None, min_length=1, max_length=IDENT_MAX, description="e.g. plpgsql, sql")
+    kinds: list[FunctionKind] | None = None
+    security_definer: bool | None = None
+    include_extensions: bool = False
+    include_system: bool = False
+    include_definition: bool = False
+    limit: int = Field(500, ge=1, le=10_000)
 
 
 @tool(group="schema", effect=Effect.READ)
 async def list_functions(ctx: ToolContext, args: ListFunctionsIn) -> dict[str, Any]:
-    """List user-defined functions and procedures: signature (identity arguments), result, language,
-    volatility, SECURITY DEFINER with the search_path it pins (null when it pins none), owner, extension."""
+    """List user-defined functions and procedures: signature, result, language, volatility.
+
+    Each also has its SECURITY DEFINER flag with the search_path it pins (null when it pins none), owner and extension.
+    kinds keeps those kinds (default: all); securityDefiner true keeps only SECURITY DEFINER functions, false only
+    SECURITY INVOKER ones; includeExtensions adds functions that extensions installed; includeSystem adds pg_catalog,
+    information_schema and pgcode's own; includeDefinition adds each CREATE statement.
+    """
     rows = await ctx.fetch(load_query("schema_list_functions"), {
         "schema": args.schema_, "pattern": args.pattern, "language": args.language, "kinds": args.kinds,
         "security_definer": args.security_definer, "include_extensions": args.include_extensions,
@@ -58,16 +61,20 @@ def _table_filter(table: str | None, schema: str | None) -> tuple[str | None, st
 class ListTriggersIn(ToolInput):
     schema_: str | None = schema_field(arguments.SCHEMA_FILTER)
     table: str | None = Field(None, min_length=1, max_length=2 * IDENT_MAX + 1, pattern=NO_NUL,
-                              description="Only this table (`schema.table` accepted)")
-    include_internal: bool = Field(False, description="Include internal triggers (those enforcing foreign keys)")
-    include_system: bool = Field(False, description="Include system schemas and pgcode's own")
-    limit: int = Field(500, ge=1, le=10_000, description="Most triggers to return (truncated says when cut)")
+                              description=arguments.TABLE)
+    include_internal: bool = False
+    include_system: bool = False
+    limit: int = Field(500, ge=1, le=10_000)
 
 
 @tool(group="schema", effect=Effect.READ)
 async def list_triggers(ctx: ToolContext, args: ListTriggersIn) -> dict[str, Any]:
-    """List triggers: table, timing (BEFORE/AFTER/INSTEAD OF), events, level (ROW/STATEMENT), enabled state,
-    the function it runs, and its CREATE TRIGGER definition."""
+    """List triggers: table, timing, events, level, enabled state, function and definition.
+
+    Timing is BEFORE, AFTER or INSTEAD OF, level ROW or STATEMENT; the definition is the CREATE TRIGGER statement.
+    includeInternal adds internal triggers (those enforcing foreign keys); includeSystem adds system schemas and
+    pgcode's own.
+    """
     schema, table = _table_filter(args.table, args.schema_)
     rows = await ctx.fetch(load_query("schema_list_triggers"), {
         "schema": schema, "table": table, "include_internal": args.include_internal,
@@ -82,18 +89,20 @@ DEFAULT_CONSTRAINT_TYPES: list[ConstraintType] = ["primary_key", "foreign_key", 
 class ListConstraintsIn(ToolInput):
     schema_: str | None = schema_field(arguments.SCHEMA_FILTER)
     table: str | None = Field(None, min_length=1, max_length=2 * IDENT_MAX + 1, pattern=NO_NUL,
-                              description="Only this table (`schema.table` accepted)")
-    types: list[ConstraintType] | None = Field(
-        None, min_length=1, description="Only these kinds (default: primary_key, foreign_key, unique, check, "
-                                        "exclusion; not_null exists as a constraint from PostgreSQL 18)")
-    include_system: bool = Field(False, description="Include system schemas and pgcode's own")
-    limit: int = Field(1000, ge=1, le=10_000, description="Most constraints to return (truncated says when cut)")
+                              description=arguments.TABLE)
+    types: list[ConstraintType] | None = Field(None, min_length=1)
+    include_system: bool = False
+    limit: int = Field(1000, ge=1, le=10_000)
 
 
 @tool(group="schema", effect=Effect.READ)
 async def list_constraints(ctx: ToolContext, args: ListConstraintsIn) -> dict[str, Any]:
-    """List table constraints (primary keys, foreign keys, unique, check, exclusion) with their columns and
-    definition; foreign keys also with the referenced table, columns and ON UPDATE/ON DELETE actions."""
+    """List table constraints (primary, foreign, unique, check, exclusion) with columns and definition.
+
+    Foreign keys also have the referenced table and columns and their ON UPDATE/ON DELETE actions. types keeps those
+    kinds (default: primary_key, foreign_key, unique, check, exclusion; not_null exists as a constraint from PostgreSQL
+    18); includeSystem adds system schemas and pgcode's own.
+    """
     schema, table = _table_filter(args.table, args.schema_)
     rows = await ctx.fetch(load_query("schema_list_constraints"), {
         "schema": schema, "table": table, "types": args.types or DEFAULT_CONSTRAINT_TYPES,

@@ -18,16 +18,18 @@ from pgcode.types import Effect
 
 
 class ListSchemasIn(ToolInput):
-    include_system: bool = Field(False, description="Include pg_catalog, information_schema, pg_toast, temporary "
-                                                    "schemas and pgcode's own schema")
-    pattern: str | None = Field(None, max_length=200, description="ILIKE pattern on the schema name, e.g. app%")
-    limit: int = Field(500, ge=1, le=10_000, description="Most schemas to return (truncated says when cut)")
+    include_system: bool = False
+    pattern: str | None = Field(None, max_length=200, description="ILIKE pattern on the name, e.g. app%")
+    limit: int = Field(500, ge=1, le=10_000)
 
 
 @tool(group="schema", effect=Effect.READ)
 async def list_schemas(ctx: ToolContext, args: ListSchemasIn) -> dict[str, Any]:
-    """List schemas with owner, size (tables, indexes, TOAST) and how many tables, views, sequences, functions,
-    types and extensions each holds; system schemas only with includeSystem."""
+    """List schemas with owner, size and counts of the objects each holds.
+
+    Size covers tables, indexes and TOAST; counts are of tables, views, sequences, functions, types and extensions.
+    includeSystem adds pg_catalog, information_schema, pg_toast, temporary schemas and pgcode's own schema.
+    """
     rows = await ctx.fetch(load_query("schema_list_schemas"), {
         "system": SYSTEM_SCHEMAS, "include_system": args.include_system, "pattern": args.pattern,
         "limit": args.limit + 1})
@@ -40,13 +42,16 @@ SchemaName = Field(min_length=1, max_length=IDENT_MAX, pattern=NO_NUL, descripti
 class CreateSchemaIn(ToolInput):
     name: str = SchemaName
     authorization: str | None = Field(None, min_length=1, max_length=IDENT_MAX, pattern=NO_NUL,
-                                      description="Role that will own the schema (default: the connecting role)")
-    if_not_exists: bool = Field(False, description="Do nothing (created: false) if the schema already exists")
+                                      description="Owner role (default: the connecting role)")
+    if_not_exists: bool = False
 
 
 @tool(group="schema", effect=Effect.ADMIN)
 async def create_schema(ctx: ToolContext, args: CreateSchemaIn) -> dict[str, Any]:
-    """Create a schema, optionally owned by another role; says whether it was created."""
+    """Create a schema, optionally owned by another role; says whether it was created.
+
+    With ifNotExists an existing schema is left alone and created is false.
+    """
     name = check_name(args.name, "schema")
     if name.startswith("pg_"):
         raise ToolError(ErrorCode.INVALID_INPUT, f"schema names starting with pg_ are reserved: {name!r}")
@@ -69,15 +74,18 @@ async def create_schema(ctx: ToolContext, args: CreateSchemaIn) -> dict[str, Any
 
 class DropSchemaIn(ToolInput):
     name: str = SchemaName
-    if_exists: bool = Field(False, description="Do nothing (dropped: false) if the schema does not exist")
-    cascade: bool = Field(False, description="Also drop every object in the schema and everything that depends on "
-                                             "them. Without it, a schema that is not empty is not dropped")
+    if_exists: bool = False
+    cascade: bool = False
 
 
 @tool(group="schema", effect=Effect.DESTRUCTIVE)
 async def drop_schema(ctx: ToolContext, args: DropSchemaIn) -> dict[str, Any]:
-    """Drop a schema. A schema with objects in it is refused (CONFLICT, with the objects listed) unless cascade
-    is true; then the objects and anything depending on them go too, and dropped_dependents names them."""
+    """Drop a schema (CASCADE drops its objects too).
+
+    A schema with objects in it is refused (CONFLICT, with the objects listed) unless cascade is true; then the objects
+    and anything depending on them go too, and dropped_dependents names them. With ifExists a missing schema is no error
+    and dropped is false.
+    """
     name = args.name
     if name in SYSTEM_SCHEMAS or name.startswith("pg_"):
         raise ToolError(ErrorCode.INVALID_INPUT, f'schema "{name}" belongs to the system or to pgcode and is not '

@@ -30,9 +30,9 @@ BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 
 class ListSequencesIn(ToolInput):
     schema_: str | None = schema_field(arguments.SCHEMA_FILTER)
-    pattern: str | None = Field(None, max_length=200, description="ILIKE pattern on the sequence name")
-    include_system: bool = Field(False, description="Include system schemas and pgcode's own")
-    limit: int = Field(500, ge=1, le=10_000, description="Most sequences to return (truncated says when cut)")
+    pattern: str | None = Field(None, max_length=200, description="ILIKE pattern on the name")
+    include_system: bool = False
+    limit: int = Field(500, ge=1, le=10_000)
 
 
 def range_usage(row: dict[str, Any]) -> dict[str, Any]:
@@ -53,9 +53,12 @@ def range_usage(row: dict[str, Any]) -> dict[str, Any]:
 
 @tool(group="schema", effect=Effect.READ)
 async def list_sequences(ctx: ToolContext, args: ListSequencesIn) -> dict[str, Any]:
-    """List sequences: data type, start, increment, min/max, cache, cycle, last_value (null before the first
-    nextval), the owning column (owned_by, also for serial and identity columns) and how much of the range is
-    used (used_fraction, used_percent, remaining_values)."""
+    """List sequences with their settings, owning column and how much of the range is used.
+
+    Each has data type, start, increment, min/max, cache, cycle, last_value (null before the first nextval), the owning
+    column (owned_by, also for serial and identity columns) and the range used (used_fraction, used_percent,
+    remaining_values). includeSystem adds system schemas and pgcode's own.
+    """
     rows = await ctx.fetch(load_query("schema_list_sequences"), {
         "schema": args.schema_, "name": None, "pattern": args.pattern, "include_system": args.include_system,
         "system": SYSTEM_SCHEMAS, "limit": args.limit + 1})
@@ -70,23 +73,19 @@ def _present(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class CreateSequenceIn(ToolInput):
-    name: str = name_field("Sequence name; `schema.name` is accepted when `schema` is not given")
-    schema_: str | None = schema_field("Schema of the sequence (default: public)")
-    data_type: Literal["smallint", "integer", "bigint"] | None = Field(
-        None, description="AS type: limits the default MINVALUE/MAXVALUE (default: bigint)")
-    start: int | None = Field(None, ge=BIGINT_MIN, le=BIGINT_MAX,
-                              description="START WITH: the first value (default: minValue, or maxValue if "
-                                          "descending)")
+    name: str = name_field("Sequence name (schema.name ok)")
+    schema_: str | None = schema_field()
+    data_type: Literal["smallint", "integer", "bigint"] | None = None
+    start: int | None = Field(None, ge=BIGINT_MIN, le=BIGINT_MAX)
     increment: int | None = Field(None, ge=BIGINT_MIN, le=BIGINT_MAX,
-                                  description="INCREMENT BY, not 0; negative counts down (default 1)")
-    min_value: int | None = Field(None, ge=BIGINT_MIN, le=BIGINT_MAX, description="MINVALUE")
-    max_value: int | None = Field(None, ge=BIGINT_MIN, le=BIGINT_MAX, description="MAXVALUE")
-    cache: int | None = Field(None, ge=1, le=BIGINT_MAX, description="CACHE: values preallocated per session")
-    cycle: bool = Field(False, description="CYCLE: wrap around at the end of the range instead of failing")
+                                  description="Not 0; negative counts down (default 1)")
+    min_value: int | None = Field(None, ge=BIGINT_MIN, le=BIGINT_MAX)
+    max_value: int | None = Field(None, ge=BIGINT_MIN, le=BIGINT_MAX)
+    cache: int | None = Field(None, ge=1, le=BIGINT_MAX)
+    cycle: bool = False
     owned_by: str | None = Field(None, min_length=3, max_length=200, pattern=r"^[^\x00]+$",
-                                 description="OWNED BY `table.column` (a table in the same schema): the sequence is "
-                                             "dropped with the column")
-    if_not_exists: bool = Field(False, description="Do nothing (created: false) if the sequence already exists")
+                                 description="table.column (same schema)")
+    if_not_exists: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> CreateSequenceIn:
@@ -121,8 +120,14 @@ async def _owner_column(ctx: ToolContext, schema: str, owned_by: str) -> tuple[s
 
 @tool(group="schema", effect=Effect.ADMIN)
 async def create_sequence(ctx: ToolContext, args: CreateSequenceIn) -> dict[str, Any]:
-    """Create a sequence with optional AS type, START, INCREMENT, MINVALUE/MAXVALUE, CACHE, CYCLE and OWNED BY;
-    returns its settings as PostgreSQL recorded them."""
+    """Create a sequence (AS type, START, INCREMENT, MIN/MAXVALUE, CACHE, CYCLE, OWNED BY).
+
+    Returns its settings as PostgreSQL recorded them. dataType (AS; default bigint) limits the default
+    minValue/maxValue; start (START WITH) defaults to minValue, or maxValue if descending; cache is how many values each
+    session preallocates; cycle wraps around at the end of the range instead of failing; ownedBy ties it to a column of
+    a table in the same schema, so it is dropped with the column. With ifNotExists an existing sequence is left alone
+    and created is false.
+    """
     schema, name = qualified(args.name, args.schema_, "sequence")
     await require_schema(ctx, schema)
     existing = await relation(ctx, schema, name)
@@ -159,17 +164,20 @@ async def _describe(ctx: ToolContext, schema: str, name: str) -> dict[str, Any]:
 
 
 class DropSequenceIn(ToolInput):
-    name: str = name_field("Sequence name; `schema.name` is accepted when `schema` is not given")
-    schema_: str | None = schema_field("Schema of the sequence (default: public)")
-    if_exists: bool = Field(False, description="Do nothing (dropped: false) if the sequence does not exist")
-    cascade: bool = Field(False, description="Also drop what depends on it (column defaults that call nextval). "
-                                             "Without it, a sequence in use is not dropped")
+    name: str = name_field("Sequence name (schema.name ok)")
+    schema_: str | None = schema_field()
+    if_exists: bool = False
+    cascade: bool = False
 
 
 @tool(group="schema", effect=Effect.DESTRUCTIVE)
 async def drop_sequence(ctx: ToolContext, args: DropSequenceIn) -> dict[str, Any]:
-    """Drop a sequence. One that a column default still uses is refused (CONFLICT, dependents listed) unless
-    cascade is true, which drops those defaults too; an identity column's sequence goes only with the identity."""
+    """Drop a sequence (CASCADE also drops the column defaults using it).
+
+    One that a column default still uses (nextval) is refused (CONFLICT, dependents listed) unless cascade is true,
+    which drops those defaults too; an identity column's sequence goes only with the identity. With ifExists a missing
+    sequence is no error and dropped is false.
+    """
     schema, name = qualified(args.name, args.schema_, "sequence")
     rel = await relation(ctx, schema, name)
     result = {"schema": schema, "sequence": name}

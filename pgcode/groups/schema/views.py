@@ -37,20 +37,23 @@ _MAX_SQL = 1_000_000
 
 class ListViewsIn(ToolInput):
     schema_: str | None = schema_field(arguments.SCHEMA_FILTER)
-    pattern: str | None = Field(None, max_length=200, description="ILIKE pattern on the view name")
-    include_materialized: bool = Field(True, description="Include materialized views")
-    include_system: bool = Field(False, description="Include system schemas, pgcode's own and extension views")
-    include_definition: bool = Field(True, description="Include each view's defining query")
-    definition_max_length: int = Field(2000, ge=1, le=1_000_000,
-                                       description="Cut each definition to this many characters "
-                                                   "(definition_truncated says so)")
-    limit: int = Field(500, ge=1, le=10_000, description="Most views to return (truncated says when cut)")
+    pattern: str | None = Field(None, max_length=200, description="ILIKE pattern on the name")
+    include_materialized: bool = True
+    include_system: bool = False
+    include_definition: bool = True
+    definition_max_length: int = Field(2000, ge=1, le=1_000_000)
+    limit: int = Field(500, ge=1, le=10_000)
 
 
 @tool(group="schema", effect=Effect.READ)
 async def list_views(ctx: ToolContext, args: ListViewsIn) -> dict[str, Any]:
-    """List views and materialized views with owner and definition; materialized views also with is_populated,
-    size_bytes, indexes and can_refresh_concurrently (a usable unique index exists)."""
+    """List views and materialized views with owner and definition.
+
+    Materialized views also have is_populated, size_bytes, indexes and can_refresh_concurrently (a usable unique index
+    exists). includeMaterialized (default true) keeps materialized views; includeDefinition (default true) adds each
+    defining query, cut to definitionMaxLength characters (definition_truncated says so); includeSystem adds system
+    schemas, pgcode's own and extension views.
+    """
     rows = await ctx.fetch(load_query("schema_list_views"), {
         "schema": args.schema_, "name": None, "pattern": args.pattern,
         "include_materialized": args.include_materialized, "include_system": args.include_system,
@@ -67,28 +70,18 @@ ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=IDENT_MAX
 
 
 class CreateViewIn(ToolInput):
-    name: str = name_field("View name; `schema.name` is accepted when `schema` is not given")
-    schema_: str | None = schema_field("Schema of the view (default: public)")
+    name: str = name_field("View name (schema.name ok)")
+    schema_: str | None = schema_field()
     query: str | None = Field(None, min_length=1, max_length=_MAX_SQL,
-                              description="The defining query: one SELECT, WITH ... SELECT, VALUES or TABLE query. "
-                                          "Not needed with refresh")
-    materialized: bool = Field(False, description="Create a materialized view: the result is stored, and read "
-                                                  "until it is refreshed")
-    with_data: bool = Field(True, description="Materialized views: run the query now (WITH DATA), or leave it "
-                                              "unpopulated until the first refresh (WITH NO DATA)")
-    or_replace: bool = Field(False, description="Plain views: replace an existing view (CREATE OR REPLACE; the new "
-                                                "query must keep the existing columns, in order, and may add more)")
+                              description="One SELECT/WITH/VALUES/TABLE query (not with refresh)")
+    materialized: bool = False
+    with_data: bool = True
+    or_replace: bool = False
     columns: list[ColumnName] | None = Field(None, min_length=1, max_length=1600,
-                                             description="Names for the view's columns, in order (default: the "
-                                                         "query's own)")
-    check_option: Literal["local", "cascaded"] | None = Field(
-        None, description="Plain views: WITH LOCAL/CASCADED CHECK OPTION, so that writes through the view must "
-                          "satisfy its WHERE")
-    refresh: bool = Field(False, description="Refresh the existing materialized view `name` instead of creating "
-                                             "one: re-run its query (withData: false empties it)")
-    concurrently: bool = Field(False, description="With refresh: REFRESH ... CONCURRENTLY, so readers are not "
-                                                  "blocked; needs a unique index on plain columns and a populated "
-                                                  "view")
+                                             description="Column names (default: the query's)")
+    check_option: Literal["local", "cascaded"] | None = None
+    refresh: bool = Field(False, description="Refresh the materialized view name instead")
+    concurrently: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> CreateViewIn:
@@ -139,8 +132,18 @@ def view_query(text: str) -> sql.SQL:
 
 @tool(group="schema", effect=Effect.ADMIN)
 async def create_view(ctx: ToolContext, args: CreateViewIn) -> dict[str, Any]:
-    """Create a view or materialized view from one SELECT/WITH query (checked by a parser), or refresh a
-    materialized view (refresh: true, optionally concurrently); returns the view's columns and state."""
+    """Create a view or materialized view from one query, or refresh a materialized view.
+
+    Returns the view's columns and state. The query (one SELECT, WITH ... SELECT, VALUES or TABLE query) is checked by a
+    parser. materialized stores the result, read until it is refreshed; withData false leaves a materialized view
+    unpopulated (WITH NO DATA) until its first refresh. orReplace (plain views) is CREATE OR REPLACE: the new query must
+    keep the existing columns, in order, and may add more. checkOption (plain views: local or cascaded) makes writes
+    through the view satisfy its WHERE.
+
+    refresh re-runs the query of the existing materialized view name instead of creating one (withData false empties
+    it); with concurrently (REFRESH ... CONCURRENTLY) readers are not blocked, which needs a unique index on plain
+    columns and a populated view.
+    """
     schema, name = qualified(args.name, args.schema_, "view")
     for column in args.columns or ():
         check_name(column, "column")
@@ -214,19 +217,21 @@ async def _describe(ctx: ToolContext, schema: str, name: str) -> dict[str, Any]:
 
 
 class DropViewIn(ToolInput):
-    name: str = name_field("View name; `schema.name` is accepted when `schema` is not given")
-    schema_: str | None = schema_field("Schema of the view (default: public)")
-    materialized: bool | None = Field(None, description="Expect a materialized view (true) or a plain view (false); "
-                                                        "default: whichever it is")
-    if_exists: bool = Field(False, description="Do nothing (dropped: false) if the view does not exist")
-    cascade: bool = Field(False, description="Also drop the views and other objects that depend on it. Without "
-                                             "it, a view that others use is not dropped")
+    name: str = name_field("View name (schema.name ok)")
+    schema_: str | None = schema_field()
+    materialized: bool | None = Field(None, description="Expect this kind (default: either)")
+    if_exists: bool = False
+    cascade: bool = False
 
 
 @tool(group="schema", effect=Effect.DESTRUCTIVE)
 async def drop_view(ctx: ToolContext, args: DropViewIn) -> dict[str, Any]:
-    """Drop a view or materialized view. One that other objects use is refused (CONFLICT, dependents listed)
-    unless cascade is true; then those go too, and dropped_dependents names them."""
+    """Drop a view or materialized view (CASCADE drops its dependents too).
+
+    One that other objects use is refused (CONFLICT, dependents listed) unless cascade is true; then those go too, and
+    dropped_dependents names them. materialized true or false expects that kind (default: whichever it is). With
+    ifExists a missing view is no error and dropped is false.
+    """
     schema, name = qualified(args.name, args.schema_, "view")
     rel = await relation(ctx, schema, name)
     result = {"schema": schema, "view": name}
