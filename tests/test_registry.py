@@ -23,7 +23,7 @@ class _GoodIn(ToolInput):
 
 
 class _UndocumentedIn(ToolInput):
-    some_value: int = 1
+    some_value: int
 
 
 async def _good(ctx: ToolContext, args: _GoodIn) -> dict[str, Any]:

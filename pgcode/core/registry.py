@@ -150,7 +150,7 @@ def _build_spec(func: ToolFunc, *, group: str, effect: Effect, name: str | None,
     if not (isinstance(model, type) and issubclass(model, ToolInput)):
         raise TypeError(f"{tool_name}: the `args` parameter must be annotated with a ToolInput subclass")
     for field_name, info in model.model_fields.items():
-        if not info.description:
+        if info.is_required() and not info.description:
             raise ValueError(f"{tool_name}: field {field_name!r} of {model.__name__} has no description")
     method = method_name(tool_name, group)
     for m in (method, *aliases):
