@@ -37,7 +37,7 @@ class CreateExtensionIn(ToolInput):
 
 @tool(group="pgcrypto", effect=Effect.ADMIN)
 async def pgcrypto_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> dict[str, Any]:
-    """Create the pgcrypto extension (hashes, HMAC, PGP encryption, crypt()).
+    """Create the pgcrypto extension (hashes, HMAC, PGP encryption, crypt).
 
     Says whether it was already there. Runs in autocommit so that the extension is usable by the next call.
     """
@@ -156,10 +156,10 @@ class EncryptIn(ToolInput):
 
 @tool(group="pgcrypto", effect=Effect.READ, extensions=PGCRYPTO)
 async def pgcrypto_encrypt(ctx: ToolContext, args: EncryptIn) -> dict[str, Any]:
-    """Encrypt a text with a password (PGP symmetric, pgp_sym_encrypt); returns base64.
+    """Encrypt a text with a password (PGP symmetric); returns base64.
 
-    The result is `encrypted`; cipher is the PGP cipher-algo. pg_pgcrypto_decrypt with the same password gives the text
-    back. Each call gives a different result (a random session key and salt).
+    pgp_sym_encrypt. The result is `encrypted`; cipher is the PGP cipher-algo. pg_pgcrypto_decrypt with the same
+    password gives the text back. Each call gives a different result (a random session key and salt).
     """
     fns = await _functions(ctx)
     value: bytes = await ctx.fetchval(sql.SQL("SELECT {}(%s::text, %s::text, %s::text)").format(
@@ -174,7 +174,7 @@ class DecryptIn(ToolInput):
 
 @tool(group="pgcrypto", effect=Effect.READ, extensions=PGCRYPTO)
 async def pgcrypto_decrypt(ctx: ToolContext, args: DecryptIn) -> dict[str, Any]:
-    """Decrypt a value from pg_pgcrypto_encrypt with its password; returns the text.
+    """Decrypt a pg_pgcrypto_encrypt value with its password.
 
     data is the base64 pg_pgcrypto_encrypt returned; the result is `decrypted`. A wrong password or damaged data is an
     INVALID_INPUT error.
@@ -205,10 +205,10 @@ class GenRandomUuidIn(ToolInput):
 
 @tool(group="pgcrypto", effect=Effect.READ)
 async def pgcrypto_gen_random_uuid(ctx: ToolContext, args: GenRandomUuidIn) -> dict[str, Any]:
-    """Random (version 4) UUIDs from the server's secure random source.
+    """Random version 4 UUIDs (gen_random_uuid()).
 
-    count UUIDs: uuid is the first, uuids all of them. gen_random_uuid() is built into PostgreSQL 13 and later, so this
-    tool does not need pgcrypto there.
+    From the server's secure random source. count UUIDs: uuid is the first, uuids all of them. gen_random_uuid() is
+    built into PostgreSQL 13 and later, so this tool does not need pgcrypto there.
     """
     if ctx.server_version < 130000:
         ctx.caps.require_extension("pgcrypto", create_tool="pg_pgcrypto_create_extension")
@@ -224,7 +224,7 @@ class GenRandomBytesIn(ToolInput):
 
 @tool(group="pgcrypto", effect=Effect.READ, extensions=PGCRYPTO)
 async def pgcrypto_gen_random_bytes(ctx: ToolContext, args: GenRandomBytesIn) -> dict[str, Any]:
-    """Cryptographically secure random bytes (gen_random_bytes), in hex or base64."""
+    """Secure random bytes (gen_random_bytes), in hex or base64."""
     fns = await _functions(ctx)
     value: bytes = await ctx.fetchval(sql.SQL("SELECT {}(%s)").format(_fn(fns, "gen_random_bytes")), (args.length,))
     return {"bytes": _encode(value, args.encoding), "length": len(value), "encoding": args.encoding.value}
@@ -298,7 +298,7 @@ def _check_salt(salt: str) -> None:
 
 @tool(group="pgcrypto", effect=Effect.READ, extensions=PGCRYPTO)
 async def pgcrypto_crypt(ctx: ToolContext, args: CryptIn) -> dict[str, Any]:
-    """A crypt() password hash; with a stored hash as salt, says whether the password matches.
+    """A crypt() password hash; with a stored hash as salt, says if the password matches.
 
     salt: one from pg_pgcrypto_gen_salt, or a stored hash (default: a new bf salt); with a stored hash, matches says
     whether the password is the right one. Store the hash; to check a password later call this with salt set to the
