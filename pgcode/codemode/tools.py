@@ -17,39 +17,39 @@ from pgcode.errors import ErrorCode, ToolError
 from pgcode.types import Effect, TxMode
 
 _MAX_FIELD = 1_000_000  # far above the 50 KB code limit: larger code gets a clear INVALID_INPUT output
-Timeout = Field(30_000, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS,
-                description="Time limit in ms (default 30000; the server may lower it, 300000 at most)")
+Timeout = Field(30_000, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS)
 ToolNames = list[Annotated[str, StringConstraints(min_length=1, max_length=128)]]
-_MEMORY_HELP = ("JS heap limit in MB (default 128). A request above the server's maximum "
-                "(PGCODE_CODEMODE_MAX_MEMORY_MB, 512 unless configured) is lowered, and metrics says so")
-_TOOLS_HELP = ("Allow-list: group names (\"core\") and/or tool names (\"pg_table_stats\"). `pg` then holds only "
-               "those, pg.help() lists only those, and any other call fails with FORBIDDEN. It narrows what your "
-               "scopes and readonly allow, never widens it. Absent: every tool your scopes allow")
 
 
 class ExecuteCodeIn(ToolInput):
-    code: str = Field("", max_length=_MAX_FIELD,
-                      description="JavaScript or TypeScript, the body of an async function: `await pg.core."
-                                  "listTables()` ... `return` the result. At most 50 KB")
-    readonly: bool = Field(False, description="Allow only read tools; every call runs in a READ ONLY transaction")
+    code: str = Field("", max_length=_MAX_FIELD, description="Async function body; `return` the result")
+    readonly: bool = False
     timeout: int = Timeout
-    memory_limit: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_MEMORY_MB, description=_MEMORY_HELP)
-    tools: ToolNames | None = Field(None, max_length=300, description=_TOOLS_HELP)
-    input: Any = Field(None, description="Any JSON value, visible as `input` in the code")
+    memory_limit: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_MEMORY_MB)
+    tools: ToolNames | None = Field(None, max_length=300, description="Only these groups/tools")
+    input: Any = Field(None, description="Visible as `input` in the code")
 
 
 @tool(group="codemode", effect=Effect.ADMIN, tx=TxMode.NONE)
 async def execute_code(ctx: ToolContext, args: ExecuteCodeIn) -> dict[str, Any]:
-    """Run JavaScript/TypeScript calling tools as `await pg.<group>.<method>(args)`; returns {success, result, ...}.
+    """Run JS/TS code calling tools as `await pg.<group>.<method>(args)`.
 
-    The code runs in an isolated QuickJS sandbox (no eval, modules, timers, network, files or environment) and
-    is the body of an async function: `return` gives `result`. Tool calls run through the same checks as
-    direct calls, with your scopes; Promise.all runs them concurrently. A failed call throws an Error with
-    .code and .message. A failed run is not a tool error: `success` is false and `error` has
-    {code, message, line} (codes: MISSING_CODE, INVALID_INPUT, SYNTAX_ERROR, RUNTIME_ERROR, TIMEOUT,
-    MEMORY_LIMIT, SECURITY_ERROR, RESULT_TOO_LARGE, READ_ONLY, FORBIDDEN, EXECUTION_FAILED, or the code of an
-    uncaught tool error). `metrics` has durationMs, toolCalls, resultBytes, memoryLimitMB and peakMemoryMB.
-    pg.help() and pg.<group>.help() describe the API inside the code; pg_codemode_docs outside it.
+    The code is JavaScript or TypeScript; the result is {success, result, error, metrics, ...}. It runs in an isolated
+    QuickJS sandbox (no eval, modules, timers, network, files or environment) and is the body of an async function:
+    `return` gives `result`. Tool calls run through the same checks as direct calls, with your scopes; Promise.all runs
+    them concurrently. A failed call throws an Error with .code and .message. A failed run is not a tool error:
+    `success` is false and `error` has {code, message, line} (codes: MISSING_CODE, INVALID_INPUT, SYNTAX_ERROR,
+    RUNTIME_ERROR, TIMEOUT, MEMORY_LIMIT, SECURITY_ERROR, RESULT_TOO_LARGE, READ_ONLY, FORBIDDEN, EXECUTION_FAILED, or
+    the code of an uncaught tool error). `metrics` has durationMs, toolCalls, resultBytes, memoryLimitMB and
+    peakMemoryMB. pg.help() and pg.<group>.help() describe the API inside the code; pg_codemode_docs outside it.
+
+    Arguments: code: JavaScript or TypeScript, at most 50 KB, e.g. `const t = await pg.core.listTables();
+    return t`. readonly: allow only read tools; every call runs in a READ ONLY transaction. timeout: time limit
+    in ms (the server may lower it). memoryLimit: JS heap limit in MB (default 128; a request above the
+    server's maximum, PGCODE_CODEMODE_MAX_MEMORY_MB, 512 unless configured, is lowered, and metrics says so).
+    tools: group names ("core") and/or tool names ("pg_table_stats"); `pg` then holds only those, pg.help()
+    lists only those, and any other call fails with FORBIDDEN. It narrows what your scopes and readonly allow,
+    never widens it; absent, every tool your scopes allow. input: any JSON value.
     """
     request = ExecRequest(code=args.code, input=args.input, readonly=args.readonly, timeout_ms=args.timeout,
                           memory_mb=args.memory_limit, tools=_tuple(args.tools))
@@ -61,14 +61,15 @@ def _tuple(names: list[str] | None) -> tuple[str, ...] | None:
 
 
 class ValidateCodeIn(ToolInput):
-    code: str = Field(max_length=_MAX_FIELD, description="JavaScript or TypeScript to check without running it")
-    readonly: bool = Field(False, description="Also report calls of tools that readonly execution refuses")
+    code: str = Field(max_length=_MAX_FIELD, description="Code to check")
+    readonly: bool = False
 
 
 @tool(group="codemode", effect=Effect.READ, tx=TxMode.NONE)
 async def validate_code(ctx: ToolContext, args: ValidateCodeIn) -> dict[str, Any]:
-    """Check code without running it: syntax errors with their line, unknown pg methods, forbidden features.
+    """Check code without running it: syntax, unknown pg methods, forbidden features.
 
+    Syntax errors come with their line. readonly also reports calls of tools that readonly execution refuses.
     The code is compiled, never run, and the check does not take a sandbox worker.
     """
     cm = engine(ctx.rt)
@@ -93,12 +94,15 @@ async def validate_code(ctx: ToolContext, args: ValidateCodeIn) -> dict[str, Any
 
 
 class CodemodeDocsIn(ToolInput):
-    format: Literal["json", "markdown"] = Field("json", description="json (structured) or markdown (to read)")
+    format: Literal["json", "markdown"] = "json"
 
 
 @tool(group="codemode", effect=Effect.READ, tx=TxMode.NONE)
 async def codemode_docs(ctx: ToolContext, args: CodemodeDocsIn) -> dict[str, Any]:
-    """The code-mode API reference: every pg.<group>.<method> with its arguments, plus globals, limits, errors."""
+    """The code-mode API: every pg.<group>.<method> with its arguments.
+
+    Plus the globals, limits and error codes; format json (structured) or markdown (to read).
+    """
     cm = engine(ctx.rt)
     if args.format == "markdown":
         return {"format": "markdown", "markdown": cm.api.docs_markdown(cm.limits())}
@@ -108,16 +112,19 @@ async def codemode_docs(ctx: ToolContext, args: CodemodeDocsIn) -> dict[str, Any
 # -- execution history -------------------------------------------------------------------------------
 
 class ExecutionListIn(ToolInput):
-    limit: int = Field(50, ge=1, le=1000, description="Most executions to return, newest first")
-    offset: int = Field(0, ge=0, le=1_000_000, description="Skip this many (for paging)")
-    outcome: Literal["success", "error", "timeout"] | None = Field(None, description="Only this outcome")
-    principal: str | None = Field(None, max_length=200,
-                                  description="Only this principal's (reading others' needs the admin scope)")
+    limit: int = Field(50, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=1_000_000)
+    outcome: Literal["success", "error", "timeout"] | None = None
+    principal: str | None = Field(None, max_length=200)
 
 
 @tool(group="codemode", effect=Effect.READ, own_sql=True)
 async def execution_list(ctx: ToolContext, args: ExecutionListIn) -> dict[str, Any]:
-    """Recent code-mode executions: who, when, how long, outcome, error code, tool calls, result size."""
+    """Recent code-mode executions: who, when, how long, outcome, tool calls.
+
+    Newest first; also the error code and the result size. offset pages; outcome and principal filter (reading another
+    principal's executions needs the admin scope).
+    """
     history.require_history(ctx)
     await engine(ctx.rt).history.flush()
     return await history.list_executions(ctx, history.visible_principal(ctx, args.principal), args.outcome,
@@ -125,25 +132,28 @@ async def execution_list(ctx: ToolContext, args: ExecutionListIn) -> dict[str, A
 
 
 class ExecutionGetIn(ToolInput):
-    id: uuid.UUID = Field(description="The executionId that pg_execute_code returned")
+    id: uuid.UUID = Field(description="executionId from pg_execute_code")
 
 
 @tool(group="codemode", effect=Effect.READ, own_sql=True)
 async def execution_get(ctx: ToolContext, args: ExecutionGetIn) -> dict[str, Any]:
-    """One code-mode execution with its code (first 64 KB), outcome and metrics."""
+    """One code-mode execution: its code (first 64 KB), outcome and metrics."""
     history.require_history(ctx)
     await engine(ctx.rt).history.flush()
     return await history.get_execution(ctx, args.id, history.visible_principal(ctx, None))
 
 
 class ExecutionStatsIn(ToolInput):
-    hours: int = Field(720, ge=1, le=87_600, description="Look back this many hours (default 720 = 30 days)")
-    principal: str | None = Field(None, max_length=200, description="Only this principal")
+    hours: int = Field(720, ge=1, le=87_600)
+    principal: str | None = Field(None, max_length=200)
 
 
 @tool(group="codemode", effect=Effect.READ, own_sql=True)
 async def execution_stats(ctx: ToolContext, args: ExecutionStatsIn) -> dict[str, Any]:
-    """Code-mode statistics per principal: executions, success rate, mean and p95 duration, timeouts."""
+    """Code-mode statistics per principal: runs, success rate, mean/p95 duration.
+
+    Also timeouts. Over the last `hours` (default 720 = 30 days); principal: only this one.
+    """
     history.require_history(ctx)
     await engine(ctx.rt).history.flush()
     return await history.execution_stats(ctx, history.visible_principal(ctx, args.principal), args.hours)
@@ -152,8 +162,8 @@ async def execution_stats(ctx: ToolContext, args: ExecutionStatsIn) -> dict[str,
 # -- saved scripts -----------------------------------------------------------------------------------
 
 class ScriptRef(ToolInput):
-    id: int | None = Field(None, ge=1, description="The script's id")
-    name: str | None = Field(None, max_length=200, description="The script's name (yours)")
+    id: int | None = Field(None, ge=1)
+    name: str | None = Field(None, max_length=200)
 
     @model_validator(mode="after")
     def _one_reference(self) -> ScriptRef:
@@ -163,15 +173,13 @@ class ScriptRef(ToolInput):
 
 
 class ScriptSaveIn(ToolInput):
-    name: str = Field(max_length=200, description="Unique among your scripts: a letter, then letters, digits, _ . -")
-    code: str = Field(max_length=_MAX_FIELD, description="JavaScript or TypeScript (at most 50 KB); `args` holds "
-                                                          "the arguments of a run")
-    description: str = Field("", max_length=2000, description="What the script does")
-    readonly: bool = Field(False, description="Run readonly unless a run says otherwise")
-    timeout: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS, description="Default time limit in ms")
-    memory_limit: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_MEMORY_MB, description="Default JS heap limit in MB")
-    tools: ToolNames | None = Field(None, max_length=300, description="Default allow-list of its runs: group "
-                                                                      "and/or tool names (absent: no allow-list)")
+    name: str = Field(max_length=200, description="Letter, then letters/digits/_.-")
+    code: str = Field(max_length=_MAX_FIELD, description="JS or TS; `args` holds a run's arguments")
+    description: str = Field("", max_length=2000)
+    readonly: bool = False
+    timeout: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS)
+    memory_limit: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_MEMORY_MB)
+    tools: ToolNames | None = Field(None, max_length=300)
 
 
 async def _checked_code(ctx: ToolContext, code: str) -> str:
@@ -197,7 +205,12 @@ def _checked_tools(ctx: ToolContext, names: list[str] | None) -> list[str] | Non
 
 @tool(group="codemode", effect=Effect.WRITE, own_sql=True)
 async def script_save(ctx: ToolContext, args: ScriptSaveIn) -> dict[str, Any]:
-    """Save a code-mode script under a name of yours, to run later with pg_script_run."""
+    """Save a code-mode script under a name, to run later with pg_script_run.
+
+    name: unique among your scripts. code: at most 50 KB. readonly, timeout (ms), memoryLimit (MB) and tools
+    (an allow-list of group and/or tool names; absent: none) are the defaults of its runs, which a run may
+    override.
+    """
     scripts.require_scripts(ctx)
     scripts.check_name(args.name)
     language = await _checked_code(ctx, args.code)
@@ -208,40 +221,47 @@ async def script_save(ctx: ToolContext, args: ScriptSaveIn) -> dict[str, Any]:
 
 
 class ScriptListIn(ToolInput):
-    search: str | None = Field(None, max_length=200, description="Only names or descriptions containing this")
-    limit: int = Field(100, ge=1, le=1000, description="Most scripts to return, by name")
-    offset: int = Field(0, ge=0, description="Skip this many (for paging)")
+    search: str | None = Field(None, max_length=200)
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
 
 
 @tool(group="codemode", effect=Effect.READ, own_sql=True)
 async def script_list(ctx: ToolContext, args: ScriptListIn) -> dict[str, Any]:
-    """Your saved scripts: id, name, description, their run defaults, runs (without their code)."""
+    """Your saved scripts: id, name, description, run defaults, runs.
+
+    Without their code, by name; search: only names or descriptions containing this; offset pages.
+    """
     scripts.require_scripts(ctx)
     return await scripts.list_scripts(ctx, ctx.principal.subject, args.search, args.limit, args.offset)
 
 
 @tool(group="codemode", effect=Effect.READ, own_sql=True)
 async def script_get(ctx: ToolContext, args: ScriptRef) -> dict[str, Any]:
-    """One of your saved scripts, with its code."""
+    """One of your saved scripts (by id or name), with code."""
     scripts.require_scripts(ctx)
     return await scripts.get(ctx, ctx.principal.subject, args.id, args.name)
 
 
 class ScriptUpdateIn(ScriptRef):
-    new_name: str | None = Field(None, max_length=200, description="Rename the script")
-    code: str | None = Field(None, max_length=_MAX_FIELD, description="New code")
-    description: str | None = Field(None, max_length=2000, description="New description")
-    readonly: bool | None = Field(None, description="New default for readonly")
-    timeout: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS, description="New default time limit in ms")
-    memory_limit: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_MEMORY_MB, description="New default heap limit (MB)")
-    tools: ToolNames | None = Field(None, max_length=300, description="New default allow-list ([] allows no tool)")
-    clear: list[Literal["timeout", "memoryLimit", "tools"]] | None = Field(
-        None, description="Defaults to remove: the server's default time or memory limit, no allow-list")
+    new_name: str | None = Field(None, max_length=200)
+    code: str | None = Field(None, max_length=_MAX_FIELD)
+    description: str | None = Field(None, max_length=2000)
+    readonly: bool | None = None
+    timeout: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS)
+    memory_limit: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_MEMORY_MB)
+    tools: ToolNames | None = Field(None, max_length=300)
+    clear: list[Literal["timeout", "memoryLimit", "tools"]] | None = None
 
 
 @tool(group="codemode", effect=Effect.WRITE, own_sql=True)
 async def script_update(ctx: ToolContext, args: ScriptUpdateIn) -> dict[str, Any]:
-    """Change a saved script: its code, name, description or run defaults (readonly, limits, allow-list)."""
+    """Change a saved script's code, name, description or defaults.
+
+    The script is named by id or name; newName renames it. readonly, timeout (ms), memoryLimit (MB) and tools
+    set new run defaults (tools [] allows no tool); clear removes defaults: the server's default time or memory
+    limit again, no allow-list.
+    """
     scripts.require_scripts(ctx)
     changes: dict[str, Any] = {}
     if args.new_name is not None:
@@ -269,23 +289,27 @@ async def script_update(ctx: ToolContext, args: ScriptUpdateIn) -> dict[str, Any
 
 @tool(group="codemode", effect=Effect.DESTRUCTIVE, own_sql=True)
 async def script_delete(ctx: ToolContext, args: ScriptRef) -> dict[str, Any]:
-    """Delete one of your saved scripts."""
+    """Delete one of your saved scripts (by id or name)."""
     scripts.require_scripts(ctx)
     return await scripts.delete(ctx, ctx.principal.subject, args.id, args.name)
 
 
 class ScriptRunIn(ScriptRef):
-    args: Any = Field(None, description="Any JSON value, visible as `args` in the script")
-    input: Any = Field(None, description="Any JSON value, visible as `input` in the script")
-    readonly: bool | None = Field(None, description="Override the script's readonly default")
-    timeout: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS, description="Override its time limit (ms)")
-    memory_limit: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_MEMORY_MB, description="Override its heap limit (MB)")
-    tools: ToolNames | None = Field(None, max_length=300, description="Override its allow-list for this run")
+    args: Any = Field(None, description="Visible as `args` in the script")
+    input: Any = Field(None, description="Visible as `input` in the script")
+    readonly: bool | None = None
+    timeout: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_TIMEOUT_MS)
+    memory_limit: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_MEMORY_MB)
+    tools: ToolNames | None = Field(None, max_length=300)
 
 
 @tool(group="codemode", effect=Effect.ADMIN, tx=TxMode.NONE)
 async def script_run(ctx: ToolContext, args: ScriptRunIn) -> dict[str, Any]:
-    """Run one of your saved scripts with `args`; returns what pg_execute_code returns."""
+    """Run a saved script (by id or name) with `args`, like pg_execute_code.
+
+    Returns what pg_execute_code returns. args and input are any JSON values. readonly, timeout (ms), memoryLimit (MB)
+    and tools override the script's defaults for this run.
+    """
     scripts.require_scripts(ctx)
     script = await scripts.load_for_run(ctx.rt.db, ctx.principal.subject, args.id, args.name)
     readonly = script["readonly"] if args.readonly is None else args.readonly

@@ -35,15 +35,15 @@ _CONVERTIBLE = {"text", "varchar"}
 
 
 class CreateExtensionIn(ToolInput):
-    schema_: str | None = Field(None, alias="schema", min_length=1, max_length=IDENT_MAX, description=(
-        "Schema to install citext into (default: the first schema of the search_path, usually public)"))
+    schema_: str | None = Field(None, alias="schema", min_length=1, max_length=IDENT_MAX)
 
 
 @tool(group="citext", effect=Effect.ADMIN)
 async def citext_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> dict[str, Any]:
-    """Create the citext extension (case-insensitive text type); says whether it was already there.
+    """Create the citext extension (case-insensitive text type).
 
-    Runs in autocommit so that the type is usable by the next call.
+    Says whether it was already there. schema: where to install it (default: the first schema of the
+    search_path, usually public). Runs in autocommit so that the type is usable by the next call.
     """
     ctx.use_autocommit()
     return await create_extension(ctx, "citext", package="the PostgreSQL contrib package", schema=args.schema_)
@@ -59,7 +59,7 @@ async def _citext_eq(ctx: ToolContext) -> sql.Composable:
 
 
 class ConvertColumnIn(TableRef):
-    column: str = column_field("The text or varchar column to convert")
+    column: str = column_field("Column to convert")
 
 
 async def _column(ctx: ToolContext, schema: str, table: str, column: str) -> dict[str, Any]:
@@ -111,12 +111,12 @@ def _blocked_message(label: str, column: str, blocking: list[dict[str, Any]]) ->
 
 @tool(group="citext", effect=Effect.ADMIN, extensions=("citext",))
 async def citext_convert_column(ctx: ToolContext, args: ConvertColumnIn) -> dict[str, Any]:
-    """Convert a text or varchar column to citext, keeping its indexes, constraints and defaults working.
+    """Convert a text or varchar column to citext, keeping its indexes and constraints.
 
-    PostgreSQL rebuilds the column's indexes and constraints in the same transaction; the result lists
-    them with their validity. Views, materialized views, rules, policies, trigger conditions and generated
-    columns that use the column are not recreated: the call refuses and names every one of them, and nothing
-    changes (drop them, convert, then create them again). So does a foreign key whose other end is not
+    Its indexes, constraints and defaults keep working: PostgreSQL rebuilds the column's indexes and constraints in the
+    same transaction; the result lists them with their validity. Views, materialized views, rules, policies, trigger
+    conditions and generated columns that use the column are not recreated: the call refuses and names every one of
+    them, and nothing changes (drop them, convert, then create them again). So does a foreign key whose other end is not
     citext, and a unique index whose values differ only by case (PostgreSQL names the duplicate).
     """
     col = await _column(ctx, args.schema_name, args.table_name, args.column)
@@ -162,10 +162,10 @@ class ListColumnsIn(ToolInput):
 
 @tool(group="citext", effect=Effect.READ)
 async def citext_list_columns(ctx: ToolContext, args: ListColumnsIn) -> dict[str, Any]:
-    """List the columns of type citext (or a domain or array of it) in tables, views and materialized views.
+    """List the citext columns of tables, views and materialized views.
 
-    Reads the catalog only, so it works without the extension (and then finds none). Partitions are left
-    out: their partitioned table is listed.
+    A column of a domain over citext or of an array of it counts too. Reads the catalog only, so it works without the
+    extension (and then finds none). Partitions are left out: their partitioned table is listed.
     """
     rows = await ctx.fetch(load_query("citext_list_columns"), {
         "schema": args.schema_, "system": SYSTEM_SCHEMAS, "limit": args.limit})
@@ -236,20 +236,22 @@ async def _text_columns(ctx: ToolContext, schema: str | None, table: str | None,
 class AnalyzeCandidatesIn(ToolInput):
     schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
     table: str | None = Field(None, min_length=1, max_length=IDENT_MAX, description="Only this table")
-    sample_size: int = Field(1000, ge=10, le=100_000, description="Non-null values read per column, at most")
-    max_columns: int = Field(200, ge=1, le=2000, description=(
-        "Text columns examined, at most (truncated says when there were more)"))
+    sample_size: int = Field(1000, ge=10, le=100_000)
+    max_columns: int = Field(200, ge=1, le=2000)
     limit: int = limit_field(50, 1000)
 
 
 @tool(group="citext", effect=Effect.READ)
 async def citext_analyze_candidates(ctx: ToolContext, args: AnalyzeCandidatesIn) -> dict[str, Any]:
-    """Find text columns that look case-insensitive in use (emails, usernames, ...), with the evidence.
+    """Find text columns used case-insensitively (emails, usernames, ...), with the evidence.
 
     Evidence per column: a name that suggests it, an index on lower() or upper() of it, and from a bounded
     sample of its values the share of distinct values that differ from another only by case, and the share
     with capital letters. Confidence is high, medium or low; columns with no evidence are left out.
     Needs no extension.
+
+    Arguments: sampleSize: non-null values read per column, at most; maxColumns: text columns examined, at most
+    (truncated says when there were more).
     """
     columns, total = await _text_columns(ctx, args.schema_, args.table, args.max_columns)
     candidates = []
@@ -266,16 +268,17 @@ async def citext_analyze_candidates(ctx: ToolContext, args: AnalyzeCandidatesIn)
 
 
 class SchemaAdvisorIn(TableRef):
-    sample_size: int = Field(1000, ge=10, le=100_000, description="Non-null values read per column, at most")
+    sample_size: int = Field(1000, ge=10, le=100_000)
 
 
 @tool(group="citext", effect=Effect.READ)
 async def citext_schema_advisor(ctx: ToolContext, args: SchemaAdvisorIn) -> dict[str, Any]:
-    """Recommend, column by column, which text columns of one table should be citext, and what stands in the way.
+    """Which text columns of one table should become citext, and what stands in the way.
 
-    recommendation: convert (strong evidence), consider, keep, or already_citext. blockers names the
+    Column by column, recommendation: convert (strong evidence), consider, keep, or already_citext. blockers names the
     views, policies, foreign keys ... that pg_citext_convert_column would refuse over; warnings say when a
-    unique index would reject values that differ only by case.
+    unique index would reject values that differ only by case. sampleSize: non-null values read per column, at
+    most.
     """
     schema, name = args.schema_name, args.table_name
     rel = await ctx.fetchone("SELECT c.oid, c.relkind::text AS kind FROM pg_class c "
@@ -330,8 +333,10 @@ class CompareIn(ToolInput):
 
 @tool(group="citext", effect=Effect.READ, extensions=("citext",), aliases=("citextCompare",))
 async def citext_compare(ctx: ToolContext, args: CompareIn) -> dict[str, Any]:
-    """Compare two values as citext: equal ignoring case or not, their case-insensitive order (-1, 0, 1), and
-    whether they are equal as plain text too."""
+    """Compare two values as citext: equal ignoring case, and their order (-1, 0, 1).
+
+    case_sensitive_equal says whether they are equal as plain text too.
+    """
     t = await _citext_type(ctx)
     schema = sql.Identifier(await extension_schema(ctx, "citext"))
     row = await ctx.fetchone(sql.SQL(
@@ -344,18 +349,18 @@ async def citext_compare(ctx: ToolContext, args: CompareIn) -> dict[str, Any]:
 
 
 class SearchIn(TableRef):
-    column: str = column_field("The text or citext column to match")
-    value: str = Field(max_length=100_000, description="The value to find, in any case")
+    column: str = column_field("text or citext column")
+    value: str = Field(max_length=100_000, description="Value to find, in any case")
     return_columns: list[ColumnName] | None = return_columns_field()
     limit: int = limit_field(100)
 
 
 @tool(group="citext", effect=Effect.READ, aliases=("citextSearch",))
 async def citext_search(ctx: ToolContext, args: SearchIn) -> dict[str, Any]:
-    """The rows whose column equals a value ignoring case (Alice@Example.com for alice@example.com).
+    """Rows whose column equals a value, ignoring case.
 
-    A citext column is compared with citext's = (its indexes apply); a text column with lower() on both
-    sides (an index on lower(column) applies), so no extension is needed for it.
+    Alice@Example.com is found for alice@example.com. A citext column is compared with citext's = (its indexes apply); a
+    text column with lower() on both sides (an index on lower(column) applies), so no extension is needed for it.
     """
     table = await table_info(ctx, args)
     col = table.text(args.column)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from pglast import parse_sql
@@ -17,6 +17,7 @@ from pgcode.db.queries import load_query
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX
 from pgcode.groups._extensions import create_extension, preloaded
+from pgcode.groups._tabular import limit_field
 from pgcode.types import Effect
 
 CRON = ("pg_cron",)
@@ -33,11 +34,9 @@ _ITEM_RE = re.compile(r"^(\*|[0-9a-z]+(-[0-9a-z]+)?)(/[0-9]+)?$")
 SECONDS_MIN_VERSION = (1, 5)  # pg_cron 1.5 added '[1-59] seconds' schedules
 
 JobName = Field(min_length=1, max_length=IDENT_MAX, description="Job name (unique per owner)")
-Schedule = Field(min_length=1, max_length=200, description="When to run: 5-field cron syntax ('*/5 * * * *', "
-                 "minute hour day-of-month month day-of-week, in cron.timezone, GMT by default), a macro such as "
-                 "'@daily' or '@hourly', or '[1-59] seconds' (pg_cron 1.5 or later)")
-Command = Field(min_length=1, max_length=100_000, description="Exactly one SQL statement to run (as the job's "
-                "owner, in a session of its own)")
+Schedule = Field(min_length=1, max_length=200, description="'0 3 * * *' (cron, GMT), '@daily' or '30 seconds'")
+Command = Field(min_length=1, max_length=100_000, description="One SQL statement")
+RunStatus = Literal["starting", "running", "sending", "connecting", "succeeded", "failed"]
 
 
 def cron_version(ctx: ToolContext) -> tuple[int, int]:
@@ -149,10 +148,10 @@ class CreateExtensionIn(ToolInput):
 
 @tool(group="cron", effect=Effect.ADMIN)
 async def cron_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> dict[str, Any]:
-    """Create the pg_cron extension (job scheduling); says whether it was already there.
+    """Create the pg_cron extension (job scheduling).
 
-    pg_cron loads only from shared_preload_libraries and can be created only in the database named by
-    cron.database_name; when either is not so, nothing is created and the error says what to change.
+    Says whether it was already there. pg_cron loads only from shared_preload_libraries and can be created only in the
+    database named by cron.database_name; when either is not so, nothing is created and the error says what to change.
     """
     ctx.use_autocommit()
     cron_db = await require_cron_database(ctx) if "pg_cron" in ctx.caps.available else None
@@ -164,15 +163,20 @@ class ScheduleIn(ToolInput):
     name: str = JobName
     schedule: str = Schedule
     command: str = Command
-    replace: bool = Field(False, description="Replace this role's job of the same name instead of refusing")
+    replace: bool = False
 
 
 @tool(group="cron", effect=Effect.ADMIN, extensions=CRON, aliases=("scheduleJob",))
 async def cron_schedule(ctx: ToolContext, args: ScheduleIn) -> dict[str, Any]:
-    """Schedule a named job that runs one SQL statement in this database; returns the job with its jobId.
+    """Schedule a named job that runs one SQL statement in this database; returns the job.
 
-    The job runs later as the connecting role, in its own session. pg.cron.scheduleJob({name, schedule,
-    command}) is this tool.
+    The job (with its jobId) runs later as the connecting role, in its own session. pg.cron.scheduleJob({name,
+    schedule, command}) is this tool.
+
+    Arguments: name: unique per owner; schedule: 5-field cron syntax ('*/5 * * * *': minute hour day-of-month
+    month day-of-week, in cron.timezone, GMT by default), a macro such as '@daily' or '@hourly', or '[1-59]
+    seconds' (pg_cron 1.5 or later); command: exactly one SQL statement, run as the job's owner in a session of
+    its own; replace: replace this role's job of the same name instead of refusing.
     """
     schedule, command = check_schedule(ctx, args.schedule), check_command(args.command)
     await require_cron_database(ctx)
@@ -193,17 +197,17 @@ async def _existing(ctx: ToolContext, name: str, replace: bool) -> bool:
 
 class ScheduleInDatabaseIn(ScheduleIn):
     database: str = Field(min_length=1, max_length=IDENT_MAX, description="Database the job runs in")
-    username: str | None = Field(None, min_length=1, max_length=IDENT_MAX,
-                                 description="Role the job runs as (default: the connecting role; another role "
-                                             "needs superuser)")
-    active: bool = Field(True, description="Whether the job starts active")
+    username: str | None = Field(None, min_length=1, max_length=IDENT_MAX)
+    active: bool = True
 
 
 @tool(group="cron", effect=Effect.ADMIN, extensions=CRON)
 async def cron_schedule_in_database(ctx: ToolContext, args: ScheduleInDatabaseIn) -> dict[str, Any]:
-    """Schedule a named job that runs one SQL statement in another database (pg_cron's schedule_in_database).
+    """Schedule a named job that runs one SQL statement in another database.
 
-    pgcode must be connected to the database named by cron.database_name, where pg_cron keeps its jobs.
+    pg_cron's schedule_in_database; name, schedule, command and replace as in pg_cron_schedule. username: the
+    role the job runs as (default: the connecting role; another role needs superuser); active: whether the job
+    starts active. pgcode must be connected to the database named by cron.database_name, where pg_cron keeps its jobs.
     """
     schedule, command = check_schedule(ctx, args.schedule), check_command(args.command)
     await require_cron_database(ctx)
@@ -219,8 +223,8 @@ async def cron_schedule_in_database(ctx: ToolContext, args: ScheduleInDatabaseIn
 
 
 class JobRefIn(ToolInput):
-    job_id: int | None = Field(None, ge=1, description="The job's id (jobId from pg_cron_list_jobs)")
-    name: str | None = Field(None, min_length=1, max_length=IDENT_MAX, description="The job's name")
+    job_id: int | None = Field(None, ge=1)
+    name: str | None = Field(None, min_length=1, max_length=IDENT_MAX)
 
     @model_validator(mode="after")
     def _one_ref(self) -> JobRefIn:
@@ -231,26 +235,31 @@ class JobRefIn(ToolInput):
 
 @tool(group="cron", effect=Effect.DESTRUCTIVE, extensions=CRON)
 async def cron_unschedule(ctx: ToolContext, args: JobRefIn) -> dict[str, Any]:
-    """Remove a scheduled job, by jobId or name; returns the job that was removed. Its run history stays."""
+    """Remove a scheduled job, by jobId or name; returns the job that was removed.
+
+    Give exactly one of jobId (from pg_cron_list_jobs) and name. Its run history stays.
+    """
     job = await _job(ctx, args.job_id, args.name)
     await ctx.fetchval("SELECT cron.unschedule(%s::bigint)", (job["jobId"],))
     return {**job, "unscheduled": True}
 
 
 class AlterJobIn(JobRefIn):
-    schedule: str | None = Field(None, min_length=1, max_length=200, description="New schedule (same forms as "
-                                 "pg_cron_schedule)")
-    command: str | None = Field(None, min_length=1, max_length=100_000, description="New command: exactly one SQL "
-                                "statement")
-    database: str | None = Field(None, min_length=1, max_length=IDENT_MAX, description="New database to run in")
-    username: str | None = Field(None, min_length=1, max_length=IDENT_MAX, description="New role to run as "
-                                 "(needs superuser)")
-    active: bool | None = Field(None, description="Pause (false) or resume (true) the job")
+    schedule: str | None = Field(None, min_length=1, max_length=200)
+    command: str | None = Field(None, min_length=1, max_length=100_000)
+    database: str | None = Field(None, min_length=1, max_length=IDENT_MAX)
+    username: str | None = Field(None, min_length=1, max_length=IDENT_MAX)
+    active: bool | None = None
 
 
 @tool(group="cron", effect=Effect.ADMIN, extensions=CRON)
 async def cron_alter_job(ctx: ToolContext, args: AlterJobIn) -> dict[str, Any]:
-    """Change a job's schedule, command, database, role or active flag; returns the job before and after."""
+    """Change a job's schedule, command, database, role or active flag, by jobId or name.
+
+    Returns the job before and after. Give exactly one of jobId and name, and what changes: schedule and command take
+    the forms of pg_cron_schedule (command exactly one SQL statement); username (the role it runs as) needs superuser;
+    active false pauses the job, true resumes it.
+    """
     changes = {k: getattr(args, k) for k in ("schedule", "command", "database", "username", "active")
                if getattr(args, k) is not None}
     if not changes:
@@ -269,17 +278,18 @@ async def cron_alter_job(ctx: ToolContext, args: AlterJobIn) -> dict[str, Any]:
 
 
 class ListJobsIn(ToolInput):
-    name_like: str | None = Field(None, min_length=1, max_length=200,
-                                  description="Only jobs whose name matches this LIKE pattern (e.g. 'nightly_%')")
-    active: bool | None = Field(None, description="Only active (true) or paused (false) jobs")
-    limit: int = Field(1000, ge=1, le=10_000, description="Most jobs to return")
+    name_like: str | None = Field(None, min_length=1, max_length=200)
+    active: bool | None = None
+    limit: int = Field(1000, ge=1, le=10_000)
 
 
 @tool(group="cron", effect=Effect.READ, extensions=CRON, own_sql=True)
 async def cron_list_jobs(ctx: ToolContext, args: ListJobsIn) -> list[dict[str, Any]]:
     """The scheduled jobs, by jobId: name, schedule, command, database, role and whether active.
 
-    pg_cron shows a role only its own jobs, unless it is a superuser. pg.cron.listJobs() is this tool.
+    nameLike: only jobs whose name matches this LIKE pattern (e.g. 'nightly_%'); active: only active (true) or paused
+    (false) jobs; limit: most jobs to return. pg_cron shows a role only its own jobs, unless it is a superuser.
+    pg.cron.listJobs() is this tool.
     """
     rows = await ctx.fetch(sql.SQL(
         "SELECT {} FROM cron.job WHERE (%(like)s::text IS NULL OR jobname LIKE %(like)s) "
@@ -289,19 +299,20 @@ async def cron_list_jobs(ctx: ToolContext, args: ListJobsIn) -> list[dict[str, A
 
 
 class RunDetailsIn(ToolInput):
-    job_id: int | None = Field(None, ge=1, description="Only runs of this job")
-    name: str | None = Field(None, min_length=1, max_length=IDENT_MAX, description="Only runs of jobs of this name")
-    status: str | None = Field(None, pattern="^(starting|running|sending|connecting|succeeded|failed)$",
-                               description="Only runs with this status (succeeded, failed, running, ...)")
-    since: str | None = Field(None, max_length=100, description="Only runs that started in this last interval, "
-                              "e.g. '1 hour' or '7 days'")
-    limit: int = Field(100, ge=1, le=10_000, description="Most runs to return, newest first (truncated says when "
-                       "there were more)")
+    job_id: int | None = Field(None, ge=1)
+    name: str | None = Field(None, min_length=1, max_length=IDENT_MAX)
+    status: RunStatus | None = None
+    since: str | None = Field(None, max_length=100, description="Interval, e.g. '1 hour'")
+    limit: int = limit_field(100)
 
 
 @tool(group="cron", effect=Effect.READ, extensions=CRON, own_sql=True)
 async def cron_job_run_details(ctx: ToolContext, args: RunDetailsIn) -> dict[str, Any]:
-    """Runs of cron jobs, newest first: status, return message, start and end time, duration in ms."""
+    """Runs of cron jobs, newest first: status, return message, start and end time, duration in ms.
+
+    Filters: jobId, name (of the job), status, and since (only runs that started in this last interval, e.g.
+    '1 hour' or '7 days').
+    """
     since = await _interval(ctx, args.since) if args.since is not None else None
     rows = await ctx.fetch(load_query("cron_job_run_details"), {
         "job_id": args.job_id, "name": args.name, "status": args.status, "since": since,
@@ -310,14 +321,17 @@ async def cron_job_run_details(ctx: ToolContext, args: RunDetailsIn) -> dict[str
 
 
 class CleanupHistoryIn(ToolInput):
-    older_than: str = Field("7 days", min_length=1, max_length=100,
-                            description="Delete runs that ended (or started) longer ago than this interval")
-    job_id: int | None = Field(None, ge=1, description="Only runs of this job")
+    older_than: str = Field("7 days", min_length=1, max_length=100)
+    job_id: int | None = Field(None, ge=1)
 
 
 @tool(group="cron", effect=Effect.DESTRUCTIVE, extensions=CRON)
 async def cron_cleanup_history(ctx: ToolContext, args: CleanupHistoryIn) -> dict[str, Any]:
-    """Delete run history (cron.job_run_details) older than an interval; returns how many rows were deleted."""
+    """Delete cron run history older than an interval; returns how many rows went.
+
+    From cron.job_run_details. olderThan: runs that ended (or started) longer ago than this interval; jobId: only runs
+    of this job.
+    """
     interval = await _interval(ctx, args.older_than)
     deleted = await ctx.execute(
         "DELETE FROM cron.job_run_details WHERE coalesce(end_time, start_time) < now() - %s::interval "

@@ -25,11 +25,11 @@ class CreateExtensionIn(ToolInput):
 
 @tool(group="kcache", effect=Effect.ADMIN, extensions=("pg_stat_statements",))
 async def kcache_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> dict[str, Any]:
-    """Create the pg_stat_kcache extension (CPU and I/O per statement); says whether it was already there.
+    """Create the pg_stat_kcache extension (OS-level CPU and I/O per statement).
 
-    pg_stat_kcache only loads from shared_preload_libraries (after pg_stat_statements): when the library is
-    not listed there, nothing is created and the error says what to change; that takes a server restart.
-    Runs in autocommit so that the extension is usable by the next call.
+    Says whether it was already there. pg_stat_kcache only loads from shared_preload_libraries (after
+    pg_stat_statements): when the library is not listed there, nothing is created and the error says what to change;
+    that takes a server restart. Runs in autocommit so that the extension is usable by the next call.
     """
     ctx.use_autocommit()
     libs = await preloaded(ctx)
@@ -74,15 +74,15 @@ _DERIVED = sql.SQL(
 
 
 class StatsIn(ToolInput):
-    all_databases: bool = Field(False, description="Include statements of every database, not only this one")
-    include_nested: bool = Field(False, description="Include statements run inside functions (not top-level)")
-    min_calls: int = Field(1, ge=1, description="Only statements called at least this often")
-    query_max_length: int = Field(200, ge=0, le=100_000, description="Cut each query text to this many characters")
+    all_databases: bool = False
+    include_nested: bool = False
+    min_calls: int = Field(1, ge=1)
+    query_max_length: int = Field(200, ge=0, le=100_000)
 
 
 class QueryStatsIn(StatsIn):
-    order_by: QueryOrder = Field(QueryOrder.CPU_TIME, description="Sort by this counter, largest first")
-    limit: int = Field(50, ge=1, le=1000, description="Most statements to return")
+    order_by: QueryOrder = QueryOrder.CPU_TIME
+    limit: int = Field(50, ge=1, le=1000)
 
 
 async def _statements(ctx: ToolContext, args: StatsIn, order: str, limit: int,
@@ -105,24 +105,31 @@ async def _statements(ctx: ToolContext, args: StatsIn, order: str, limit: int,
 
 @tool(group="kcache", effect=Effect.READ, extensions=KCACHE)
 async def kcache_query_stats(ctx: ToolContext, args: QueryStatsIn) -> list[dict[str, Any]]:
-    """Statements with OS-level cost: user/system CPU seconds, bytes read/written from disk, page faults, switches.
+    """Per-statement OS-level cost: CPU seconds, disk bytes read and written, page faults.
 
-    Also calls, exec_time_ms and plan_time_ms (pg_stat_statements), cpu_share (CPU over wall time), and
-    per-call figures. reads_bytes/writes_bytes are physical I/O seen by the kernel: page-cache hits do not
-    count. Planning counters are included when pg_stat_statements.track_planning is on.
+    User and system CPU seconds, bytes read and written, minor and major faults, context switches; also calls,
+    exec_time_ms and plan_time_ms (pg_stat_statements), cpu_share (CPU over wall time), and per-call figures.
+    reads_bytes/writes_bytes are physical I/O seen by the kernel: page-cache hits do not count. Planning counters are
+    included when pg_stat_statements.track_planning is on.
+
+    Arguments: orderBy: the counter to sort by, largest first; limit: most statements to return; allDatabases:
+    statements of every database, not only this one; includeNested: also statements run inside functions (not
+    only top-level ones); minCalls: only statements called at least this often; queryMaxLength: each query
+    text is cut to this many characters.
     """
     return await _statements(ctx, args, _ORDER_COLUMNS[args.order_by], args.limit)
 
 
 class TopIn(StatsIn):
-    limit: int = Field(10, ge=1, le=1000, description="Most statements to return")
+    limit: int = Field(10, ge=1, le=1000)
 
 
 @tool(group="kcache", effect=Effect.READ, extensions=KCACHE, aliases=("topQueries",))
 async def kcache_top_cpu(ctx: ToolContext, args: TopIn) -> list[dict[str, Any]]:
-    """The statements that used the most CPU time (user + system seconds), with their share of all CPU used.
+    """The statements that used the most CPU time, with their share of all CPU used.
 
-    pg.kcache.topQueries() is this tool with its defaults.
+    CPU time is user + system seconds. pg.kcache.topQueries() is this tool with its defaults. The other
+    arguments are those of pg_kcache_query_stats.
     """
     rows = await _statements(ctx, args, "cpu_time_s", args.limit, sql.SQL("WHERE s.cpu_time_s > 0"))
     total = await _total(ctx, args, "cpu_time_s")
@@ -138,13 +145,14 @@ class IoKind(StrEnum):
 
 
 class TopIoIn(TopIn):
-    kind: IoKind = Field(IoKind.BOTH, description="Rank by bytes read, written, or both")
+    kind: IoKind = IoKind.BOTH
 
 
 @tool(group="kcache", effect=Effect.READ, extensions=KCACHE)
 async def kcache_top_io(ctx: ToolContext, args: TopIoIn) -> list[dict[str, Any]]:
-    """The statements that did the most physical disk I/O (bytes read and/or written at the kernel level).
+    """The statements that did the most physical disk I/O (bytes at the kernel level).
 
+    kind ranks them by bytes read, written, or both. The other arguments are those of pg_kcache_query_stats.
     shared_blks_read (PostgreSQL reads, including those the OS cache served) is included for comparison.
     """
     column = {IoKind.BOTH: "io_bytes", IoKind.READS: "reads_bytes", IoKind.WRITES: "writes_bytes"}[args.kind]
@@ -164,9 +172,8 @@ async def _total(ctx: ToolContext, args: StatsIn, column: str) -> float:
 
 
 class DatabaseStatsIn(ToolInput):
-    database: str | None = Field(None, min_length=1, max_length=IDENT_MAX,
-                                 description="Database name (default: the one pgcode is connected to)")
-    all_databases: bool = Field(False, description="Also list the totals of every database under `databases`")
+    database: str | None = Field(None, min_length=1, max_length=IDENT_MAX)
+    all_databases: bool = Field(False, description="Also list every database's totals")
 
 
 _PER_DATABASE = sql.SQL(
@@ -182,7 +189,11 @@ _PER_DATABASE = sql.SQL(
 
 @tool(group="kcache", effect=Effect.READ, extensions=KCACHE)
 async def kcache_database_stats(ctx: ToolContext, args: DatabaseStatsIn) -> dict[str, Any]:
-    """One database's OS-level totals over its top-level statements: CPU seconds, disk bytes, faults, cpu_share."""
+    """A database's OS-level totals: CPU seconds, disk bytes, faults, cpu_share.
+
+    Over its top-level statements; database defaults to the one pgcode is connected to. allDatabases also lists
+    every database's totals under `databases`.
+    """
     await require_kcache(ctx)
     query = _PER_DATABASE.format(base=await kcache_statements(ctx))
     rows = await ctx.fetch(query, kcache_params(all_databases=True))
@@ -200,22 +211,23 @@ async def kcache_database_stats(ctx: ToolContext, args: DatabaseStatsIn) -> dict
 
 
 class ResourceAnalysisIn(StatsIn):
-    cpu_bound_share: float = Field(0.7, gt=0, le=1, description="CPU share of a statement's time at or above which "
-                                                                 "it is CPU-bound")
-    io_bound_share: float = Field(0.3, ge=0, lt=1, description="CPU share at or below which a statement that does "
-                                                                "I/O is I/O-bound")
-    limit: int = Field(50, ge=1, le=1000, description="Most statements to classify (those with the most time)")
+    cpu_bound_share: float = Field(0.7, gt=0, le=1)
+    io_bound_share: float = Field(0.3, ge=0, lt=1)
+    limit: int = Field(50, ge=1, le=1000)
 
 
 @tool(group="kcache", effect=Effect.READ, extensions=KCACHE)
 async def kcache_resource_analysis(ctx: ToolContext, args: ResourceAnalysisIn) -> dict[str, Any]:
-    """Classifies the statements with the most time as cpu_bound, io_bound or balanced, with counts per class.
+    """Classify the statements with the most time as cpu_bound, io_bound or balanced.
+
+    Counts per class are in summary.
 
     Rule: cpu_share = (user + system CPU seconds) / (execution + planning time). cpu_bound when cpu_share >=
     cpuBoundShare (0.7); io_bound when cpu_share <= ioBoundShare (0.3) and the statement read or wrote
     (kernel-level bytes, shared blocks read from outside PostgreSQL's cache, or temp files); balanced
     otherwise, including statements that spend their time off-CPU without I/O (waiting on locks, the client,
-    or sleeps), which `reason` points out.
+    or sleeps), which `reason` points out. limit: most statements classified (those with the most time); the
+    other arguments are those of pg_kcache_query_stats.
     """
     if args.io_bound_share >= args.cpu_bound_share:
         raise ToolError(ErrorCode.INVALID_INPUT, "ioBoundShare must be below cpuBoundShare")
@@ -251,7 +263,7 @@ class ResetIn(ToolInput):
 
 @tool(group="kcache", effect=Effect.DESTRUCTIVE, extensions=KCACHE)
 async def kcache_reset(ctx: ToolContext, args: ResetIn) -> dict[str, Any]:
-    """Reset every pg_stat_kcache counter (all databases) to zero; pg_stat_statements is left as it is."""
+    """Reset all pg_stat_kcache counters (every database); pg_stat_statements is kept."""
     await require_kcache(ctx)
     schema = await extension_schema(ctx, "pg_stat_kcache")
     await ctx.execute(sql.SQL("SELECT {}()").format(sql.Identifier(schema, "pg_stat_kcache_reset")))

@@ -10,6 +10,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from pydantic import Field, StringConstraints
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext, savepoint
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
@@ -21,7 +22,6 @@ from pgcode.types import Effect
 
 LTREE = ("ltree",)
 PATH_MAX = 65_535  # ltree's own limit on labels per path; a path's text is bounded by this too
-LIMIT_HELP = "Most rows to return (the result says truncated when there were more)"
 
 
 class CreateExtensionIn(ToolInput):
@@ -30,9 +30,9 @@ class CreateExtensionIn(ToolInput):
 
 @tool(group="ltree", effect=Effect.ADMIN)
 async def ltree_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> dict[str, Any]:
-    """Create the ltree extension (hierarchical label paths such as Top.Science.Astronomy); says if it existed.
+    """Create the ltree extension (paths such as Top.Science).
 
-    Runs in autocommit so that the extension is usable by the next call.
+    Says whether it was already there. Runs in autocommit so that the extension is usable by the next call.
     """
     ctx.use_autocommit()
     return await create_extension(ctx, "ltree", package="the PostgreSQL contrib package")
@@ -49,10 +49,9 @@ class Relation(StrEnum):
 
 
 class ColumnIn(TableRef):
-    column: str = Field(min_length=1, max_length=IDENT_MAX, description="The ltree column")
-    where: str | None = Field(None, max_length=10_000, description="Extra row filter, e.g. active = true "
-                                                                     "(checked by the SQL policy)")
-    limit: int = Field(100, ge=1, le=10_000, description=LIMIT_HELP)
+    column: str = Field(min_length=1, max_length=IDENT_MAX, description="ltree column")
+    where: str | None = Field(None, max_length=10_000, description=arguments.WHERE)
+    limit: int = Field(100, ge=1, le=10_000, description=arguments.LIMIT)
 
 
 class _Ltree:
@@ -112,19 +111,18 @@ async def _rows(ctx: ToolContext, args: ColumnIn, cond: sql.Composable, params: 
 
 
 class QueryIn(ColumnIn):
-    path: str = Field(min_length=0, max_length=PATH_MAX, description="The path (e.g. Top.Science), or an lquery "
-                                                                     "pattern when relation is lquery")
-    relation: Relation = Field(Relation.DESCENDANTS, description="descendants: rows at or below path; ancestors: "
-                               "rows at or above it; exact: equal to it; lquery: rows matching path as an lquery")
-    include_self: bool = Field(True, description="With descendants/ancestors, include the row whose path equals "
-                                                 "path itself")
+    path: str = Field(min_length=0, max_length=PATH_MAX, description="Path such as Top.Science, or an lquery")
+    relation: Relation = Relation.DESCENDANTS
+    include_self: bool = True
 
 
 @tool(group="ltree", effect=Effect.READ, extensions=LTREE, aliases=("ltreeQuery",))
 async def ltree_query(ctx: ToolContext, args: QueryIn) -> dict[str, Any]:
-    """Rows of a table by their place in the tree: descendants of a path (default), ancestors, exact, or lquery.
+    """Rows at or below an ltree path (or above, equal, or matching an lquery).
 
-    Rows come ordered by the path, each with its columns plus _depth (the number of labels);
+    relation: descendants (default): rows at or below path; ancestors: rows at or above it; exact: equal to it;
+    lquery: rows matching path as an lquery pattern. includeSelf (descendants, ancestors): include the row whose
+    path equals path itself. Rows come ordered by the path, each with its columns plus _depth (the number of labels);
     rowCount and truncated say how many came back and whether there were more.
     """
     lt = await _ltree(ctx)
@@ -145,16 +143,16 @@ async def ltree_query(ctx: ToolContext, args: QueryIn) -> dict[str, Any]:
 
 
 class AncestorsIn(ColumnIn):
-    path: str = Field(min_length=0, max_length=PATH_MAX, description="The path whose ancestors to find, "
-                                                                     "e.g. Top.Science.Astronomy")
-    include_self: bool = Field(True, description="Include the row whose path equals path itself")
+    path: str = Field(min_length=0, max_length=PATH_MAX, description="Path, e.g. Top.Science")
+    include_self: bool = True
 
 
 @tool(group="ltree", effect=Effect.READ, extensions=LTREE, aliases=("ltreeAncestors",))
 async def ltree_ancestors(ctx: ToolContext, args: AncestorsIn) -> dict[str, Any]:
-    """Rows whose path is an ancestor of the given path (column @> path), from the root down.
+    """Rows whose ltree path is an ancestor of a path, root first.
 
-    The same as pg_ltree_query with relation ancestors.
+    column @> path, from the root down. includeSelf: include the row whose path equals path itself. The same as
+    pg_ltree_query with relation ancestors.
     """
     query = QueryIn.model_validate({**args.model_dump(by_alias=False), "relation": Relation.ANCESTORS})
     return await ltree_query(ctx, query)
@@ -164,16 +162,18 @@ async def ltree_ancestors(ctx: ToolContext, args: AncestorsIn) -> dict[str, Any]
 
 
 class SubpathIn(ToolInput):
-    path: str = Field(min_length=0, max_length=PATH_MAX, description="The path, e.g. Top.Science.Astronomy.Stars")
-    offset: int = Field(0, ge=-PATH_MAX, le=PATH_MAX, description="First label to keep, from 0; negative counts "
-                                                                  "from the end")
-    length: int | None = Field(None, ge=-PATH_MAX, le=PATH_MAX, description="How many labels to keep (default: "
-                               "to the end); negative leaves that many off the end")
+    path: str = Field(min_length=0, max_length=PATH_MAX, description="Path, e.g. Top.Science")
+    offset: int = Field(0, ge=-PATH_MAX, le=PATH_MAX)
+    length: int | None = Field(None, ge=-PATH_MAX, le=PATH_MAX)
 
 
 @tool(group="ltree", effect=Effect.READ, extensions=LTREE)
 async def ltree_subpath(ctx: ToolContext, args: SubpathIn) -> dict[str, Any]:
-    """A part of a path: its labels from offset on, length of them (ltree subpath()), with both depths."""
+    """A slice of an ltree path (subpath()), with both depths.
+
+    length labels from offset on. offset: the first label to keep, from 0; negative counts from the end. length: how
+    many labels to keep (default: to the end); negative leaves that many off the end.
+    """
     lt = await _ltree(ctx)
     await _checked(ctx, lt, args.path, "ltree", "the path")
     depth = await ctx.fetchval(sql.SQL("SELECT {}(%s::{})").format(lt.func("nlevel"), lt.type()), (args.path,))
@@ -190,14 +190,15 @@ async def ltree_subpath(ctx: ToolContext, args: SubpathIn) -> dict[str, Any]:
 
 class LcaIn(ToolInput):
     paths: list[Annotated[str, StringConstraints(max_length=PATH_MAX)]] = Field(
-        min_length=1, max_length=1000, description="The paths, e.g. [\"Top.Science.Astronomy\", \"Top.Science\"]")
+        min_length=1, max_length=1000, description="ltree paths")
 
 
 @tool(group="ltree", effect=Effect.READ, extensions=LTREE)
 async def ltree_lca(ctx: ToolContext, args: LcaIn) -> dict[str, Any]:
-    """The longest common ancestor of paths (ltree lca()): '' when they share no root label.
+    """The longest common ancestor of ltree paths ('' if none).
 
-    As in ltree, an ancestor is strictly above every path: the lca of Top.A and Top.A.B is Top.
+    ltree's lca(): '' when they share no root label. As in ltree, an ancestor is strictly above every path: the lca of
+    Top.A and Top.A.B is Top.
     """
     lt = await _ltree(ctx)
     for path in args.paths:
@@ -209,27 +210,32 @@ async def ltree_lca(ctx: ToolContext, args: LcaIn) -> dict[str, Any]:
 
 
 class ListColumnsIn(ToolInput):
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX,
-                                description="Only this schema (default: every user schema)")
-    limit: int = Field(500, ge=1, le=10_000, description=LIMIT_HELP)
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA_FILTER)
+    limit: int = Field(500, ge=1, le=10_000, description=arguments.LIMIT)
 
 
 @tool(group="ltree", effect=Effect.READ, extensions=LTREE)
 async def ltree_list_columns(ctx: ToolContext, args: ListColumnsIn) -> dict[str, Any]:
-    """Every column of type ltree (or ltree[], or a domain over it): table, type, nullability, GiST indexes on it."""
+    """The ltree columns: table, type, nullability, GiST indexes.
+
+    Every user schema is searched unless schema is given. Columns of type ltree[] or of a domain over ltree count too.
+    """
     rows = await ctx.fetch(load_query("ltree_list_columns"),
                            {"system": SYSTEM_SCHEMAS, "schema": args.schema_, "limit": args.limit + 1})
     return {"columns": rows[:args.limit], "count": min(len(rows), args.limit), "truncated": len(rows) > args.limit}
 
 
 class MatchIn(ColumnIn):
-    pattern: str = Field(min_length=1, max_length=PATH_MAX, description="An lquery pattern: *.Astronomy.*, "
-                                                                        "Top.*{1,2}, Top.Science|Arts.*, *.!Hobbies.*")
+    pattern: str = Field(min_length=1, max_length=PATH_MAX, description="lquery, e.g. *.Astronomy.*")
 
 
 @tool(group="ltree", effect=Effect.READ, extensions=LTREE)
 async def ltree_match(ctx: ToolContext, args: MatchIn) -> dict[str, Any]:
-    """Rows whose path matches an lquery pattern (column ~ pattern), ordered by path, each with _depth."""
+    """Rows whose ltree path matches an lquery pattern, by path.
+
+    column ~ pattern, ordered by path, each row with _depth; patterns such as *.Astronomy.*, Top.*{1,2},
+    Top.Science|Arts.*, *.!Hobbies.*
+    """
     lt = await _ltree(ctx)
     await _checked(ctx, lt, args.pattern, "lquery", "the pattern")
     cond = sql.SQL("{} {} %(pattern)s::{}").format(sql.Identifier("t", args.column), lt.op("~"), lt.type("lquery"))
@@ -241,9 +247,8 @@ async def ltree_match(ctx: ToolContext, args: MatchIn) -> dict[str, Any]:
 
 
 class ConvertColumnIn(TableRef):
-    column: str = Field(min_length=1, max_length=IDENT_MAX, description="The text (or varchar) column to convert")
-    lock_timeout_ms: int = Field(5000, ge=1, le=600_000, description="Give up when the table's lock is not "
-                                                                     "granted within this many milliseconds")
+    column: str = Field(min_length=1, max_length=IDENT_MAX, description="text column")
+    lock_timeout_ms: int = Field(5000, ge=1, le=600_000)
 
 
 # Dependents PostgreSQL cannot carry over a change of column type: ALTER ... TYPE refuses them.
@@ -252,11 +257,13 @@ _BLOCKING = frozenset({"view", "materialized view", "rule", "policy", "generated
 
 @tool(group="ltree", effect=Effect.ADMIN, extensions=LTREE)
 async def ltree_convert_column(ctx: ToolContext, args: ConvertColumnIn) -> dict[str, Any]:
-    """Convert a text column to ltree in place, keeping its indexes, constraints and defaults (rebuilt as ltree).
+    """Convert a text column to ltree, keeping its indexes and constraints.
 
-    Refused, with nothing changed, when a value is not a valid path (the count and a few of them are named), or
-    when a view, rule, policy, generated column or foreign key uses the column (they are named; drop and
-    recreate them around the conversion). Rewrites the table under an ACCESS EXCLUSIVE lock.
+    In place: a text or varchar column, its indexes, constraints and defaults rebuilt as ltree. lockTimeoutMs: give up
+    when the table's lock is not granted within this many milliseconds. Refused, with nothing changed, when a value is
+    not a valid path (the count and a few of them are named), or when a view, rule, policy, generated column or foreign
+    key uses the column (they are named; drop and recreate them around the conversion). Rewrites the table under an
+    ACCESS EXCLUSIVE lock.
     """
     lt = await _ltree(ctx)
     table = await table_info(ctx, args)
@@ -332,17 +339,19 @@ async def _refuse_invalid_values(ctx: ToolContext, lt: _Ltree, table: Table, col
 
 
 class CreateIndexLtreeIn(TableRef):
-    column: str = Field(min_length=1, max_length=IDENT_MAX, description="The ltree (or ltree[]) column")
-    name: str | None = Field(None, max_length=IDENT_MAX, description="Index name (default: <table>_<column>_gist_idx)")
-    concurrently: bool = Field(False, description="Build without blocking writes (runs outside a transaction)")
-    if_not_exists: bool = Field(False, description="Do nothing if an index with this name exists")
+    column: str = Field(min_length=1, max_length=IDENT_MAX, description="ltree column")
+    name: str | None = Field(None, max_length=IDENT_MAX)
+    concurrently: bool = False
+    if_not_exists: bool = False
 
 
 @tool(group="ltree", effect=Effect.ADMIN, extensions=LTREE)
 async def ltree_create_index(ctx: ToolContext, args: CreateIndexLtreeIn) -> dict[str, Any]:
-    """Create a GiST index on an ltree column, which serves @>, <@, ~ and ? (ancestors, descendants, lquery).
+    """Create a GiST index on an ltree column (for @>, <@, ~, ?).
 
-    With concurrently the build runs outside a transaction; a failed concurrent build leaves nothing behind.
+    The column is ltree or ltree[]; the index serves @>, <@, ~ and ? (ancestors, descendants, lquery). name defaults to
+    <table>_<column>_gist_idx; ifNotExists does nothing when an index of that name exists. concurrently builds without
+    blocking writes, outside a transaction; a failed concurrent build leaves nothing behind.
     """
     if args.concurrently:
         ctx.use_autocommit()

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from psycopg import sql
 from pydantic import Field, model_validator
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import load_query
@@ -28,23 +29,18 @@ _STRATEGY_CODES = {"r": Strategy.RANGE, "l": Strategy.LIST, "h": Strategy.HASH}
 
 
 class Unbounded(ToolInput):
-    unbounded: Literal["minvalue", "maxvalue"] = Field(
-        description="MINVALUE or MAXVALUE: the range bound is open below or above in this key column")
+    unbounded: Literal["minvalue", "maxvalue"] = Field(description="Open range bound")
 
 
 RangeValue = str | int | float | bool | Unbounded
 ListValue = str | int | float | bool | None
 
-_FROM = Field(None, alias="from", min_length=1, max_length=32, description=(
-    "Range partitions: lower bound (inclusive), one value per key column, e.g. ['2024-01-01']; "
-    "{unbounded: 'minvalue'} leaves it open"))
-_TO = Field(None, min_length=1, max_length=32, description=(
-    "Range partitions: upper bound (exclusive), one value per key column; {unbounded: 'maxvalue'} leaves it open"))
-_VALUES = Field(None, min_length=1, max_length=10_000, description=(
-    "List partitions: the key values this partition holds (null for NULL keys)"))
-_MODULUS = Field(None, ge=1, le=100_000, description="Hash partitions: the modulus (the number of hash partitions)")
-_REMAINDER = Field(None, ge=0, lt=100_000, description="Hash partitions: the remainder this partition takes")
-_DEFAULT = Field(False, description="The default partition: rows no other partition accepts (range and list only)")
+_FROM = Field(None, alias="from", min_length=1, max_length=32)
+_TO = Field(None, min_length=1, max_length=32)
+_VALUES = Field(None, min_length=1, max_length=10_000)
+_MODULUS = Field(None, ge=1, le=100_000)
+_REMAINDER = Field(None, ge=0, lt=100_000)
+_DEFAULT = Field(False)
 
 
 class BoundsMixin(ToolInput):
@@ -146,18 +142,15 @@ async def _bounds_of(ctx: ToolContext, schema: str, name: str) -> str | None:
 
 
 class PartitionDef(BoundsMixin):
-    name: str = Field(min_length=1, max_length=IDENT_MAX, description="Partition name (in the table's schema)")
+    name: str = Field(min_length=1, max_length=IDENT_MAX, description="Partition name")
 
 
 class CreatePartitionedTableIn(TableRef):
     columns: list[ColumnDef] = Field(min_length=1, max_length=1600, description="Column definitions")
-    partition_by: Strategy = Field(description="range, list or hash")
-    partition_key: list[str] = Field(min_length=1, max_length=32, description=(
-        "Key columns, in order (each one of `columns`); a primary key or unique column must include them all"))
-    partitions: list[PartitionDef] = Field([], max_length=1000, description=(
-        "Partitions to create with the table, each with its bounds"))
-    default_partition: bool = Field(False, description=(
-        "Also create the default partition <table>_default (range and list only)"))
+    partition_by: Strategy = Field(description="Partitioning strategy")
+    partition_key: list[str] = Field(min_length=1, max_length=32, description="Key columns, in order")
+    partitions: list[PartitionDef] = Field([], max_length=1000)
+    default_partition: bool = False
 
     @model_validator(mode="after")
     def _key_in_columns(self) -> CreatePartitionedTableIn:
@@ -172,9 +165,12 @@ class CreatePartitionedTableIn(TableRef):
 
 @tool(group="partitioning", effect=Effect.ADMIN)
 async def create_partitioned_table(ctx: ToolContext, args: CreatePartitionedTableIn) -> dict[str, Any]:
-    """Create a range, list or hash partitioned table, optionally with its first partitions and a default one.
+    """Create a range, list or hash partitioned table, optionally with its first partitions.
 
-    Everything is created in one transaction: a bad partition leaves nothing behind.
+    Everything is created in one transaction: a bad partition leaves nothing behind. partitionKey: each one of
+    `columns`; a primary key or unique column must include them all. partitions: created with the table, each
+    with a name (in the table's schema) and its bounds, as pg_create_partition takes them. defaultPartition:
+    also create the default partition <table>_default (range and list only).
     """
     schema, name = args.schema_name, args.table_name
     if args.default_partition and args.partition_by is Strategy.HASH:
@@ -207,7 +203,7 @@ async def create_partitioned_table(ctx: ToolContext, args: CreatePartitionedTabl
 
 class PartitionRef(TableRef):
     partition: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1, description=(
-        "Partition name; `schema.name` is accepted (default: the partitioned table's schema)"))
+        "Partition name (`schema.name` accepted)"))
 
     @property
     def partition_names(self) -> tuple[str, str]:
@@ -220,9 +216,16 @@ class CreatePartitionIn(PartitionRef, BoundsMixin):
 
 @tool(group="partitioning", effect=Effect.ADMIN)
 async def create_partition(ctx: ToolContext, args: CreatePartitionIn) -> dict[str, Any]:
-    """Create a partition of a partitioned table from its bounds: from/to, values, modulus/remainder, or default.
+    """Create a partition from bounds: from/to, values, modulus/remainder, or default.
 
     Bounds that overlap an existing partition are refused with PostgreSQL's reason, and nothing is created.
+    The partition's schema defaults to the partitioned table's.
+
+    Bounds, exactly one kind: from and to (range: from inclusive, to exclusive, one value per key column, e.g.
+    ['2024-01-01']; {unbounded: 'minvalue'} or {unbounded: 'maxvalue'} leaves that side open in that key
+    column), values (list: the key values the partition holds, null for NULL keys), modulus and remainder
+    (hash: the modulus is the number of hash partitions, the remainder the one this partition takes), or
+    default: true (the default partition, for rows no other partition accepts; range and list only).
     """
     parent = await _parent(ctx, args.schema_name, args.table_name)
     schema, name = args.partition_names
@@ -239,11 +242,18 @@ class AttachPartitionIn(PartitionRef, BoundsMixin):
 
 @tool(group="partitioning", effect=Effect.ADMIN)
 async def attach_partition(ctx: ToolContext, args: AttachPartitionIn) -> dict[str, Any]:
-    """Attach an existing table as a partition with the given bounds; its rows must fit them.
+    """Attach a table as a partition with the given bounds; its rows must fit them.
 
     PostgreSQL scans the table to check its rows (a CHECK constraint matching the bounds skips the scan), and
     a default partition is scanned for rows that would now belong here. Overlaps and rows outside the bounds
-    are refused with PostgreSQL's reason, and nothing changes.
+    are refused with PostgreSQL's reason, and nothing changes. The partition's schema defaults to the
+    partitioned table's.
+
+    Bounds, exactly one kind: from and to (range: from inclusive, to exclusive, one value per key column, e.g.
+    ['2024-01-01']; {unbounded: 'minvalue'} or {unbounded: 'maxvalue'} leaves that side open in that key
+    column), values (list: the key values the partition holds, null for NULL keys), modulus and remainder
+    (hash: the modulus is the number of hash partitions, the remainder the one this partition takes), or
+    default: true (the default partition, for rows no other partition accepts; range and list only).
     """
     parent = await _parent(ctx, args.schema_name, args.table_name)
     schema, name = args.partition_names
@@ -270,17 +280,18 @@ def detach_statement(parent: sql.Identifier, partition: sql.Identifier, mode: De
 
 
 class DetachPartitionIn(PartitionRef):
-    concurrently: bool = Field(False, description=(
-        "Detach without blocking queries on the partitioned table (PostgreSQL 14+; runs outside a transaction; "
-        "not possible while the table has a default partition)"))
-    finalize: bool = Field(False, description="Complete a concurrent detach that was interrupted (PostgreSQL 14+)")
+    concurrently: bool = False
+    finalize: bool = False
 
 
 @tool(group="partitioning", effect=Effect.DESTRUCTIVE)
 async def detach_partition(ctx: ToolContext, args: DetachPartitionIn) -> dict[str, Any]:
-    """Detach a partition: it becomes a table of its own, with its rows, no longer part of the partitioned table.
+    """Detach a partition: it becomes a table of its own, with its rows.
 
-    The result keeps the bounds it had, so that pg_attach_partition can put it back.
+    It is no longer part of the partitioned table. concurrently: detach without blocking queries on the partitioned
+    table (PostgreSQL 14+; runs outside a transaction; not possible while the table has a default partition); finalize:
+    complete a concurrent detach that was interrupted (PostgreSQL 14+). The result keeps the bounds it had, so that
+    pg_attach_partition can put it back.
     """
     if args.concurrently and args.finalize:
         raise ToolError(ErrorCode.INVALID_INPUT, "concurrently and finalize exclude each other")
@@ -310,7 +321,7 @@ async def detach_partition(ctx: ToolContext, args: DetachPartitionIn) -> dict[st
 
 
 class ListPartitionsIn(TableRef):
-    limit: int = Field(1000, ge=1, le=10_000, description="Most partitions to return (truncated says when cut)")
+    limit: int = Field(1000, ge=1, le=10_000, description=arguments.LIMIT)
 
 
 async def _partitions(ctx: ToolContext, oid: int, limit: int) -> tuple[list[dict[str, Any]], int]:
@@ -323,7 +334,7 @@ async def _partitions(ctx: ToolContext, oid: int, limit: int) -> tuple[list[dict
 
 @tool(group="partitioning", effect=Effect.READ)
 async def list_partitions(ctx: ToolContext, args: ListPartitionsIn) -> dict[str, Any]:
-    """List the partitions of a partitioned table (nested ones too): bounds, kind, row estimate, size."""
+    """List a partitioned table's partitions (nested too): bounds, kind, rows, size."""
     parent = await _parent(ctx, args.schema_name, args.table_name)
     rows, total = await _partitions(ctx, parent["oid"], args.limit)
     return {"table": args.table_name, "schema": args.schema_name, "strategy": parent["strategy"].value,
@@ -331,16 +342,16 @@ async def list_partitions(ctx: ToolContext, args: ListPartitionsIn) -> dict[str,
 
 
 class PartitionInfoIn(ListPartitionsIn):
-    default_row_cap: int = Field(100_000, ge=1, le=10_000_000, description=(
-        "Count the rows of the default partition up to this many (default_rows_capped says when reached)"))
+    default_row_cap: int = Field(100_000, ge=1, le=10_000_000)
 
 
 @tool(group="partitioning", effect=Effect.READ)
 async def partition_info(ctx: ToolContext, args: PartitionInfoIn) -> dict[str, Any]:
-    """A partitioned table in detail: strategy, key, partitions with bounds, row estimates and sizes, and the rows
-    sitting in its default partition (counted, up to defaultRowCap).
+    """A partitioned table in detail: key, partitions, rows in its default partition.
 
-    Rows in the default partition block creating a partition whose bounds cover them: move them out first.
+    Partitions with bounds, row estimates and sizes. The rows of the default partition are counted up to defaultRowCap
+    (default_rows_capped says when reached). Rows in the default partition block creating a partition whose bounds cover
+    them: move them out first.
     """
     parent = await _parent(ctx, args.schema_name, args.table_name)
     rows, total = await _partitions(ctx, parent["oid"], args.limit)

@@ -37,9 +37,9 @@ class CreateExtensionIn(ToolInput):
 
 @tool(group="pgcrypto", effect=Effect.ADMIN)
 async def pgcrypto_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> dict[str, Any]:
-    """Create the pgcrypto extension (hashes, HMAC, PGP encryption, crypt()); says whether it was already there.
+    """Create the pgcrypto extension (hashes, HMAC, PGP encryption, crypt).
 
-    Runs in autocommit so that the extension is usable by the next call.
+    Says whether it was already there. Runs in autocommit so that the extension is usable by the next call.
     """
     ctx.use_autocommit()
     return await create_extension(ctx, "pgcrypto", package="the PostgreSQL contrib package")
@@ -98,18 +98,21 @@ def _encode(value: bytes, encoding: Encoding) -> str:
     return value.hex() if encoding is Encoding.HEX else base64.b64encode(value).decode()
 
 
-ALGORITHM_HELP = f"Hash algorithm: one of {', '.join(ALGORITHMS)} (SHA-256 style names are accepted)"
+ALGORITHM_HELP = f"{', '.join(ALGORITHMS[:-1])} or {ALGORITHMS[-1]}"
 
 
 class HashIn(ToolInput):
-    data: str = Field(max_length=DATA_MAX, description="The text to hash (as UTF-8 bytes)")
+    data: str = Field(max_length=DATA_MAX, description="Text to hash (as UTF-8)")
     algorithm: str = Field("sha256", max_length=20, description=ALGORITHM_HELP)
-    encoding: Encoding = Field(Encoding.HEX, description="How the digest is written: hex or base64")
+    encoding: Encoding = Encoding.HEX
 
 
 @tool(group="pgcrypto", effect=Effect.READ, extensions=PGCRYPTO)
 async def pgcrypto_hash(ctx: ToolContext, args: HashIn) -> dict[str, Any]:
-    """The digest of a text (pgcrypto digest()): md5, sha1, sha224, sha256, sha384 or sha512, in hex or base64."""
+    """The digest of a text (pgcrypto digest()), in hex or base64.
+
+    algorithm also accepts SHA-256 style names (SHA-256, SHA_256).
+    """
     algorithm = _algorithm(args.algorithm)
     fns = await _functions(ctx)
     digest: bytes = await ctx.fetchval(sql.SQL("SELECT {}(%s::bytea, %s)").format(_fn(fns, "digest")),
@@ -118,15 +121,18 @@ async def pgcrypto_hash(ctx: ToolContext, args: HashIn) -> dict[str, Any]:
 
 
 class HmacIn(ToolInput):
-    data: str = Field(max_length=DATA_MAX, description="The text to authenticate (as UTF-8 bytes)")
-    key: str = Field(min_length=1, max_length=10_000, description="The secret key (as UTF-8 bytes)")
+    data: str = Field(max_length=DATA_MAX, description="Text to authenticate (as UTF-8)")
+    key: str = Field(min_length=1, max_length=10_000, description="Secret key (as UTF-8)")
     algorithm: str = Field("sha256", max_length=20, description=ALGORITHM_HELP)
-    encoding: Encoding = Field(Encoding.HEX, description="How the HMAC is written: hex or base64")
+    encoding: Encoding = Encoding.HEX
 
 
 @tool(group="pgcrypto", effect=Effect.READ, extensions=PGCRYPTO)
 async def pgcrypto_hmac(ctx: ToolContext, args: HmacIn) -> dict[str, Any]:
-    """The HMAC of a text under a secret key (pgcrypto hmac()), in hex or base64."""
+    """The HMAC of a text under a secret key (pgcrypto hmac()), in hex or base64.
+
+    algorithm also accepts SHA-256 style names (SHA-256, SHA_256).
+    """
     algorithm = _algorithm(args.algorithm)
     fns = await _functions(ctx)
     mac: bytes = await ctx.fetchval(sql.SQL("SELECT {}(%s::bytea, %s::bytea, %s)").format(_fn(fns, "hmac")),
@@ -134,10 +140,8 @@ async def pgcrypto_hmac(ctx: ToolContext, args: HmacIn) -> dict[str, Any]:
     return {"hmac": _encode(mac, args.encoding), "algorithm": algorithm, "encoding": args.encoding.value}
 
 
+# PGP ciphers every pgcrypto build offers: OpenSSL 3 leaves bf and cast5 out unless its legacy provider is loaded.
 class Cipher(StrEnum):
-    """PGP ciphers every pgcrypto build offers: OpenSSL 3 leaves bf and cast5 out unless its legacy provider
-    is loaded."""
-
     AES128 = "aes128"
     AES192 = "aes192"
     AES256 = "aes256"
@@ -145,17 +149,17 @@ class Cipher(StrEnum):
 
 
 class EncryptIn(ToolInput):
-    data: str = Field(max_length=DATA_MAX, description="The text to encrypt")
-    password: str = Field(min_length=1, max_length=10_000, description="The password to encrypt it with")
-    cipher: Cipher = Field(Cipher.AES256, description="Symmetric cipher (PGP cipher-algo)")
+    data: str = Field(max_length=DATA_MAX, description="Text to encrypt")
+    password: str = Field(min_length=1, max_length=10_000, description="Password to encrypt with")
+    cipher: Cipher = Cipher.AES256
 
 
 @tool(group="pgcrypto", effect=Effect.READ, extensions=PGCRYPTO)
 async def pgcrypto_encrypt(ctx: ToolContext, args: EncryptIn) -> dict[str, Any]:
-    """Encrypt a text with a password (PGP symmetric, pgp_sym_encrypt); returns encrypted as base64.
+    """Encrypt a text with a password (PGP symmetric); returns base64.
 
-    pg_pgcrypto_decrypt with the same password gives the text back. Each call gives a different result
-    (a random session key and salt).
+    pgp_sym_encrypt. The result is `encrypted`; cipher is the PGP cipher-algo. pg_pgcrypto_decrypt with the same
+    password gives the text back. Each call gives a different result (a random session key and salt).
     """
     fns = await _functions(ctx)
     value: bytes = await ctx.fetchval(sql.SQL("SELECT {}(%s::text, %s::text, %s::text)").format(
@@ -164,16 +168,16 @@ async def pgcrypto_encrypt(ctx: ToolContext, args: EncryptIn) -> dict[str, Any]:
 
 
 class DecryptIn(ToolInput):
-    data: str = Field(min_length=1, max_length=4 * DATA_MAX, description="The encrypted value, base64 (as "
-                                                                         "pg_pgcrypto_encrypt returns it)")
-    password: str = Field(min_length=1, max_length=10_000, description="The password it was encrypted with")
+    data: str = Field(min_length=1, max_length=4 * DATA_MAX, description="Encrypted value, base64")
+    password: str = Field(min_length=1, max_length=10_000, description="Password it was encrypted with")
 
 
 @tool(group="pgcrypto", effect=Effect.READ, extensions=PGCRYPTO)
 async def pgcrypto_decrypt(ctx: ToolContext, args: DecryptIn) -> dict[str, Any]:
-    """Decrypt a value from pg_pgcrypto_encrypt (base64) with its password; returns decrypted text.
+    """Decrypt a pg_pgcrypto_encrypt value with its password.
 
-    A wrong password or damaged data is an INVALID_INPUT error.
+    data is the base64 pg_pgcrypto_encrypt returned; the result is `decrypted`. A wrong password or damaged data is an
+    INVALID_INPUT error.
     """
     try:
         data = base64.b64decode(args.data, validate=True)
@@ -196,14 +200,15 @@ async def pgcrypto_decrypt(ctx: ToolContext, args: DecryptIn) -> dict[str, Any]:
 
 
 class GenRandomUuidIn(ToolInput):
-    count: int = Field(1, ge=1, le=1000, description="How many UUIDs to generate")
+    count: int = Field(1, ge=1, le=1000)
 
 
 @tool(group="pgcrypto", effect=Effect.READ)
 async def pgcrypto_gen_random_uuid(ctx: ToolContext, args: GenRandomUuidIn) -> dict[str, Any]:
-    """Random (version 4) UUIDs from the server's secure random source: uuid (the first) and uuids.
+    """Random version 4 UUIDs (gen_random_uuid()).
 
-    gen_random_uuid() is built into PostgreSQL 13 and later, so this tool does not need pgcrypto there.
+    From the server's secure random source. count UUIDs: uuid is the first, uuids all of them. gen_random_uuid() is
+    built into PostgreSQL 13 and later, so this tool does not need pgcrypto there.
     """
     if ctx.server_version < 130000:
         ctx.caps.require_extension("pgcrypto", create_tool="pg_pgcrypto_create_extension")
@@ -213,13 +218,13 @@ async def pgcrypto_gen_random_uuid(ctx: ToolContext, args: GenRandomUuidIn) -> d
 
 
 class GenRandomBytesIn(ToolInput):
-    length: int = Field(16, ge=1, le=1024, description="How many random bytes (1-1024)")
-    encoding: Encoding = Field(Encoding.HEX, description="How the bytes are written: hex or base64")
+    length: int = Field(16, ge=1, le=1024)
+    encoding: Encoding = Encoding.HEX
 
 
 @tool(group="pgcrypto", effect=Effect.READ, extensions=PGCRYPTO)
 async def pgcrypto_gen_random_bytes(ctx: ToolContext, args: GenRandomBytesIn) -> dict[str, Any]:
-    """Cryptographically secure random bytes (gen_random_bytes), in hex or base64."""
+    """Secure random bytes (gen_random_bytes), in hex or base64."""
     fns = await _functions(ctx)
     value: bytes = await ctx.fetchval(sql.SQL("SELECT {}(%s)").format(_fn(fns, "gen_random_bytes")), (args.length,))
     return {"bytes": _encode(value, args.encoding), "length": len(value), "encoding": args.encoding.value}
@@ -233,10 +238,9 @@ class SaltType(StrEnum):
 
 
 class GenSaltIn(ToolInput):
-    type: SaltType = Field(SaltType.BF, description="bf (Blowfish, recommended), md5, xdes or des")
-    iterations: int | None = Field(None, ge=1, le=XDES_ROUNDS[1], description=f"Work factor: bf cost "
-                                   f"{BF_COST[0]}-{BF_COST[1]} (default 6), xdes an odd count 1-{XDES_ROUNDS[1]} "
-                                   "(default 725); md5 and des take none")
+    type: SaltType = SaltType.BF
+    iterations: int | None = Field(None, ge=1, le=XDES_ROUNDS[1], description=(
+        f"bf: {BF_COST[0]}-{BF_COST[1]} (default 6); xdes: odd (default 725)"))
 
 
 def _check_iterations(kind: SaltType, iterations: int | None) -> None:
@@ -254,7 +258,12 @@ def _check_iterations(kind: SaltType, iterations: int | None) -> None:
 
 @tool(group="pgcrypto", effect=Effect.READ, extensions=PGCRYPTO)
 async def pgcrypto_gen_salt(ctx: ToolContext, args: GenSaltIn) -> dict[str, Any]:
-    """A random salt for pg_pgcrypto_crypt (gen_salt): bf, md5, xdes or des, with an optional work factor."""
+    """A random salt for pg_pgcrypto_crypt (gen_salt), with an optional work factor.
+
+    type bf (Blowfish) is the one to use; md5, xdes and des are for old hashes. iterations is the work factor:
+    bf cost 4-14 (default 6; each step doubles the time), xdes an odd count 1-16777215 (default 725); md5 and
+    des take none.
+    """
     _check_iterations(args.type, args.iterations)
     fns = await _functions(ctx)
     if args.iterations is None:
@@ -266,9 +275,9 @@ async def pgcrypto_gen_salt(ctx: ToolContext, args: GenSaltIn) -> dict[str, Any]
 
 
 class CryptIn(ToolInput):
-    password: str = Field(min_length=1, max_length=1000, description="The password to hash")
-    salt: str | None = Field(None, min_length=2, max_length=200, description="A salt from pg_pgcrypto_gen_salt, "
-                             "or a stored hash to check the password against (default: a new bf salt)")
+    password: str = Field(min_length=1, max_length=1000, description="Password to hash or check")
+    salt: str | None = Field(None, min_length=2, max_length=200, description=(
+        "Salt, or a stored hash to check against"))
 
 
 _ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -289,9 +298,11 @@ def _check_salt(salt: str) -> None:
 
 @tool(group="pgcrypto", effect=Effect.READ, extensions=PGCRYPTO)
 async def pgcrypto_crypt(ctx: ToolContext, args: CryptIn) -> dict[str, Any]:
-    """A crypt() password hash; with a stored hash as salt, matches says whether the password is the right one.
+    """A crypt() password hash; with a stored hash as salt, says if the password matches.
 
-    Store the hash; to check a password later call this with salt set to the stored hash.
+    salt: one from pg_pgcrypto_gen_salt, or a stored hash (default: a new bf salt); with a stored hash, matches says
+    whether the password is the right one. Store the hash; to check a password later call this with salt set to the
+    stored hash.
     """
     if args.salt is not None:
         _check_salt(args.salt)

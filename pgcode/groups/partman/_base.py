@@ -10,6 +10,7 @@ import psycopg
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext, savepoint
 from pgcode.core.registry import ToolInput
 from pgcode.db.queries import load_query
@@ -63,10 +64,8 @@ class ParentIn(TableRef):
 
 
 class OptionalParentIn(ToolInput):
-    table: str | None = Field(None, min_length=1, max_length=2 * IDENT_MAX + 1,
-                              description="Parent table (`schema.table` accepted); default: every partition set")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX,
-                                description="Schema of the parent table (default: public)")
+    table: str | None = Field(None, min_length=1, max_length=2 * IDENT_MAX + 1)
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA)
 
     def parent(self) -> str | None:
         if self.table is None:

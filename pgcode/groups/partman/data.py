@@ -26,13 +26,17 @@ from pgcode.types import Effect
 
 
 class CheckDefaultIn(OptionalParentIn):
-    exact: bool = Field(True, description="Count every row (true) or only say whether there is any (false, cheap)")
-    limit: int = Field(1000, ge=1, le=100_000, description="Most partition sets to check")
+    exact: bool = True
+    limit: int = Field(1000, ge=1, le=100_000)
 
 
 @tool(group="partman", effect=Effect.READ, extensions=PARTMAN)
 async def partman_check_default(ctx: ToolContext, args: CheckDefaultIn) -> dict[str, Any]:
-    """Rows in the default partition of one pg_partman set (or of every set): rows there belong in a child."""
+    """Rows in the default partition of one pg_partman set (or of every set).
+
+    Rows there belong in a child partition (pg_partman_partition_data moves them). exact: count every row
+    (true) or only say whether there is any (false, cheap); limit: most partition sets to check.
+    """
     pm = await partman(ctx)
     out = []
     for cfg in await configs(ctx, pm, args.parent(), args.limit):
@@ -44,13 +48,14 @@ async def partman_check_default(ctx: ToolContext, args: CheckDefaultIn) -> dict[
 
 
 class PartitionDataIn(ParentIn):
-    batches: int = Field(1000, ge=1, le=1_000_000,
-                         description="Most batches to move, one partition interval each (the rest stays in default)")
+    batches: int = Field(1000, ge=1, le=1_000_000)
 
 
 @tool(group="partman", effect=Effect.ADMIN, extensions=PARTMAN)
 async def partman_partition_data(ctx: ToolContext, args: PartitionDataIn) -> dict[str, Any]:
-    """Move rows from the default partition into child partitions, creating the children they need.
+    """Move rows from the default partition into child partitions, creating them.
+
+    batches: most batches to move, one partition interval each (the rest stays in the default).
 
     Uses partition_data_time or partition_data_id in this call's one transaction (partition_data_proc commits
     per batch, so it cannot run inside a transaction block); a big move holds its locks until the end.

@@ -36,13 +36,15 @@ _KEYWORDS = {"yearly": "1 year", "quarterly": "3 months", "monthly": "1 month", 
 
 
 class CreateExtensionIn(ToolInput):
-    schema_: str = Field("partman", alias="schema", min_length=1, max_length=IDENT_MAX,
-                         description="Schema to install pg_partman into (created if missing)")
+    schema_: str = Field("partman", alias="schema", min_length=1, max_length=IDENT_MAX)
 
 
 @tool(group="partman", effect=Effect.ADMIN)
 async def partman_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> dict[str, Any]:
-    """Create the pg_partman extension in its own schema (partman by default); says whether it was already there."""
+    """Create the pg_partman extension in its own schema (partman by default).
+
+    Says whether it was already there; the schema is created if missing.
+    """
     ctx.use_autocommit()
     existing = await ctx.fetchval("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
                                   "ON n.oid = e.extnamespace WHERE e.extname = 'pg_partman'")
@@ -51,25 +53,28 @@ async def partman_create_extension(ctx: ToolContext, args: CreateExtensionIn) ->
 
 
 class CreateParentIn(TableRef):
-    control: str = Field(min_length=1, max_length=IDENT_MAX,
-                         description="Partition key column: a time or integer column, the table's RANGE key")
-    interval: str = Field(min_length=1, max_length=100,
-                          description="Width of each partition: an interval for time ('1 day', '1 month'; the 4.x "
-                                      "words daily, weekly, monthly, ... are accepted too) or an integer for ids")
-    premake: int = Field(4, ge=1, le=1000, description="Partitions to keep made ahead of the current one")
-    start_partition: str | None = Field(None, min_length=1, max_length=100,
-                                        description="First partition's start (time or id); default: premake "
-                                                    "partitions before the current one")
-    automatic_maintenance: bool = Field(True, description="Include this set in run_maintenance() without a table")
+    control: str = Field(min_length=1, max_length=IDENT_MAX, description="RANGE key column (time or integer)")
+    interval: str = Field(min_length=1, max_length=100, description="'1 day', '1 month', or an integer for ids")
+    premake: int = Field(4, ge=1, le=1000)
+    start_partition: str | None = Field(None, min_length=1, max_length=100)
+    automatic_maintenance: bool = True
 
 
 @tool(group="partman", effect=Effect.ADMIN, extensions=PARTMAN, aliases=("createPartitionConfig",))
 async def partman_create_parent(ctx: ToolContext, args: CreateParentIn) -> dict[str, Any]:
-    """Put a RANGE-partitioned table under pg_partman: creates its child partitions, default and config.
+    """Put a RANGE-partitioned table under pg_partman (creates partitions and config).
+
+    Creates its child partitions, its default partition and its configuration.
 
     The table must already be declared PARTITION BY RANGE (control). Works with pg_partman 4.x
     (p_type => 'native') and 5.x (p_type => 'range', interval values only); `api` says which call was made.
     pg.partman.createPartitionConfig is this tool.
+
+    Arguments: control: the partition key column, a time or integer column, the table's RANGE key; interval:
+    the width of each partition, an interval for time ('1 day', '1 month'; the 4.x words daily, weekly,
+    monthly, ... are accepted too) or an integer for ids; premake: partitions to keep made ahead of the current
+    one; startPartition: the first partition's start (time or id; default: premake partitions before the
+    current one); automaticMaintenance: include this set in run_maintenance() without a table.
     """
     pm = await partman(ctx)
     parent = parent_name(args)
@@ -123,15 +128,16 @@ async def _check_partitioned(ctx: ToolContext, args: CreateParentIn, parent: str
 
 
 class RunMaintenanceIn(OptionalParentIn):
-    analyze: bool = Field(False, description="ANALYZE the parent after maintenance (can be slow on big sets)")
+    analyze: bool = False
 
 
 @tool(group="partman", effect=Effect.ADMIN, extensions=PARTMAN)
 async def partman_run_maintenance(ctx: ToolContext, args: RunMaintenanceIn) -> dict[str, Any]:
-    """Run pg_partman maintenance for one partition set (or every set with automatic maintenance).
+    """Run pg_partman maintenance for one partition set, or every set.
 
-    Makes the premade partitions that are due and applies retention (drops or detaches old partitions);
-    returns the partitions created and removed.
+    Without table: every set with automatic maintenance. Makes the premade partitions that are due and applies
+    retention (drops or detaches old partitions); returns the partitions created and removed. analyze: ANALYZE
+    the parent afterwards (can be slow on big sets).
     """
     pm = await partman(ctx)
     parent = args.parent()
@@ -148,16 +154,19 @@ async def partman_run_maintenance(ctx: ToolContext, args: RunMaintenanceIn) -> d
 
 
 class SetRetentionIn(TableRef):
-    retention: str | None = Field(description="Keep partitions newer than this: an interval for time sets ('30 "
-                                              "days'), an integer for id sets; null removes the retention policy")
-    keep_table: bool = Field(True, description="Detach expired partitions and keep them as tables (true) or drop "
-                                               "them (false)")
-    keep_index: bool = Field(True, description="Keep the indexes of detached partitions")
+    retention: str | None = Field(description="'30 days' or an id count; null removes it")
+    keep_table: bool = True
+    keep_index: bool = True
 
 
 @tool(group="partman", effect=Effect.ADMIN, extensions=PARTMAN)
 async def partman_set_retention(ctx: ToolContext, args: SetRetentionIn) -> dict[str, Any]:
-    """Set (or remove) a partition set's retention policy; the next maintenance run applies it."""
+    """Set or remove a partition set's retention (applied by the next maintenance).
+
+    retention: keep partitions newer than this, an interval for time sets ('30 days'), an integer for id sets;
+    null removes the policy. keepTable: detach expired partitions and keep them as tables (true) or drop them
+    (false); keepIndex: keep the indexes of detached partitions.
+    """
     pm = await partman(ctx)
     parent = parent_name(args)
     before = await config(ctx, pm, parent)
@@ -175,20 +184,19 @@ async def partman_set_retention(ctx: ToolContext, args: SetRetentionIn) -> dict[
 
 
 class UndoPartitionIn(TableRef):
-    target_table: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1,
-                              description="Regular table that receives every row (`schema.table`; default schema: "
-                                          "the parent's)")
-    create_target: bool = Field(True, description="Create the target table (LIKE the parent) if it does not exist")
-    keep_table: bool = Field(True, description="Keep the emptied child partitions as detached tables (true) or "
-                                               "drop them (false)")
-    batches: int = Field(10_000, ge=1, le=1_000_000, description="Most partitions to undo in this call")
+    target_table: str = Field(min_length=1, max_length=2 * IDENT_MAX + 1, description="Table to receive every row")
+    create_target: bool = True
+    keep_table: bool = True
+    batches: int = Field(10_000, ge=1, le=1_000_000)
 
 
 @tool(group="partman", effect=Effect.DESTRUCTIVE, extensions=PARTMAN)
 async def partman_undo_partition(ctx: ToolContext, args: UndoPartitionIn) -> dict[str, Any]:
-    """Undo a partition set: move every row from its partitions into a regular target table, remove the config.
+    """Undo a partition set: move every row into a regular table, remove its config.
 
-    The parent stays, empty, as a partitioned table without children.
+    targetTable: `schema.table` accepted (default schema: the parent's); createTarget: create it (LIKE the parent) if it
+    does not exist; keepTable: keep the emptied child partitions as detached tables (true) or drop them (false);
+    batches: most partitions to undo in this call. The parent stays, empty, as a partitioned table without children.
     """
     pm = await partman(ctx)
     parent = parent_name(args)

@@ -10,6 +10,7 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import tool
 from pgcode.groups.partman._base import (
@@ -37,13 +38,16 @@ class Order(StrEnum):
 
 
 class ShowPartitionsIn(ParentIn):
-    order: Order = Field(Order.ASC, description="Oldest (asc) or newest (desc) first")
-    limit: int = Field(1000, ge=1, le=100_000, description="Most partitions to return (truncated says when cut)")
+    order: Order = Order.ASC
+    limit: int = Field(1000, ge=1, le=100_000, description=arguments.LIMIT)
 
 
 @tool(group="partman", effect=Effect.READ, extensions=PARTMAN)
 async def partman_show_partitions(ctx: ToolContext, args: ShowPartitionsIn) -> dict[str, Any]:
-    """The child partitions of a pg_partman set with their bounds and estimated rows, and its default partition."""
+    """A pg_partman set's child partitions (bounds, row estimates) and default partition.
+
+    order: oldest (asc) or newest (desc) first.
+    """
     pm = await partman(ctx)
     parent = parent_name(args)
     await config(ctx, pm, parent)
@@ -53,7 +57,7 @@ async def partman_show_partitions(ctx: ToolContext, args: ShowPartitionsIn) -> d
 
 
 class ShowConfigIn(OptionalParentIn):
-    limit: int = Field(1000, ge=1, le=100_000, description="Most partition sets to return (truncated says when cut)")
+    limit: int = Field(1000, ge=1, le=100_000, description=arguments.LIMIT)
 
 
 @tool(group="partman", effect=Effect.READ, extensions=PARTMAN)
@@ -66,12 +70,12 @@ async def partman_show_config(ctx: ToolContext, args: ShowConfigIn) -> dict[str,
 
 
 class HealthIn(OptionalParentIn):
-    limit: int = Field(100, ge=1, le=10_000, description="Most partition sets to check (truncated says when cut)")
+    limit: int = Field(100, ge=1, le=10_000, description=arguments.LIMIT)
 
 
 @tool(group="partman", effect=Effect.READ, extensions=PARTMAN)
 async def partman_analyze_partition_health(ctx: ToolContext, args: HealthIn) -> dict[str, Any]:
-    """Health of pg_partman sets: missing premade partitions, gaps, rows in the default, retention not applied.
+    """Health of pg_partman sets: missing premade partitions, gaps, default rows, retention.
 
     Future partitions are counted from now() (time) or from the largest id in the table (id); fewer than
     premake means maintenance is not keeping up. Partitions older than the retention that still exist mean

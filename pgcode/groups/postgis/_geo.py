@@ -16,6 +16,7 @@ from psycopg import sql
 from pydantic import Field, StringConstraints
 from shapely.validation import explain_validity
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, require_table
@@ -26,17 +27,12 @@ MAX_COORDINATES = 100_000
 # A geometry as WKT (`POINT(2.35 48.86)`, EWKT `SRID=3857;POINT(...)` too), GeoJSON (an object or its text),
 # or a point as {"lat": .., "lon": ..}.
 GeoValue = Annotated[str, StringConstraints(min_length=1, max_length=2_000_000)] | dict[str, Any]
-GEO_HELP = ("WKT (e.g. 'POINT(2.3522 48.8566)', EWKT 'SRID=3857;POINT(..)'), GeoJSON (object or text), "
-            "or a point {lat, lon}")
-SridField = Field(None, ge=1, le=998_999, description="SRID of the input geometry (default: the EWKT SRID=n; prefix, "
-                                                       "else 4326, which GeoJSON and {lat, lon} always are)")
-ColumnField = Field(None, min_length=1, max_length=IDENT_MAX,
-                    description="Geometry or geography column (default: the table's only one)")
-ColumnsField = Field(None, max_length=100, description="Columns to return with each row (default: every column that "
-                                                        "is not a geometry or geography)")
-WhereField = Field(None, max_length=10_000, description="Extra row filter, a SQL condition such as kind = 'park'")
-UseGeographyField = Field(None, description="Measure on the spheroid in metres (true) or in the SRID's units "
-                                            "(false); default: the column's own type (geography: metres)")
+GEO_HELP = "WKT, EWKT, GeoJSON or {lat, lon}"
+SridField = Field(None, ge=1, le=998_999)
+ColumnField = Field(None, min_length=1, max_length=IDENT_MAX)
+ColumnsField = Field(None, max_length=100)
+WhereField = Field(None, max_length=10_000, description=arguments.WHERE)
+UseGeographyField = Field(None)
 _EWKT = re.compile(r"^\s*SRID=(\d+)\s*;\s*(.*)$", re.IGNORECASE | re.DOTALL)
 
 

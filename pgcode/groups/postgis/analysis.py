@@ -8,6 +8,7 @@ from typing import Any
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.queries import SYSTEM_SCHEMAS, load_query
@@ -28,17 +29,17 @@ from pgcode.types import Effect
 
 class GeoIndexOptimizeIn(ToolInput):
     schema_: str | None = Field(None, alias="schema", min_length=1, max_length=IDENT_MAX,
-                                description="Only this schema (default: every non-system schema)")
-    min_rows: int = Field(10_000, ge=0, description="Tables with at least this many rows count as big: a geometry "
-                                                    "column there without a spatial index is reported")
-    limit: int = Field(500, ge=1, le=10_000, description="Most columns and most indexes to list")
+                                description=arguments.SCHEMA_FILTER)
+    min_rows: int = Field(10_000, ge=0)
+    limit: int = Field(500, ge=1, le=10_000)
 
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS)
 async def geo_index_optimize(ctx: ToolContext, args: GeoIndexOptimizeIn) -> dict[str, Any]:
-    """Spatial indexes with size and use (idx_scan), and advice: missing, unused, invalid or duplicate ones.
+    """Spatial indexes with size and use, and which are missing, unused, invalid or duplicate.
 
-    Missing means a geometry or geography column of a table with at least minRows rows and no spatial index.
+    Every non-system schema unless schema is given; limit: most columns and most indexes to list. Use is
+    idx_scan. Missing means a geometry or geography column of a table with at least minRows rows and no spatial index.
     Scan counts are since the statistics were last reset; a table's rows are the larger of the planner's
     estimate and the live-row count.
     """
@@ -89,25 +90,30 @@ class ClusterMethod(StrEnum):
 
 class GeoClusterIn(TableRef):
     column: str | None = ColumnField
-    method: ClusterMethod = Field(ClusterMethod.DBSCAN, description="dbscan (density: eps and minPoints) or kmeans "
-                                                                    "(k clusters)")
-    eps: float | None = Field(None, gt=0, le=1e8, description="DBSCAN: neighbour distance, in the units of the "
-                                                              "column's SRID (degrees for 4326 and geography)")
-    min_points: int = Field(2, ge=1, le=10_000, description="DBSCAN: neighbours (itself included) a core point needs")
-    k: int | None = Field(None, ge=1, le=1_000, description="K-means: number of clusters")
-    max_rows: int = Field(10_000, ge=1, le=100_000, description="Refuse to cluster more geometries than this")
+    method: ClusterMethod = ClusterMethod.DBSCAN
+    eps: float | None = Field(None, gt=0, le=1e8, description="DBSCAN distance, in the SRID's units")
+    min_points: int = Field(2, ge=1, le=10_000)
+    k: int | None = Field(None, ge=1, le=1_000)
+    max_rows: int = Field(10_000, ge=1, le=100_000)
     columns: list[str] | None = ColumnsField
     where: str | None = WhereField
-    include_geometry: bool = Field(True, description="Return each row's geometry as GeoJSON")
-    limit: int = Field(1_000, ge=1, le=100_000, description="Most rows to return (the clusters cover every row)")
+    include_geometry: bool = True
+    limit: int = Field(1_000, ge=1, le=100_000)
 
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS)
 async def geo_cluster(ctx: ToolContext, args: GeoClusterIn) -> dict[str, Any]:
-    """Clusters a table's geometries with DBSCAN or K-means: each row's cluster, each cluster's size and centroid.
+    """Cluster a table's geometries with DBSCAN or K-means: each row's cluster, clusters' size and centroid.
 
-    DBSCAN leaves outliers without a cluster (`cluster: null`, counted in `noise`). At most maxRows
-    geometries are clustered; larger inputs are refused, so narrow them with `where`.
+    method: dbscan (density: eps, the neighbour distance in the units of the column's
+    SRID, degrees for 4326 and geography, and minPoints, the neighbours a core point needs, itself included) or
+    kmeans (k clusters). includeGeometry returns each row's geometry as GeoJSON; limit: most rows to return
+    (the clusters cover every row).
+
+    column: the geometry or geography column (default: the table's only one); columns: the columns returned with each
+    row (default: every column that is not a geometry or geography). DBSCAN leaves outliers without a cluster (`cluster:
+    null`, counted in `noise`). At most maxRows geometries are clustered; larger inputs are refused, so narrow them with
+    `where`.
     """
     if args.method is ClusterMethod.DBSCAN and args.eps is None:
         raise ToolError(ErrorCode.INVALID_INPUT, "dbscan needs eps (the neighbour distance)")

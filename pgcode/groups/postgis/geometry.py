@@ -32,16 +32,17 @@ def _wkb(geo: Geo, name: str, params: dict[str, Any]) -> sql.Composed:
 
 
 class GeocodeIn(ToolInput):
-    lat: float = Field(ge=-90, le=90, description="Latitude in degrees, -90 to 90")
-    lon: float = Field(ge=-180, le=180, description="Longitude in degrees, -180 to 180")
-    srid: int = Field(WGS84, ge=1, le=998_999, description="SRID of the point returned (4326: lon/lat as given)")
+    lat: float = Field(ge=-90, le=90, description="Latitude in degrees")
+    lon: float = Field(ge=-180, le=180, description="Longitude in degrees")
+    srid: int = Field(WGS84, ge=1, le=998_999)
 
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS)
 async def geocode(ctx: ToolContext, args: GeocodeIn) -> dict[str, Any]:
-    """A point built from latitude/longitude (it does not look addresses up), as GeoJSON, WKT and EWKT.
+    """A point from latitude/longitude as GeoJSON, WKT and EWKT (no address lookup).
 
-    No geocoding service is called: it only turns coordinates into a point, optionally in another SRID.
+    It does not look addresses up. srid: the SRID of the point returned (4326: lon/lat as given). No geocoding
+    service is called: it only turns coordinates into a point, optionally in another SRID.
     """
     target = await srid_info(ctx, args.srid)
     row = await ctx.fetchone(
@@ -55,21 +56,27 @@ async def geocode(ctx: ToolContext, args: GeocodeIn) -> dict[str, Any]:
 
 
 class MeasureKind(ToolInput):
-    use_geography: bool = Field(False, description="Measure on the WGS 84 spheroid in metres (true) or planar in "
-                                                   "the geometry's SRID units (false, the default)")
+    use_geography: bool = False
 
 
 class GeometryBufferIn(MeasureKind):
-    geometry: GeoValue = Field(description=f"The geometry: {GEO_HELP}")
+    geometry: GeoValue = Field(description=GEO_HELP)
     srid: int | None = SridField
-    distance: float = Field(ge=-1e8, le=1e8, description="Buffer distance (metres with useGeography, else the "
-                                                         "SRID's units); negative shrinks polygons")
-    segments: int = Field(8, ge=1, le=100, description="Segments per quarter circle")
+    distance: float = Field(ge=-1e8, le=1e8, description="Metres with useGeography, else SRID units")
+    segments: int = Field(8, ge=1, le=100)
 
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS)
 async def geometry_buffer(ctx: ToolContext, args: GeometryBufferIn) -> dict[str, Any]:
-    """A buffer zone around a WKT/GeoJSON geometry, as GeoJSON in the input's SRID, with its area and unit."""
+    """A buffer around a geometry, as GeoJSON in its SRID, with its area and unit.
+
+    distance: negative shrinks polygons; segments: per quarter circle. useGeography: measure on the WGS 84
+    spheroid in metres (true) or planar in the geometry's SRID units (false, the default).
+
+    Geometries are WKT (e.g. 'POINT(2.3522 48.8566)', EWKT 'SRID=3857;POINT(..)'), GeoJSON (object or text), or
+    a point {lat, lon}; srid is the input's SRID (default: the EWKT SRID=n; prefix, else 4326, which GeoJSON and
+    {lat, lon} always are).
+    """
     if args.distance == 0:
         raise ToolError(ErrorCode.INVALID_INPUT, "distance must not be 0")
     geo, info = await geometry_param(ctx, args.geometry, args.srid)
@@ -94,17 +101,21 @@ async def geometry_buffer(ctx: ToolContext, args: GeometryBufferIn) -> dict[str,
 
 
 class GeometryIntersectionIn(MeasureKind):
-    geometry1: GeoValue = Field(description=f"First geometry: {GEO_HELP}")
-    geometry2: GeoValue = Field(description=f"Second geometry (transformed to the first's SRID): {GEO_HELP}")
-    srid1: int | None = Field(None, ge=1, le=998_999, description="SRID of geometry1 (default: EWKT prefix, else "
-                                                                  "4326)")
-    srid2: int | None = Field(None, ge=1, le=998_999, description="SRID of geometry2 (default: EWKT prefix, else "
-                                                                  "4326)")
+    geometry1: GeoValue = Field(description=GEO_HELP)
+    geometry2: GeoValue = Field(description=GEO_HELP)
+    srid1: int | None = Field(None, ge=1, le=998_999)
+    srid2: int | None = Field(None, ge=1, le=998_999)
 
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS)
 async def geometry_intersection(ctx: ToolContext, args: GeometryIntersectionIn) -> dict[str, Any]:
-    """The shared part of two WKT/GeoJSON geometries, as GeoJSON in the first one's SRID, with its area and length."""
+    """The shared part of two geometries, as GeoJSON, with its area and length.
+
+    In the first one's SRID: geometry2 is transformed to it. srid1 and srid2 are the SRIDs of the inputs
+    (default: an EWKT SRID=n; prefix, else 4326). useGeography: measure on the WGS 84 spheroid in metres (true)
+    or planar in the SRID's units (false, the default). Geometries are WKT (e.g. 'POINT(2.3522 48.8566)', EWKT
+    'SRID=3857;POINT(..)'), GeoJSON (object or text), or a point {lat, lon}.
+    """
     a, info = await geometry_param(ctx, args.geometry1, args.srid1, "geometry1")
     b, _ = await geometry_param(ctx, args.geometry2, args.srid2, "geometry2")
     params: dict[str, Any] = {}
@@ -124,15 +135,18 @@ async def geometry_intersection(ctx: ToolContext, args: GeometryIntersectionIn) 
 
 
 class GeometryTransformIn(ToolInput):
-    geometry: GeoValue = Field(description=f"The geometry: {GEO_HELP}")
-    from_srid: int | None = Field(None, ge=1, le=998_999, description="SRID the geometry is in (default: EWKT "
-                                                                      "prefix, else 4326)")
-    to_srid: int = Field(ge=1, le=998_999, description="SRID to transform to (e.g. 3857 Web Mercator)")
+    geometry: GeoValue = Field(description=GEO_HELP)
+    from_srid: int | None = Field(None, ge=1, le=998_999)
+    to_srid: int = Field(ge=1, le=998_999, description="Target SRID, e.g. 3857")
 
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS)
 async def geometry_transform(ctx: ToolContext, args: GeometryTransformIn) -> dict[str, Any]:
-    """A WKT/GeoJSON geometry transformed from one SRID to another, as GeoJSON, WKT and EWKT."""
+    """A geometry transformed from one SRID to another, as GeoJSON, WKT and EWKT.
+
+    fromSrid: the SRID the geometry is in (default: an EWKT SRID=n; prefix, else 4326). Geometries are WKT (e.g.
+    'POINT(2.3522 48.8566)', EWKT 'SRID=3857;POINT(..)'), GeoJSON (object or text), or a point {lat, lon}.
+    """
     geo, src = await geometry_param(ctx, args.geometry, args.from_srid)
     dst = await srid_info(ctx, args.to_srid, "toSrid")
     params: dict[str, Any] = {"to": args.to_srid}

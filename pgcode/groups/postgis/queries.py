@@ -8,6 +8,7 @@ import shapely.geometry
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import tool
 from pgcode.db.sqlpolicy import where_fragment
@@ -36,7 +37,7 @@ class TableQueryIn(TableRef):
     column: str | None = ColumnField
     columns: list[str] | None = ColumnsField
     where: str | None = WhereField
-    limit: int = Field(100, ge=1, le=10_000, description="Most rows to return")
+    limit: int = Field(100, ge=1, le=10_000, description=arguments.LIMIT)
 
 
 def _where(args: TableQueryIn, condition: sql.Composable) -> sql.Composable:
@@ -46,16 +47,24 @@ def _where(args: TableQueryIn, condition: sql.Composable) -> sql.Composable:
 
 
 class PointInPolygonIn(TableQueryIn):
-    point: GeoValue = Field(description=f"The point: {GEO_HELP}")
+    point: GeoValue = Field(description=GEO_HELP)
     srid: int | None = SridField
-    include_geometry: bool = Field(False, description="Return each containing polygon as GeoJSON too")
+    include_geometry: bool = False
 
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS)
 async def point_in_polygon(ctx: ToolContext, args: PointInPolygonIn) -> dict[str, Any]:
-    """Whether a point lies in any polygon of a table, and the rows of the polygons that contain it.
+    """Whether a point lies in any polygon of a table, with the rows that contain it.
 
-    A point on a polygon's boundary counts as inside (ST_Covers).
+    includeGeometry returns each containing polygon as GeoJSON too.
+
+    Geometries are WKT (e.g. 'POINT(2.3522 48.8566)', EWKT 'SRID=3857;POINT(..)'), GeoJSON (object or text), or
+    a point {lat, lon}; srid is the input's SRID (default: the EWKT SRID=n; prefix, else 4326, which GeoJSON and
+    {lat, lon} always are).
+
+    column: the geometry or geography column (default: the table's only one); columns: the columns returned with each
+    row (default: every column that is not a geometry or geography). A point on a polygon's boundary counts as inside
+    (ST_Covers).
     """
     geo, _ = await geometry_param(ctx, args.point, args.srid, "point")
     if geo.kind != "Point":
@@ -74,20 +83,30 @@ async def point_in_polygon(ctx: ToolContext, args: PointInPolygonIn) -> dict[str
 
 
 class DistanceIn(TableQueryIn):
-    point: GeoValue = Field(description=f"The point (or any geometry) to measure from: {GEO_HELP}")
+    point: GeoValue = Field(description=GEO_HELP)
     srid: int | None = SridField
-    max_distance: float | None = Field(None, gt=0, description="Only rows within this distance (in the unit the "
-                                                                "result names: metres when measuring geography)")
+    max_distance: float | None = Field(None, gt=0)
     use_geography: bool | None = UseGeographyField
-    include_geometry: bool = Field(True, description="Return each row's geometry as GeoJSON")
+    include_geometry: bool = True
 
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS, aliases=("stDistance",))
 async def distance(ctx: ToolContext, args: DistanceIn) -> dict[str, Any]:
-    """Rows nearest to a point, closest first, each with its distance and the unit it is in.
+    """Rows nearest to a point, closest first, each with its distance and its unit.
 
-    Geography columns (or useGeography: true) measure in metres on the WGS 84 spheroid; geometry columns in
-    the units of their SRID (degrees for 4326). `unit` and `measure` in the result say which.
+    point: the point (or any geometry) to measure from. maxDistance: only rows within this distance (in the unit the
+    result names: metres when measuring geography). includeGeometry returns each row's geometry as GeoJSON.
+    useGeography: measure on the spheroid in metres (true) or in the SRID's units (false); default: the column's own
+    type (geography: metres).
+
+    Geometries are WKT (e.g. 'POINT(2.3522 48.8566)', EWKT 'SRID=3857;POINT(..)'), GeoJSON (object or text), or
+    a point {lat, lon}; srid is the input's SRID (default: the EWKT SRID=n; prefix, else 4326, which GeoJSON and
+    {lat, lon} always are).
+
+    column: the geometry or geography column (default: the table's only one); columns: the columns returned with each
+    row (default: every column that is not a geometry or geography). Geography columns (or useGeography: true) measure
+    in metres on the WGS 84 spheroid; geometry columns in the units of their SRID (degrees for 4326). `unit` and
+    `measure` in the result say which.
     """
     geo, _ = await geometry_param(ctx, args.point, args.srid, "point")
     tg = await table_geo(ctx, args.schema_name, args.table_name, args.column)
@@ -112,19 +131,24 @@ async def distance(ctx: ToolContext, args: DistanceIn) -> dict[str, Any]:
 
 
 class BufferIn(TableQueryIn):
-    distance: float = Field(ge=-1e8, le=1e8, description="Buffer distance (metres when measuring geography, else "
-                                                         "the SRID's units); negative shrinks polygons")
+    distance: float = Field(ge=-1e8, le=1e8, description="Metres for geography, else SRID units")
     use_geography: bool | None = UseGeographyField
-    segments: int = Field(8, ge=1, le=100, description="Segments per quarter circle")
-    include_geometry: bool = Field(False, description="Return each row's original geometry as GeoJSON too")
+    segments: int = Field(8, ge=1, le=100)
+    include_geometry: bool = False
 
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS, aliases=("stBuffer",))
 async def buffer(ctx: ToolContext, args: BufferIn) -> dict[str, Any]:
-    """Each row's geometry grown (or shrunk) by a distance, as GeoJSON, with the buffer's area.
+    """Each row's geometry grown (or shrunk) by a distance, as GeoJSON, with its area.
 
-    Geography columns (or useGeography: true) buffer in metres and give areas in square metres; geometry
-    columns use their SRID's units. `unit` and `measure` in the result say which.
+    distance: negative shrinks polygons; segments: per quarter circle; includeGeometry returns each row's original
+    geometry as GeoJSON too. useGeography: measure on the spheroid in metres (true) or in the SRID's units (false);
+    default: the column's own type (geography: metres).
+
+    column: the geometry or geography column (default: the table's only one); columns: the columns returned with each
+    row (default: every column that is not a geometry or geography). Geography columns (or useGeography: true) buffer in
+    metres and give areas in square metres; geometry columns use their SRID's units. `unit` and `measure` in the result
+    say which.
     """
     if args.distance == 0:
         raise ToolError(ErrorCode.INVALID_INPUT, "distance must not be 0")
@@ -144,15 +168,26 @@ async def buffer(ctx: ToolContext, args: BufferIn) -> dict[str, Any]:
 
 
 class IntersectionIn(TableQueryIn):
-    geometry: GeoValue = Field(description=f"The geometry to test against: {GEO_HELP}")
+    geometry: GeoValue = Field(description=GEO_HELP)
     srid: int | None = SridField
-    include_geometry: bool = Field(True, description="Return each row's geometry as GeoJSON")
-    include_intersection: bool = Field(False, description="Also return the shared part as `intersection` GeoJSON")
+    include_geometry: bool = True
+    include_intersection: bool = False
 
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS)
 async def intersection(ctx: ToolContext, args: IntersectionIn) -> dict[str, Any]:
-    """Rows whose geometry intersects a given geometry (touching counts), optionally with the shared part."""
+    """Rows whose geometry intersects a given geometry (touching counts).
+
+    includeGeometry returns each row's geometry as GeoJSON; includeIntersection also the shared part as
+    `intersection`.
+
+    Geometries are WKT (e.g. 'POINT(2.3522 48.8566)', EWKT 'SRID=3857;POINT(..)'), GeoJSON (object or text), or
+    a point {lat, lon}; srid is the input's SRID (default: the EWKT SRID=n; prefix, else 4326, which GeoJSON and
+    {lat, lon} always are).
+
+    column: the geometry or geography column (default: the table's only one); columns: the columns returned with
+    each row (default: every column that is not a geometry or geography).
+    """
     geo, _ = await geometry_param(ctx, args.geometry, args.srid)
     tg = await table_geo(ctx, args.schema_name, args.table_name, args.column)
     m = await measure(ctx, tg.geo, None)
@@ -172,18 +207,26 @@ async def intersection(ctx: ToolContext, args: IntersectionIn) -> dict[str, Any]
 
 
 class BoundingBoxIn(TableQueryIn):
-    xmin: float = Field(description="West edge: minimum longitude (or x in a projected srid)")
-    ymin: float = Field(description="South edge: minimum latitude (or y)")
-    xmax: float = Field(description="East edge: maximum longitude (or x)")
-    ymax: float = Field(description="North edge: maximum latitude (or y)")
-    srid: int = Field(4326, ge=1, le=998_999, description="SRID of the box coordinates (4326: lon/lat)")
-    contained: bool = Field(False, description="Only geometries entirely inside the box (default: any that touch it)")
-    include_geometry: bool = Field(True, description="Return each row's geometry as GeoJSON")
+    xmin: float = Field(description="West edge (longitude or x)")
+    ymin: float = Field(description="South edge (latitude or y)")
+    xmax: float = Field(description="East edge")
+    ymax: float = Field(description="North edge")
+    srid: int = Field(4326, ge=1, le=998_999)
+    contained: bool = False
+    include_geometry: bool = True
 
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS)
 async def bounding_box(ctx: ToolContext, args: BoundingBoxIn) -> dict[str, Any]:
-    """Rows whose geometry lies in (or touches) a rectangle given by its west/south/east/north edges."""
+    """Rows whose geometry lies in or touches a box given by its edges.
+
+    xmin, ymin, xmax, ymax: the west, south, east and north edges, in srid (4326: lon/lat; x and y in a
+    projected SRID). contained: only geometries entirely inside the box (default: any that touch it).
+    includeGeometry returns each row's geometry as GeoJSON.
+
+    column: the geometry or geography column (default: the table's only one); columns: the columns returned with
+    each row (default: every column that is not a geometry or geography).
+    """
     if not (args.xmin < args.xmax and args.ymin < args.ymax):
         raise ToolError(ErrorCode.INVALID_INPUT, "the box needs xmin < xmax and ymin < ymax")
     box = shapely.geometry.mapping(shapely.geometry.box(args.xmin, args.ymin, args.xmax, args.ymax))
@@ -204,14 +247,19 @@ async def bounding_box(ctx: ToolContext, args: BoundingBoxIn) -> dict[str, Any]:
 
 
 class GeoTransformIn(TableQueryIn):
-    to_srid: int = Field(ge=1, le=998_999, description="SRID to transform to (e.g. 3857 Web Mercator)")
-    from_srid: int | None = Field(None, ge=1, le=998_999, description="SRID the column's coordinates are in "
-                                                                      "(needed only for a column without an SRID)")
+    to_srid: int = Field(ge=1, le=998_999, description="Target SRID, e.g. 3857")
+    from_srid: int | None = Field(None, ge=1, le=998_999)
 
 
 @tool(group="postgis", effect=Effect.READ, extensions=POSTGIS)
 async def geo_transform(ctx: ToolContext, args: GeoTransformIn) -> dict[str, Any]:
-    """A table's geometries transformed to another SRID, as GeoJSON in the new coordinates; the table is unchanged."""
+    """A table's geometries in another SRID, as GeoJSON (the table is unchanged).
+
+    fromSrid: the SRID the column's coordinates are in (needed only for a column without an SRID).
+
+    column: the geometry or geography column (default: the table's only one); columns: the columns returned with
+    each row (default: every column that is not a geometry or geography).
+    """
     tg = await table_geo(ctx, args.schema_name, args.table_name, args.column)
     source = tg.geo.srid or args.from_srid
     if source is None:

@@ -19,15 +19,15 @@ from pgcode.types import Effect
 
 
 class CreateExtensionIn(ToolInput):
-    schema_: str | None = Field(None, alias="schema", min_length=1, max_length=IDENT_MAX,
-                                description="Schema to create it in (default: the first of the search_path)")
+    schema_: str | None = Field(None, alias="schema", min_length=1, max_length=IDENT_MAX)
 
 
 @tool(group="postgis", effect=Effect.ADMIN)
 async def postgis_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> dict[str, Any]:
-    """Create the PostGIS extension (geometry, geography, spatial functions); says whether it was already there.
+    """Create the PostGIS extension (geometry, geography and spatial functions).
 
-    Runs in autocommit so that the extension is usable by the next call.
+    Says whether it was already there. schema: where to create it (default: the first of the search_path). Runs in
+    autocommit so that the extension is usable by the next call.
     """
     ctx.use_autocommit()
     out = await create_extension(ctx, "postgis", package="the server package (e.g. postgresql-15-postgis-3)",
@@ -52,18 +52,22 @@ class ColumnKind(StrEnum):
 
 
 class GeometryColumnIn(TableRef):
-    column: str = Field(min_length=1, max_length=IDENT_MAX, description="Name of the new column")
-    geometry_type: GeometryType = Field(GeometryType.GEOMETRY, description="Geometry type the column accepts")
-    srid: int = Field(WGS84, ge=1, le=998_999, description="SRID of the column (4326: WGS 84 lon/lat)")
-    kind: ColumnKind = Field(ColumnKind.GEOMETRY, description="geometry (planar, SRID units) or geography "
-                                                              "(spheroid, metres; lon/lat SRIDs only)")
-    z: bool = Field(False, description="Store a Z coordinate too (e.g. POINTZ)")
-    if_not_exists: bool = Field(False, description="Do nothing if the column already exists")
+    column: str = Field(min_length=1, max_length=IDENT_MAX, description="New column")
+    geometry_type: GeometryType = GeometryType.GEOMETRY
+    srid: int = Field(WGS84, ge=1, le=998_999)
+    kind: ColumnKind = ColumnKind.GEOMETRY
+    z: bool = False
+    if_not_exists: bool = False
 
 
 @tool(group="postgis", effect=Effect.ADMIN, extensions=POSTGIS)
 async def geometry_column(ctx: ToolContext, args: GeometryColumnIn) -> dict[str, Any]:
-    """Add a geometry or geography column of a given type and SRID to a table (ALTER TABLE ... ADD COLUMN)."""
+    """Add a geometry or geography column of a given type and SRID to a table.
+
+    ALTER TABLE ... ADD COLUMN. srid 4326 is WGS 84 lon/lat. kind: geometry (planar, SRID units) or geography
+    (spheroid, metres; lon/lat SRIDs only). z stores a Z coordinate too (e.g. POINTZ); ifNotExists does nothing
+    when the column exists.
+    """
     schema, table = args.schema_name, args.table_name
     await require_table(ctx, schema, table)
     info = await srid_info(ctx, args.srid)
@@ -91,15 +95,19 @@ async def geometry_column(ctx: ToolContext, args: GeometryColumnIn) -> dict[str,
 
 class SpatialIndexIn(TableRef):
     column: str | None = ColumnField
-    name: str | None = Field(None, min_length=1, max_length=IDENT_MAX,
-                             description="Index name (default: <table>_<column>_gist)")
-    concurrently: bool = Field(False, description="Build without blocking writes (runs outside a transaction)")
-    if_not_exists: bool = Field(False, description="Do nothing if an index with this name exists")
+    name: str | None = Field(None, min_length=1, max_length=IDENT_MAX)
+    concurrently: bool = False
+    if_not_exists: bool = False
 
 
 @tool(group="postgis", effect=Effect.ADMIN, extensions=POSTGIS)
 async def spatial_index(ctx: ToolContext, args: SpatialIndexIn) -> dict[str, Any]:
-    """Create a GiST index on a geometry or geography column (optionally CONCURRENTLY); returns its definition."""
+    """Create a GiST index on a geometry or geography column; returns its definition.
+
+    column defaults to the table's only geometry or geography column; name to <table>_<column>_gist.
+    concurrently builds without blocking writes, outside a transaction; ifNotExists does nothing when an index of
+    that name exists.
+    """
     if args.concurrently:
         ctx.use_autocommit()
     tg = await table_geo(ctx, args.schema_name, args.table_name, args.column)

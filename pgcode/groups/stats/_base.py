@@ -19,15 +19,13 @@ from pgcode.groups._tabular import (
 
 
 class ColumnIn(TableRef):
-    column: str = column_field("The column to analyze")
+    column: str = column_field("Column to analyze")
     where: str | None = where_field()
 
 
 class WindowIn(TableRef):
-    order_by: OrderBy = Field(min_length=1, max_length=16, description=(
-        "Columns that order the rows: [{column, direction: asc|desc, nulls: first|last}] or column names"))
-    partition_by: list[ColumnName] | None = Field(None, max_length=16, description=(
-        "Columns whose values split the rows into groups; the window restarts in each group"))
+    order_by: OrderBy = Field(min_length=1, max_length=16, description="Column names or {column, direction, nulls}")
+    partition_by: list[ColumnName] | None = Field(None, max_length=16)
     return_columns: list[ColumnName] | None = return_columns_field()
     where: str | None = where_field()
     limit: int = limit_field(100)

@@ -28,9 +28,10 @@ from pgcode.types import Effect
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_descriptive(ctx: ToolContext, args: ColumnIn) -> dict[str, Any]:
-    """Count, NULLs, sum, min, max, range, mean, median, standard deviation and variance of a numeric column.
+    """Count, NULLs, sum, min, max, mean, median, stddev and variance of a numeric column.
 
-    stddev and variance are the sample versions (n-1); stddevPop and variancePop divide by n.
+    Also the range (max - min). stddev and variance are the sample versions (n-1); stddevPop and variancePop divide by
+    n.
     """
     table = await table_info(ctx, args)
     c = table.numeric(args.column).of()
@@ -52,9 +53,8 @@ class PercentileMethod(StrEnum):
 
 class PercentilesIn(ColumnIn):
     percentiles: list[float] = Field([0.25, 0.5, 0.75], min_length=1, max_length=100, description=(
-        "Fractions between 0 and 1, e.g. [0.25, 0.5, 0.75] for the quartiles, [0.9, 0.99]"))
-    method: PercentileMethod = Field(PercentileMethod.CONTINUOUS, description=(
-        "continuous (percentile_cont, interpolated) or discrete (percentile_disc, always a value of the column)"))
+        "Fractions 0-1, e.g. [0.9, 0.99]"))
+    method: PercentileMethod = PercentileMethod.CONTINUOUS
 
     @model_validator(mode="after")
     def _fractions(self) -> Self:
@@ -65,7 +65,11 @@ class PercentilesIn(ColumnIn):
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_percentiles(ctx: ToolContext, args: PercentilesIn) -> dict[str, Any]:
-    """Percentiles of a numeric column (quartiles by default), continuous (interpolated) or discrete."""
+    """Percentiles of a numeric column (quartiles by default).
+
+    percentiles are fractions between 0 and 1 ([0.25, 0.5, 0.75] the quartiles, [0.9, 0.99]). method:
+    continuous (percentile_cont, interpolated) or discrete (percentile_disc, always a value of the column).
+    """
     table = await table_info(ctx, args)
     c = table.numeric(args.column).of()
     agg = (sql.SQL("percentile_cont(%(p)s::float8[]) WITHIN GROUP (ORDER BY {}::float8)")
@@ -94,9 +98,10 @@ def _strength(r: float | None) -> str | None:
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_correlation(ctx: ToolContext, args: CorrelationIn) -> dict[str, Any]:
-    """Pearson correlation coefficient of two numeric columns, with r², covariance and the pairs counted.
+    """Pearson correlation of two numeric columns, with r² and covariance.
 
-    Rows where either value is NULL are left out. strength: |r| < 0.1 none, < 0.3 weak, < 0.7 moderate, else strong.
+    Also the pairs counted. Rows where either value is NULL are left out. strength: |r| < 0.1 none, < 0.3 weak, < 0.7
+    moderate, else strong.
     """
     table = await table_info(ctx, args)
     x, y = table.numeric(args.column1).of(), table.numeric(args.column2).of()
@@ -111,14 +116,17 @@ async def stats_correlation(ctx: ToolContext, args: CorrelationIn) -> dict[str, 
 
 
 class RegressionIn(TableRef):
-    x_column: str = column_field("Independent (x) numeric column")
-    y_column: str = column_field("Dependent (y) numeric column")
+    x_column: str = column_field("x (independent) column")
+    y_column: str = column_field("y (dependent) column")
     where: str | None = where_field()
 
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_regression(ctx: ToolContext, args: RegressionIn) -> dict[str, Any]:
-    """Least-squares line y = slope·x + intercept between two numeric columns, with r² and the pairs used."""
+    """Least-squares line y = slope·x + intercept of two numeric columns, with r².
+
+    Also the correlation and the number of pairs used.
+    """
     table = await table_info(ctx, args)
     x, y = table.numeric(args.x_column).of(), table.numeric(args.y_column).of()
     row = await ctx.fetchone(sql.SQL(
@@ -158,16 +166,13 @@ _AGG_SQL = {a: sql.SQL(a.value) for a in Aggregation}
 
 
 class TimeSeriesIn(TableRef):
-    time_column: str = column_field("The date or timestamp column")
-    value_column: str | None = column_field("A numeric column to aggregate per bucket (default: rows only)", None)
-    aggregation: Aggregation = Field(Aggregation.AVG, description="How valueColumn is aggregated per bucket")
-    unit: TimeUnit | None = Field(None, description=(
-        "Calendar buckets (date_trunc): second ... year (default day when interval is not given)"))
-    interval: str | None = Field(None, max_length=100, description=(
-        "Fixed-size buckets instead of unit, e.g. '15 minutes', '6 hours', '7 days' (date_bin, PostgreSQL 14+)"))
-    origin: str | None = Field(None, max_length=100, description=(
-        "With interval: a timestamp the buckets are aligned to (default 2000-01-01 00:00)"))
-    fill_gaps: bool = Field(False, description="Also return empty buckets between the first and the last")
+    time_column: str = column_field("Date or timestamp column")
+    value_column: str | None = column_field("Numeric column to aggregate", None)
+    aggregation: Aggregation = Aggregation.AVG
+    unit: TimeUnit | None = None
+    interval: str | None = Field(None, max_length=100, description="Fixed bucket width, e.g. '15 minutes'")
+    origin: str | None = Field(None, max_length=100)
+    fill_gaps: bool = False
     where: str | None = where_field()
     limit: int = limit_field(1000)
 
@@ -201,10 +206,14 @@ async def _bucket(ctx: ToolContext, args: TimeSeriesIn, time: Column) -> tuple[s
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_time_series(ctx: ToolContext, args: TimeSeriesIn) -> dict[str, Any]:
-    """Rows per time bucket (and an aggregate of a value column), oldest first, empty buckets filled on request.
+    """Rows (or an aggregate of a column) per time bucket, oldest first.
 
-    Buckets are calendar units (date_trunc; timestamptz in the session time zone) or fixed intervals (date_bin,
-    PostgreSQL 14+). count is the rows in the bucket; value is NULL for an empty bucket.
+    unit: calendar buckets (date_trunc), second ... year (default day when interval is not given); interval: fixed-size
+    buckets instead, e.g. '15 minutes', '6 hours', '7 days' (date_bin, PostgreSQL 14+), aligned to origin (default
+    2000-01-01 00:00). valueColumn: a numeric column aggregated per bucket by aggregation (default: rows only). fillGaps
+    also returns the empty buckets between the first and the last. Buckets are calendar units (date_trunc; timestamptz
+    in the session time zone) or fixed intervals (date_bin, PostgreSQL 14+). count is the rows in the bucket; value is
+    NULL for an empty bucket.
     """
     table = await table_info(ctx, args)
     time = table.temporal(args.time_column)
@@ -233,16 +242,16 @@ async def stats_time_series(ctx: ToolContext, args: TimeSeriesIn) -> dict[str, A
 
 
 class DistributionIn(ColumnIn):
-    buckets: int = Field(10, ge=1, le=1000, description="Number of equal-width histogram buckets")
+    buckets: int = Field(10, ge=1, le=1000)
 
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_distribution(ctx: ToolContext, args: DistributionIn) -> dict[str, Any]:
-    """Histogram of a numeric column (equal-width buckets) with mean, stddev, skewness and excess kurtosis.
+    """Histogram of a numeric column with mean, stddev, skewness and excess kurtosis.
 
-    Each bucket holds lower <= value < upper; the last also holds the maximum. skewness and kurtosis are the
-    population moment estimates (g1 = m3/m2^1.5, g2 = m4/m2^2 - 3, as scipy.stats with bias=True); NULL when
-    all values are equal. Values are compared as double precision.
+    buckets equal-width buckets; each holds lower <= value < upper; the last also holds the maximum. skewness and
+    kurtosis are the population moment estimates (g1 = m3/m2^1.5, g2 = m4/m2^2 - 3, as scipy.stats with bias=True); NULL
+    when all values are equal. Values are compared as double precision.
     """
     table = await table_info(ctx, args)
     c = table.numeric(args.column).of()

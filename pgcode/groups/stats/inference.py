@@ -39,21 +39,24 @@ class Alternative(StrEnum):
 
 
 class HypothesisIn(ColumnIn):
-    hypothesized_mean: float = Field(allow_inf_nan=False, description="The mean under the null hypothesis")
-    test: TestKind = Field(TestKind.T, description="t (Student's t, unknown variance) or z (normal)")
-    population_stddev: float | None = Field(None, gt=0, allow_inf_nan=False, description=(
-        "z test: the known population standard deviation (default: the sample's, fair only for large samples)"))
-    alternative: Alternative = Field(Alternative.TWO_SIDED, description=(
-        "two-sided (mean differs), greater (mean is larger) or less (mean is smaller)"))
-    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level")
+    hypothesized_mean: float = Field(allow_inf_nan=False, description="Mean under the null hypothesis")
+    test: TestKind = TestKind.T
+    population_stddev: float | None = Field(None, gt=0, allow_inf_nan=False)
+    alternative: Alternative = Alternative.TWO_SIDED
+    alpha: float = Field(0.05, gt=0, lt=1)
 
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_hypothesis(ctx: ToolContext, args: HypothesisIn) -> dict[str, Any]:
-    """One-sample t or z test of a numeric column's mean against a value: statistic, p-value, verdict at alpha.
+    """One-sample t or z test of a column's mean: statistic, p-value, verdict at alpha.
 
     The statistic (mean - μ0) / (s / √n) is computed in the database; the p-value from Student's t with n-1
     degrees of freedom (regularized incomplete beta) or the standard normal distribution (erfc).
+
+    Arguments: hypothesizedMean: the mean under the null hypothesis (μ0); test: t (Student's t, unknown
+    variance) or z (normal); populationStddev (z test only): the known population standard deviation (default:
+    the sample's, fair only for large samples); alternative: two-sided (mean differs), greater (mean is
+    larger) or less (mean is smaller); alpha: the significance level.
     """
     if args.population_stddev is not None and args.test is TestKind.T:
         raise ToolError(ErrorCode.INVALID_INPUT, "populationStddev is for the z test; a t test estimates it")
@@ -102,23 +105,25 @@ _ENTROPY = random.SystemRandom()
 
 
 class SamplingIn(TableRef):
-    method: SampleMethod = Field(SampleMethod.RANDOM, description=(
-        "random (ORDER BY random(): exactly `size` rows, reads the whole table), bernoulli (TABLESAMPLE BERNOULLI: "
-        "each row with probability percent) or system (TABLESAMPLE SYSTEM: whole pages, fastest)"))
-    size: int = Field(100, ge=1, le=10_000, description="Most rows to return")
-    percent: float = Field(10.0, gt=0, le=100, description="bernoulli/system: percentage of the table to sample")
-    seed: int | None = Field(None, ge=-_SEED_SCALE, le=_SEED_SCALE - 1, description=(
-        "Same seed, same sample (on unchanged data); default: different every time"))
+    method: SampleMethod = SampleMethod.RANDOM
+    size: int = Field(100, ge=1, le=10_000)
+    percent: float = Field(10.0, gt=0, le=100)
+    seed: int | None = Field(None, ge=-_SEED_SCALE, le=_SEED_SCALE - 1)
     return_columns: list[ColumnName] | None = return_columns_field()
     where: str | None = where_field()
 
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_sampling(ctx: ToolContext, args: SamplingIn) -> dict[str, Any]:
-    """A random sample of rows, with the sampling method stated; repeatable with a seed.
+    """A random sample of rows (at most size), repeatable with a seed.
 
     With bernoulli/system, when the sample holds more than `size` rows, `size` of them are chosen at random
     and truncated says so. The where condition applies after sampling.
+
+    method: random (ORDER BY random(): exactly `size` rows, reads the whole table), bernoulli (TABLESAMPLE
+    BERNOULLI: each row with probability percent/100) or system (TABLESAMPLE SYSTEM: whole pages, fastest,
+    clustered). percent: the share of the table bernoulli and system sample. seed: the same seed gives the same
+    sample on unchanged data; without it the sample differs every time. The result states the method.
     """
     table = await table_info(ctx, args)
     cols = select_list(args.return_columns, table)

@@ -36,17 +36,19 @@ class OutlierMethod(StrEnum):
 
 
 class OutliersIn(ColumnIn):
-    method: OutlierMethod = Field(OutlierMethod.IQR, description=(
-        "iqr (outside Q1 - k·IQR .. Q3 + k·IQR; robust) or zscore (more than k sample standard deviations "
-        "from the mean)"))
-    threshold: float | None = Field(None, gt=0, le=100, description="k: 1.5 for iqr, 3 for zscore by default")
+    method: OutlierMethod = OutlierMethod.IQR
+    threshold: float | None = Field(None, gt=0, le=100)
     return_columns: list[ColumnName] | None = return_columns_field()
     limit: int = limit_field(100)
 
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_outliers(ctx: ToolContext, args: OutliersIn) -> dict[str, Any]:
-    """Rows whose numeric value is an outlier (IQR fences or z-score), most extreme first, with the bounds used."""
+    """Rows whose numeric value is an outlier (IQR or z-score), most extreme first.
+
+    The result states the bounds used. method: iqr (outside Q1 - k·IQR .. Q3 + k·IQR; robust) or zscore (more
+    than k sample standard deviations from the mean); threshold is k (default 1.5 for iqr, 3 for zscore).
+    """
     table = await table_info(ctx, args)
     c = table.numeric(args.column).of()
     iqr = args.method is OutlierMethod.IQR
@@ -86,12 +88,11 @@ async def stats_outliers(ctx: ToolContext, args: OutliersIn) -> dict[str, Any]:
 
 
 class TopNIn(TableRef):
-    column: str = column_field("The column that ranks the rows")
-    direction: Direction = Field(Direction.DESC, description="desc: largest first (top); asc: smallest first")
-    n: int = Field(10, ge=1, le=10_000, description="How many rows (per partition, with partitionBy)")
-    partition_by: list[ColumnName] | None = Field(None, max_length=16, description=(
-        "Columns whose values form groups: the top n of each group"))
-    with_ties: bool = Field(False, description="Also return rows tied with the last one (may exceed n)")
+    column: str = column_field("Column that ranks the rows")
+    direction: Direction = Direction.DESC
+    n: int = Field(10, ge=1, le=10_000)
+    partition_by: list[ColumnName] | None = Field(None, max_length=16)
+    with_ties: bool = False
     return_columns: list[ColumnName] | None = return_columns_field()
     where: str | None = where_field()
     limit: int = limit_field(1000)
@@ -99,7 +100,10 @@ class TopNIn(TableRef):
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_top_n(ctx: ToolContext, args: TopNIn) -> dict[str, Any]:
-    """The top N rows by a column (largest first unless asc), optionally per group, with their rank.
+    """The top n rows by a column, optionally per group, with their rank.
+
+    direction desc (default): largest first; asc: smallest first. partitionBy: columns whose values form
+    groups, and then n rows per group. withTies also returns rows tied with the last one (may exceed n).
 
     Rows where the column is NULL are left out.
     """
@@ -136,14 +140,17 @@ class DistinctSort(StrEnum):
 
 
 class DistinctIn(ColumnIn):
-    sort: DistinctSort = Field(DistinctSort.VALUE, description="Order by the value or by how often it occurs")
-    direction: Direction = Field(Direction.ASC, description="Sort direction")
+    sort: DistinctSort = DistinctSort.VALUE
+    direction: Direction = Direction.ASC
     limit: int = limit_field(100)
 
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_distinct(ctx: ToolContext, args: DistinctIn) -> dict[str, Any]:
-    """Distinct values of a column with how many rows hold each (NULL included), and the number of distinct values."""
+    """Distinct values of a column with how many rows hold each (NULL included).
+
+    Also the number of distinct values. sort: by the value or by how often it occurs.
+    """
     table = await table_info(ctx, args)
     c = _groupable(table.column(args.column))
     direction = DIRECTION_SQL[args.direction]
@@ -168,7 +175,10 @@ class FrequencyIn(ColumnIn):
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_frequency(ctx: ToolContext, args: FrequencyIn) -> dict[str, Any]:
-    """How often each value of a column occurs, most frequent first, with percent and cumulative percent."""
+    """How often each value of a column occurs, most frequent first, with percents.
+
+    Each value with its count, percent and cumulative percent.
+    """
     table = await table_info(ctx, args)
     c = _groupable(table.column(args.column))
     query = sql.SQL(
@@ -187,8 +197,7 @@ async def stats_frequency(ctx: ToolContext, args: FrequencyIn) -> dict[str, Any]
 
 
 class SummaryIn(TableRef):
-    columns: list[ColumnName] | None = Field(None, min_length=1, max_length=100, description=(
-        "Numeric columns to summarize (default: every numeric column)"))
+    columns: list[ColumnName] | None = Field(None, min_length=1, max_length=100)
     where: str | None = where_field()
 
 
@@ -198,7 +207,10 @@ _SUMMARY = (("count", "count({})"), ("nulls", "count(*) - count({})"), ("mean", 
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_summary(ctx: ToolContext, args: SummaryIn) -> dict[str, Any]:
-    """Count, NULLs, mean, min, max, sample stddev and sum of several numeric columns in one pass."""
+    """Count, NULLs, mean, min, max, stddev, sum of several numeric columns.
+
+    In one pass; stddev is the sample one. columns: the numeric columns to summarize (default: every numeric column).
+    """
     table = await table_info(ctx, args)
     cols = ([table.numeric(n) for n in args.columns] if args.columns
             else [c for c in table.columns.values() if c.base in NUMERIC_TYPES])

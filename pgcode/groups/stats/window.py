@@ -28,7 +28,10 @@ async def _window(ctx: ToolContext, args: WindowIn, table: Table, *computed: tup
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_row_number(ctx: ToolContext, args: WindowIn) -> dict[str, Any]:
-    """Rows numbered 1, 2, 3 ... in the given order (restarting in each partition), as column row_number."""
+    """Rows numbered 1, 2, 3 ... in the given order, as column row_number.
+
+    partitionBy: columns whose values split the rows into groups; the numbering restarts in each group.
+    """
     table = await table_info(ctx, args)
     return await _window(ctx, args, table, ("row_number", sql.SQL("row_number() OVER w")))
 
@@ -44,13 +47,16 @@ _RANK_SQL = {RankMethod.RANK: sql.SQL("rank() OVER w"), RankMethod.DENSE_RANK: s
 
 
 class RankIn(WindowIn):
-    method: RankMethod = Field(RankMethod.RANK, description=(
-        "rank (ties share a rank, then a gap: 1,1,3), dense_rank (no gap: 1,1,2) or percent_rank (0 to 1)"))
+    method: RankMethod = RankMethod.RANK
 
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_rank(ctx: ToolContext, args: RankIn) -> dict[str, Any]:
-    """Rows with their rank in the given order (rank, dense_rank or percent_rank), as column rank."""
+    """Rows with their rank (rank, dense_rank or percent_rank) in the given order.
+
+    As column rank. method: rank (ties share a rank, then a gap: 1,1,3), dense_rank (no gap: 1,1,2) or percent_rank (0
+    to 1). partitionBy: columns whose values split the rows into groups; the ranking restarts in each group.
+    """
     table = await table_info(ctx, args)
     out = await _window(ctx, args, table, ("rank", _RANK_SQL[args.method]))
     return {**out, "method": args.method.value}
@@ -62,16 +68,20 @@ class LagLeadMode(StrEnum):
 
 
 class LagLeadIn(WindowIn):
-    column: str = column_field("The column whose earlier or later value is wanted")
-    mode: LagLeadMode = Field(LagLeadMode.LAG, description="lag (a previous row) or lead (a following row)")
-    offset: int = Field(1, ge=1, le=10_000, description="How many rows back (lag) or ahead (lead)")
-    default: str | int | float | bool | None = Field(None, description=(
-        "Value when there is no such row (default NULL); read as the column's type"))
+    column: str = column_field("Column to read from the other row")
+    mode: LagLeadMode = LagLeadMode.LAG
+    offset: int = Field(1, ge=1, le=10_000)
+    default: str | int | float | bool | None = None
 
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_lag_lead(ctx: ToolContext, args: LagLeadIn) -> dict[str, Any]:
-    """Rows with the column's value from `offset` rows before (lag) or after (lead), as column lag or lead."""
+    """Rows with a column's value from `offset` rows before (lag) or after (lead).
+
+    As column lag or lead. mode: lag (a previous row) or lead (a following row); offset: how many rows back or
+    ahead; default: the value when there is no such row (default NULL), read as the column's type.
+    partitionBy: columns whose values split the rows into groups; the window restarts in each group.
+    """
     table = await table_info(ctx, args)
     col = table.column(args.column)
     fn = sql.SQL("lag" if args.mode is LagLeadMode.LAG else "lead")
@@ -87,12 +97,15 @@ async def stats_lag_lead(ctx: ToolContext, args: LagLeadIn) -> dict[str, Any]:
 
 
 class NumericWindowIn(WindowIn):
-    column: str = column_field("The numeric column")
+    column: str = column_field("Numeric column")
 
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_running_total(ctx: ToolContext, args: NumericWindowIn) -> dict[str, Any]:
-    """Rows with the cumulative sum of a numeric column in the given order, as column running_total.
+    """Rows with the running total of a numeric column, as running_total.
+
+    The cumulative sum in the given order. partitionBy: columns whose values split the rows into groups; the sum
+    restarts in each group.
 
     Row by row (ROWS framing): tied rows get successive totals, not a shared one. NULLs add nothing.
     """
@@ -103,12 +116,15 @@ async def stats_running_total(ctx: ToolContext, args: NumericWindowIn) -> dict[s
 
 
 class MovingAvgIn(NumericWindowIn):
-    window_size: int = Field(3, ge=1, le=10_000, description="Rows in each average: this row and the ones before")
+    window_size: int = Field(3, ge=1, le=10_000)
 
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_moving_avg(ctx: ToolContext, args: MovingAvgIn) -> dict[str, Any]:
-    """Rows with the average of the column over this row and the windowSize-1 before it, as column moving_avg.
+    """Rows with the moving average of a column over windowSize rows.
+
+    As column moving_avg. Each average covers this row and the windowSize-1 before it. partitionBy: columns whose values
+    split the rows into groups; the window restarts in each group.
 
     The first rows of each partition average fewer values; window_count says how many non-NULL values went in.
     """
@@ -121,12 +137,16 @@ async def stats_moving_avg(ctx: ToolContext, args: MovingAvgIn) -> dict[str, Any
 
 
 class NtileIn(WindowIn):
-    buckets: int = Field(4, ge=1, le=10_000, description="Number of buckets (4: quartiles, 10: deciles)")
+    buckets: int = Field(4, ge=1, le=10_000)
 
 
 @tool(group="stats", effect=Effect.READ)
 async def stats_ntile(ctx: ToolContext, args: NtileIn) -> dict[str, Any]:
-    """Rows split in order into N buckets as equal as possible (1 = first), as column ntile."""
+    """Rows split in order into `buckets` near-equal groups, as column ntile.
+
+    Groups are as equal as possible, 1 the first. buckets 4 gives quartiles, 10 deciles. partitionBy: columns whose
+    values split the rows into groups; the split restarts in each group.
+    """
     table = await table_info(ctx, args)
     expr = sql.SQL("ntile({}) OVER w").format(sql.Literal(args.buckets))
     out = await _window(ctx, args, table, ("ntile", expr))

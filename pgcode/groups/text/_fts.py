@@ -11,15 +11,14 @@ from pydantic import Field, model_validator
 from pgcode.core.context import ToolContext
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.groups._common import IDENT_MAX, TableRef
-from pgcode.groups._tabular import Column, ColumnName, Table, column_field
+from pgcode.groups._tabular import Column, ColumnName, Table
 
 CONFIG_PARAM = sql.Placeholder("config")
 QUERY_PARAM = sql.Placeholder("query")
 
 
+# How the caller's search text becomes a tsquery.
 class Syntax(StrEnum):
-    """How the caller's search text becomes a tsquery."""
-
     PLAIN = "plain"  # plainto_tsquery: every word must occur (AND)
     WEBSEARCH = "websearch"  # websearch_to_tsquery: "quoted phrases", or, -exclusion
     PHRASE = "phrase"  # phraseto_tsquery: the words in this order, adjacent
@@ -45,14 +44,11 @@ _WEIGHT_SQL = {w: sql.Literal(w.value) for w in Weight}
 
 
 def config_field() -> Any:
-    return Field("english", min_length=1, max_length=2 * IDENT_MAX + 1, pattern=r"^[^\x00]+$",
-                 description="Text search configuration (english, simple, german, ...; schema.name accepted); "
-                             "pg_text_search_config lists them")
+    return Field("english", min_length=1, max_length=2 * IDENT_MAX + 1, pattern=r"^[^\x00]+$")
 
 
 def syntax_field() -> Any:
-    return Field(Syntax.WEBSEARCH, description="How to read the search text: plain (all words), websearch "
-                 '("quoted phrase", or, -word), phrase (adjacent words in order), raw (tsquery: & | ! <-> :*)')
+    return Field(Syntax.WEBSEARCH)
 
 
 def tsquery(syntax: Syntax) -> sql.Composable:
@@ -63,11 +59,10 @@ def tsquery(syntax: Syntax) -> sql.Composable:
 class DocumentIn(TableRef):
     """A document to search: one text or tsvector column, or several text columns searched as one."""
 
-    column: str | None = column_field("The text column to search (or a tsvector column)", None)
+    column: str | None = Field(None, min_length=1, max_length=IDENT_MAX, pattern=r"^[^\x00]+$")
     columns: list[ColumnName] | None = Field(None, min_length=1, max_length=16, description=(
-        "Several text columns searched as one document (their values joined by spaces); use instead of column"))
-    weights: list[Weight] | None = Field(None, description=(
-        "A weight A-D per column, in the order of columns (A ranks highest), e.g. ['A', 'B'] for title, body"))
+        "Several text columns, instead of column"))
+    weights: list[Weight] | None = None
     config: str = config_field()
 
     @model_validator(mode="after")

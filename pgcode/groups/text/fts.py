@@ -36,7 +36,7 @@ from pgcode.types import Effect
 
 
 class SearchIn(DocumentIn):
-    query: str = Field(min_length=1, max_length=10_000, description="What to search for, read as `syntax` says")
+    query: str = Field(min_length=1, max_length=10_000, description="Search text (see syntax)")
     syntax: Syntax = syntax_field()
     return_columns: list[ColumnName] | None = return_columns_field()
     where: str | None = where_field()
@@ -45,9 +45,16 @@ class SearchIn(DocumentIn):
 
 @tool(group="text", effect=Effect.READ)
 async def text_search(ctx: ToolContext, args: SearchIn) -> dict[str, Any]:
-    """Rows whose text matches a full-text query, best first, with their rank (ts_rank) and the parsed query.
+    """Full-text search: matching rows, best first, with their rank.
 
-    Uses a GIN index on the same expression (pg_create_fts_index with the same config and columns) when present.
+    The rank is ts_rank; the result also shows the parsed query. Uses a GIN index on the same expression
+    (pg_create_fts_index with the same config and columns) when present. syntax says how query is read: plain (all
+    words), websearch ("quoted phrase", or, -word), phrase (adjacent words in order), raw (tsquery: & | ! <-> :*).
+
+    The document: column (a text or tsvector column) or columns (several text columns searched as one, their
+    values joined by spaces), with optional weights (A-D per column in the order of columns, A ranking
+    highest, e.g. ['A', 'B'] for title, body). config: the text search configuration (english, simple,
+    german, ...; schema.name accepted; pg_text_search_config lists them).
     """
     table = await table_info(ctx, args)
     config = await resolve_config(ctx, args.config)
@@ -71,20 +78,30 @@ _RANK_SQL = {RankMethod.TS_RANK: sql.SQL("ts_rank"), RankMethod.TS_RANK_CD: sql.
 
 
 class RankIn(SearchIn):
-    method: RankMethod = Field(RankMethod.TS_RANK, description="ts_rank (how often the terms occur) or "
-                               "ts_rank_cd (cover density: how close together they occur)")
-    normalization: int = Field(0, ge=0, le=63, description=(
-        "ts_rank normalization bit mask: 0 none, 1 divide by 1+log(length), 2 by length, 4 by mean harmonic "
-        "distance between extents (ts_rank_cd only), 8 by unique words, 16 by 1+log(unique words), 32 rank/(rank+1)"))
-    rank_weights: list[float] | None = Field(None, min_length=4, max_length=4, description=(
-        "Weights of the labels D, C, B, A (default 0.1, 0.2, 0.4, 1.0)"))
-    matching_only: bool = Field(True, description="Only rows that match the query (false: every row, rank 0 "
-                                "for non-matching)")
+    method: RankMethod = RankMethod.TS_RANK
+    normalization: int = Field(0, ge=0, le=63)
+    rank_weights: list[float] | None = Field(None, min_length=4, max_length=4)
+    matching_only: bool = True
 
 
 @tool(group="text", effect=Effect.READ)
 async def text_rank(ctx: ToolContext, args: RankIn) -> dict[str, Any]:
-    """Relevance of rows to a full-text query (ts_rank or ts_rank_cd, chosen normalization), highest first."""
+    """Rank rows by relevance to a full-text query (ts_rank or ts_rank_cd).
+
+    Highest first.
+
+    method: ts_rank (how often the terms occur) or ts_rank_cd (cover density: how close together they occur).
+    normalization: a bit mask, 0 none, 1 divide by 1+log(length), 2 by length, 4 by mean harmonic distance
+    between extents (ts_rank_cd only), 8 by unique words, 16 by 1+log(unique words), 32 rank/(rank+1).
+    rankWeights: the weights of the labels D, C, B, A (default 0.1, 0.2, 0.4, 1.0). matchingOnly: only rows
+    that match the query (false: every row, rank 0 for the others). syntax says how query is read: plain (all words),
+    websearch ("quoted phrase", or, -word), phrase (adjacent words in order), raw (tsquery: & | ! <-> :*).
+
+    The document: column (a text or tsvector column) or columns (several text columns searched as one, their
+    values joined by spaces), with optional weights (A-D per column in the order of columns, A ranking
+    highest, e.g. ['A', 'B'] for title, body). config: the text search configuration (english, simple,
+    german, ...; schema.name accepted; pg_text_search_config lists them).
+    """
     table = await table_info(ctx, args)
     config = await resolve_config(ctx, args.config)
     doc, q = document(args, table), tsquery(args.syntax)
@@ -109,20 +126,31 @@ def _option(value: str) -> str:
 
 
 class HeadlineIn(SearchIn):
-    start_sel: str = Field("<b>", min_length=1, max_length=100, description="Markup before each match")
-    stop_sel: str = Field("</b>", min_length=1, max_length=100, description="Markup after each match")
-    max_words: int = Field(35, ge=1, le=1000, description="Longest headline, in words")
-    min_words: int = Field(15, ge=0, le=1000, description="Shortest headline, in words (less than maxWords)")
-    short_word: int = Field(3, ge=0, le=100, description="Words this short or shorter are dropped at the "
-                            "start and end of a headline, unless they match")
-    max_fragments: int = Field(0, ge=0, le=100, description="Most fragments (0: one headline, not fragments)")
-    fragment_delimiter: str = Field(" ... ", max_length=100, description="Text between fragments")
-    highlight_all: bool = Field(False, description="Use the whole text as the headline, highlighting matches")
+    start_sel: str = Field("<b>", min_length=1, max_length=100)
+    stop_sel: str = Field("</b>", min_length=1, max_length=100)
+    max_words: int = Field(35, ge=1, le=1000)
+    min_words: int = Field(15, ge=0, le=1000)
+    short_word: int = Field(3, ge=0, le=100)
+    max_fragments: int = Field(0, ge=0, le=100)
+    fragment_delimiter: str = Field(" ... ", max_length=100)
+    highlight_all: bool = False
 
 
 @tool(group="text", effect=Effect.READ, aliases=("highlight",))
 async def text_headline(ctx: ToolContext, args: HeadlineIn) -> dict[str, Any]:
-    """Matching rows with a highlighted snippet of their text (matches wrapped in <b>...</b>), best first."""
+    """Matching rows with a highlighted snippet of their text, best first.
+
+    Matches are wrapped in startSel and stopSel (<b>...</b>). A headline has maxWords words at most and minWords
+    at least (fewer than maxWords); words of shortWord characters or fewer are dropped at its start and end
+    unless they match. maxFragments: most fragments, joined by fragmentDelimiter (0: one headline, not
+    fragments). highlightAll uses the whole text as the headline. syntax says how query is read: plain (all words),
+    websearch ("quoted phrase", or, -word), phrase (adjacent words in order), raw (tsquery: & | ! <-> :*).
+
+    The document: column (a text or tsvector column) or columns (several text columns searched as one, their
+    values joined by spaces), with optional weights (A-D per column in the order of columns, A ranking
+    highest, e.g. ['A', 'B'] for title, body). config: the text search configuration (english, simple,
+    german, ...; schema.name accepted; pg_text_search_config lists them).
+    """
     table = await table_info(ctx, args)
     config = await resolve_config(ctx, args.config)
     doc, q = document(args, table), tsquery(args.syntax)
@@ -141,9 +169,9 @@ async def text_headline(ctx: ToolContext, args: HeadlineIn) -> dict[str, Any]:
 
 
 class CreateFtsIndexIn(DocumentIn):
-    name: str | None = column_field("Index name (default: <table>_<columns>_fts_idx)", None)
-    concurrently: bool = Field(False, description="Build without blocking writes (runs outside a transaction)")
-    if_not_exists: bool = Field(False, description="Do nothing if an index with this name exists")
+    name: str | None = column_field("Index name", None)
+    concurrently: bool = False
+    if_not_exists: bool = False
 
 
 def _index_name(table: str, columns: list[str]) -> str:
@@ -153,7 +181,15 @@ def _index_name(table: str, columns: list[str]) -> str:
 
 @tool(group="text", effect=Effect.ADMIN)
 async def create_fts_index(ctx: ToolContext, args: CreateFtsIndexIn) -> dict[str, Any]:
-    """Create a GIN index on to_tsvector(config, column(s)); returns its name and definition.
+    """Create a GIN full-text index on to_tsvector(config, column(s)).
+
+    Returns its name and definition. name defaults to <table>_<columns>_fts_idx; ifNotExists does nothing when an
+    index of that name exists; concurrently builds without blocking writes, outside a transaction.
+
+    The document: column (a text or tsvector column) or columns (several text columns searched as one, their
+    values joined by spaces), with optional weights (A-D per column in the order of columns, A ranking
+    highest, e.g. ['A', 'B'] for title, body). config: the text search configuration (english, simple,
+    german, ...; schema.name accepted; pg_text_search_config lists them).
 
     The text tools use it when called with the same config, columns and weights. With concurrently the build
     runs outside a transaction and does not block writes; a failed concurrent build leaves an invalid index.

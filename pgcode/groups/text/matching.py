@@ -46,12 +46,10 @@ _TRIGRAM: dict[TrigramMode, tuple[str, str, str, bool]] = {
 
 
 class TrigramIn(TableRef):
-    column: str = column_field("The text column to compare")
-    value: str = Field(min_length=1, max_length=1000, description="The string to find similar values to")
-    mode: TrigramMode = Field(TrigramMode.SIMILARITY, description=(
-        "similarity (whole value), word_similarity (best-matching part of the value) or strict_word_similarity "
-        "(whole words of the value)"))
-    threshold: float = Field(0.3, ge=0, le=1, description="Least similarity (0-1) a row needs to be returned")
+    column: str = column_field("Text column")
+    value: str = Field(min_length=1, max_length=1000, description="String to compare with")
+    mode: TrigramMode = TrigramMode.SIMILARITY
+    threshold: float = Field(0.3, ge=0, le=1)
     return_columns: list[ColumnName] | None = return_columns_field()
     where: str | None = where_field()
     limit: int = limit_field(20)
@@ -59,8 +57,10 @@ class TrigramIn(TableRef):
 
 @tool(group="text", effect=Effect.READ, extensions=("pg_trgm",))
 async def trigram_similarity(ctx: ToolContext, args: TrigramIn) -> dict[str, Any]:
-    """Rows whose column value is similar to a string (pg_trgm trigrams), most similar first, with the score.
+    """Rows similar to a string by pg_trgm trigrams, most similar first.
 
+    Each with its score. mode: similarity (whole value), word_similarity (best-matching part of the value) or
+    strict_word_similarity (whole words of the value); threshold: the least similarity (0-1) a row needs.
     Uses a pg_trgm GIN or GiST index on the column when there is one.
     """
     table = await table_info(ctx, args)
@@ -93,15 +93,12 @@ _MAX_LEN = 255  # fuzzystrmatch refuses longer arguments to levenshtein and meta
 
 
 class FuzzyIn(TableRef):
-    column: str = column_field("The text column to compare")
-    value: str = Field(min_length=1, max_length=_MAX_LEN, description="The string to match")
-    method: FuzzyMethod = Field(FuzzyMethod.LEVENSHTEIN, description=(
-        "levenshtein (edit distance), damerau_levenshtein (edits counting transpositions; only where the server "
-        "has such a function), soundex, metaphone, dmetaphone (double metaphone) or daitch_mokotoff (PG 16+)"))
-    max_distance: int = Field(2, ge=0, le=_MAX_LEN, description="Levenshtein methods: most edits a match may need")
-    min_difference: int = Field(4, ge=0, le=4, description="soundex: least difference() score (0-4; 4 means "
-                                "the same soundex code)")
-    metaphone_length: int = Field(10, ge=1, le=_MAX_LEN, description="metaphone: length of the codes compared")
+    column: str = column_field("Text column")
+    value: str = Field(min_length=1, max_length=_MAX_LEN, description="String to match")
+    method: FuzzyMethod = FuzzyMethod.LEVENSHTEIN
+    max_distance: int = Field(2, ge=0, le=_MAX_LEN)
+    min_difference: int = Field(4, ge=0, le=4)
+    metaphone_length: int = Field(10, ge=1, le=_MAX_LEN)
     return_columns: list[ColumnName] | None = return_columns_field()
     where: str | None = where_field()
     limit: int = limit_field(20)
@@ -166,11 +163,14 @@ async def _fuzzy_terms(ctx: ToolContext, method: FuzzyMethod, schema: str, col: 
 
 @tool(group="text", effect=Effect.READ, extensions=("fuzzystrmatch",))
 async def fuzzy_match(ctx: ToolContext, args: FuzzyIn) -> dict[str, Any]:
-    """Rows whose column value is close to a string by edit distance or sound (fuzzystrmatch), closest first.
+    """Rows close to a string by edit distance or sound (fuzzystrmatch).
 
-    Every row carries `distance` (Levenshtein, NULL past 255 characters); phonetic methods add the row's `code`.
-    damerau_levenshtein works only where a damerau_levenshtein(text, text) function sits beside fuzzystrmatch:
-    no fuzzystrmatch release ships one.
+    Closest first. method: levenshtein (edit distance), damerau_levenshtein (edits counting transpositions), soundex,
+    metaphone, dmetaphone (double metaphone) or daitch_mokotoff (PostgreSQL 16+). maxDistance (Levenshtein methods):
+    most edits a match may need; minDifference (soundex): least difference() score, 0-4, 4 meaning the same soundex
+    code; metaphoneLength (metaphone): length of the codes compared. Every row carries `distance` (Levenshtein, NULL
+    past 255 characters); phonetic methods add the row's `code`. damerau_levenshtein works only where a
+    damerau_levenshtein(text, text) function sits beside fuzzystrmatch: no fuzzystrmatch release ships one.
     """
     table = await table_info(ctx, args)
     col = table.text(args.column)
@@ -186,13 +186,12 @@ async def fuzzy_match(ctx: ToolContext, args: FuzzyIn) -> dict[str, Any]:
 
 
 class PatternIn(TableRef):
-    column: str = column_field("The column to search (non-text columns are searched as text)")
-    pattern: str = Field(min_length=1, max_length=10_000, description="The pattern (sent as a value, never as SQL)")
-    case_insensitive: bool = Field(False, description="Ignore upper/lower case")
-    negate: bool = Field(False, description="Return the rows that do NOT match")
+    column: str = column_field("Column (read as text)")
+    pattern: str = Field(min_length=1, max_length=10_000, description="POSIX regular expression")
+    case_insensitive: bool = False
+    negate: bool = False
     return_columns: list[ColumnName] | None = return_columns_field()
-    order_by: OrderBy | None = Field(None, max_length=16, description=(
-        "Columns that order the rows: [{column, direction: asc|desc}] or column names (default: unordered)"))
+    order_by: OrderBy | None = Field(None, max_length=16, description="Column names or {column, direction}")
     where: str | None = where_field()
     limit: int = limit_field(100)
 
@@ -211,13 +210,17 @@ async def _pattern_search(ctx: ToolContext, args: PatternIn, operators: tuple[st
 
 
 class RegexpIn(PatternIn):
-    captures: bool = Field(False, description="Add `match`: the captured groups (or the whole match) of "
-                           "the first match in each row (not with negate)")
+    captures: bool = False
 
 
 @tool(group="text", effect=Effect.READ)
 async def regexp_match(ctx: ToolContext, args: RegexpIn) -> dict[str, Any]:
-    """Rows whose column matches a POSIX regular expression, optionally with the captured groups."""
+    """Rows whose column matches a POSIX regular expression, optionally with captures.
+
+    The captured groups come in `match` with captures. The pattern is sent as a value, never as SQL. negate returns the
+    rows that do not match; orderBy (default: unordered). captures adds `match`: the captured groups (or the whole
+    match) of the first match in each row (not with negate).
+    """
     extra: sql.Composable | None = None
     if args.captures and not args.negate:
         extra = sql.SQL(", regexp_match({}::text, %(pattern)s, {}) AS match").format(
@@ -226,11 +229,14 @@ async def regexp_match(ctx: ToolContext, args: RegexpIn) -> dict[str, Any]:
 
 
 class LikeIn(PatternIn):
-    pattern: str = Field(min_length=1, max_length=10_000, description=(
-        "LIKE pattern: % any run of characters, _ one character, \\ escapes them (sent as a value, never as SQL)"))
+    pattern: str = Field(min_length=1, max_length=10_000, description="LIKE pattern: % any run, _ one character")
 
 
 @tool(group="text", effect=Effect.READ)
 async def like_search(ctx: ToolContext, args: LikeIn) -> dict[str, Any]:
-    """Rows whose column matches a LIKE pattern (% and _ wildcards), or ILIKE when case-insensitive."""
+    """Rows whose column matches a LIKE (or ILIKE) pattern.
+
+    ILIKE when caseInsensitive. In the pattern % matches any run of characters, _ one character, and \\ escapes them; it
+    is sent as a value, never as SQL. negate returns the rows that do not match; orderBy (default: unordered).
+    """
     return await _pattern_search(ctx, args, ("LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE"))

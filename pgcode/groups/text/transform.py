@@ -20,8 +20,7 @@ _MAX_TEXT = 1_000_000
 
 
 class TextsIn(ToolInput):
-    text: str | list[str] = Field(max_length=_MAX_TEXT, description=(
-        "A text, or a list of up to 1000 texts (each result then comes in the same order)"))
+    text: str | list[str] = Field(max_length=_MAX_TEXT, description="A text or a list of texts")
 
     @property
     def texts(self) -> list[str]:
@@ -35,14 +34,15 @@ class TextsIn(ToolInput):
 
 
 class NormalizeIn(TextsIn):
-    lowercase: bool = Field(False, description="Also lower-case the result")
+    lowercase: bool = False
 
 
 @tool(group="text", effect=Effect.READ, extensions=("unaccent",))
 async def text_normalize(ctx: ToolContext, args: NormalizeIn) -> dict[str, Any] | list[dict[str, Any]]:
-    """Text with accents and diacritics removed (unaccent: é→e, ß→ss), optionally lower-cased.
+    """Text with accents removed (unaccent: é→e, ß→ss), optionally lower-cased.
 
-    Needs the unaccent extension installed in this database; the tool never creates it.
+    Accents and diacritics go. A list of up to 1000 texts gives the results in the same order. Needs the unaccent
+    extension installed in this database; the tool never creates it.
     """
     schema = await extension_schema(ctx, "unaccent")
     result = sql.SQL("{}(u.t)").format(sql.Identifier(schema, "unaccent"))
@@ -56,12 +56,13 @@ async def text_normalize(ctx: ToolContext, args: NormalizeIn) -> dict[str, Any] 
 
 @tool(group="text", effect=Effect.READ)
 async def text_sentiment(ctx: ToolContext, args: TextsIn) -> dict[str, Any]:
-    """Sentiment of English text by a small built-in word list (lexicon scorer): score, label, matched words.
+    """Sentiment of English text by a small word list: score, label, matched words.
 
-    Not a trained model: each known word has a weight from -3 to +3 (about 140 words), a negator (not, no,
-    never, ...n't) flips the words among the next three of its clause, and the score is their sum; the label
-    is positive above 0, negative below, neutral at 0; comparative is score per word. Sarcasm, context,
-    intensifiers and other languages are not understood.
+    A lexicon scorer with a built-in word list; a list of up to 1000 texts gives the results in the same order.
+    Not a trained model: each known word has a weight from -3 to +3 (about 140 words), a negator (not, no, never,
+    ...n't) flips the words among the next three of its clause, and the score is their sum; the label is positive
+    above 0, negative below, neutral at 0; comparative is score per word. Sarcasm, context, intensifiers and other
+    languages are not understood.
     """
     results = [_lexicon.score(t) for t in args.texts]
     if isinstance(args.text, str):
@@ -74,13 +75,17 @@ async def text_sentiment(ctx: ToolContext, args: TextsIn) -> dict[str, Any]:
 
 
 class ToVectorIn(ToolInput):
-    text: str = Field(max_length=_MAX_TEXT, description="The text to convert")
+    text: str = Field(max_length=_MAX_TEXT, description="Text to convert")
     config: str = config_field()
 
 
 @tool(group="text", effect=Effect.READ)
 async def text_to_vector(ctx: ToolContext, args: ToVectorIn) -> dict[str, Any]:
-    """The tsvector of a text (normalized lexemes with positions), as text and as a lexeme list."""
+    """The tsvector of a text: normalized lexemes with positions.
+
+    As text and as a lexeme list. config: the text search configuration (english, simple, german, ...;
+    pg_text_search_config lists them).
+    """
     config = await resolve_config(ctx, args.config)
     params = {"config": config, "text": args.text}
     vector = sql.SQL("to_tsvector(%(config)s::regconfig, %(text)s)")
@@ -90,16 +95,20 @@ async def text_to_vector(ctx: ToolContext, args: ToVectorIn) -> dict[str, Any]:
 
 
 class ToQueryIn(ToolInput):
-    text: str = Field(max_length=10_000, description="The search text")
+    text: str = Field(max_length=10_000, description="Search text")
     config: str = config_field()
     syntax: Syntax = syntax_field()
-    document: str | None = Field(None, max_length=_MAX_TEXT, description="Optional text to test the query "
-                                 "against (matches says whether it matches)")
+    document: str | None = Field(None, max_length=_MAX_TEXT, description="Text to test the query against")
 
 
 @tool(group="text", effect=Effect.READ)
 async def text_to_query(ctx: ToolContext, args: ToQueryIn) -> dict[str, Any]:
-    """The tsquery a search text becomes (plain, websearch, phrase or raw syntax), and whether a text matches it."""
+    """The tsquery a search text becomes, and whether a document matches it.
+
+    config: the text search configuration (english, simple, german, ...; pg_text_search_config lists them); syntax says
+    how text is read: plain (all words), websearch ("quoted phrase", or, -word), phrase (adjacent words in order), raw
+    (tsquery: & | ! <-> :*). document: optional text to test the query against (matches says whether it matches).
+    """
     config = await resolve_config(ctx, args.config)
     params = {"config": config, "query": args.text, "document": args.document}
     q = tsquery(args.syntax)
@@ -116,13 +125,15 @@ async def text_to_query(ctx: ToolContext, args: ToQueryIn) -> dict[str, Any]:
 
 
 class SearchConfigIn(ToolInput):
-    name: str | None = Field(None, max_length=2 * IDENT_MAX + 1, pattern=r"^[^\x00]+$", description=(
-        "Show this configuration with its token-to-dictionary mappings (default: list them all)"))
+    name: str | None = Field(None, max_length=2 * IDENT_MAX + 1, pattern=r"^[^\x00]+$")
 
 
 @tool(group="text", effect=Effect.READ)
 async def text_search_config(ctx: ToolContext, args: SearchConfigIn) -> dict[str, Any]:
-    """Text search configurations (english, simple, german, ...) with parser and the default; one in detail."""
+    """Text search configurations with their parser, and the default.
+
+    english, simple, german, ... With name: that configuration with its token-to-dictionary mappings.
+    """
     configs = await ctx.fetch(
         "SELECT c.cfgname AS name, n.nspname AS schema, c.oid::regconfig::text AS config, p.prsname AS parser, "
         "obj_description(c.oid, 'pg_ts_config') AS description, "

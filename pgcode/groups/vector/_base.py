@@ -38,16 +38,15 @@ OPCLASS_SUFFIX = {Metric.L2: "l2_ops", Metric.COSINE: "cosine_ops", Metric.INNER
 
 
 def metric_field(default: Metric | None = Metric.L2) -> Any:
-    return Field(default, description="Distance: l2 (Euclidean, <->), cosine (<=>), inner_product (<#>, ordered "
-                 "by largest dot product) or l1 (taxicab, <+>)")
+    return Field(default)
 
 
-def vector_field(description: str = "The query vector, an array of numbers") -> Any:
+def vector_field(description: str = "Query vector") -> Any:
     return Field(description=description)
 
 
 class VectorColumnIn(TableRef):
-    column: str = column_field("The vector column (vector, halfvec or sparsevec)")
+    column: str = column_field("Vector column")
 
 
 @dataclass(frozen=True, slots=True)

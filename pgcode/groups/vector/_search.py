@@ -21,18 +21,15 @@ class IterativeScan(StrEnum):
 
 
 def ef_search_field() -> Any:
-    return Field(None, ge=1, le=1000, description="HNSW candidate list size for this call (hnsw.ef_search, "
-                 "default 40): higher finds more true neighbours, slower")
+    return Field(None, ge=1, le=1000)
 
 
 def probes_field() -> Any:
-    return Field(None, ge=1, le=32_768, description="IVFFlat lists to visit for this call (ivfflat.probes, "
-                 "default 1): higher finds more true neighbours, slower")
+    return Field(None, ge=1, le=32_768)
 
 
 def iterative_scan_field() -> Any:
-    return Field(None, description="Keep scanning the index until enough rows pass the where filter "
-                 "(hnsw.iterative_scan; pgvector 0.8+): strict_order, relaxed_order or off")
+    return Field(None)
 
 
 async def apply_settings(ctx: ToolContext, *, ef_search: int | None = None, probes: int | None = None,

@@ -10,6 +10,7 @@ from typing import Any, Self
 from psycopg import sql
 from pydantic import Field, model_validator
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.errors import ErrorCode, ToolError
@@ -32,22 +33,23 @@ class ClusterMetric(StrEnum):
 
 
 class ClusterIn(VectorColumnIn):
-    k: int = Field(5, ge=2, le=64, description="Number of clusters")
-    sample_size: int = Field(2000, ge=10, le=20_000, description="Rows to cluster (a reproducible sample); fewer "
-                             "are used when rows x dimensions x k x iterations would exceed the work bound")
-    iterations: int = Field(20, ge=1, le=100, description="Most k-means iterations")
-    seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed of the sample and of the k-means++ start")
-    metric: ClusterMetric = Field(ClusterMetric.L2, description="l2, or cosine (vectors scaled to unit length first)")
+    k: int = Field(5, ge=2, le=64)
+    sample_size: int = Field(2000, ge=10, le=20_000)
+    iterations: int = Field(20, ge=1, le=100)
+    seed: int = Field(42, ge=0, le=2**31 - 1)
+    metric: ClusterMetric = ClusterMetric.L2
     where: str | None = where_field()
-    include_centroids: bool = Field(True, description="Return each cluster's centroid vector")
+    include_centroids: bool = True
 
 
 @tool(group="vector", effect=Effect.READ, extensions=VECTOR)
 async def vector_cluster(ctx: ToolContext, args: ClusterIn) -> dict[str, Any]:
-    """k-means clusters of a vector column: each cluster's size, share and centroid, over a reproducible sample.
+    """k-means clusters of a vector column: each cluster's size, share and centroid.
 
-    Computed in bounded memory on at most `sampleSize` rows (fewer for wide vectors: the result says how many);
-    the same seed and data give the same clusters.
+    k clusters, at most `iterations` k-means iterations, over a reproducible sample; seed fixes the sample and the
+    k-means++ start. metric cosine scales the vectors to unit length first. includeCentroids returns each cluster's
+    centroid vector. Computed in bounded memory on at most `sampleSize` rows (fewer for wide vectors: the result says
+    how many); the same seed and data give the same clusters.
     """
     col = await vector_column(ctx, args, args.column)
     dims = col.dims or await _first_dims(ctx, col)
@@ -93,17 +95,14 @@ async def _sample(ctx: ToolContext, col: VecColumn, n: int, seed: int, where: st
 
 class DimensionReduceIn(ToolInput):
     target_dimensions: int = Field(ge=1, le=MAX_DIMS, description="Dimensions of the reduced vectors")
-    vectors: list[Vector] | None = Field(None, max_length=10_000, description="Vectors to reduce (or give table "
-                                         "and column)")
-    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description="Reduce the vectors stored in this "
-                              "table (schema.table accepted)")
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description="Schema of the table")
-    column: str | None = column_field("The vector column (with table)", None)
+    vectors: list[Vector] | None = Field(None, max_length=10_000, description="Vectors, or give table and column")
+    table: str | None = Field(None, max_length=2 * IDENT_MAX + 1, description=arguments.TABLE)
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX, description=arguments.SCHEMA)
+    column: str | None = column_field("Vector column (with table)", None)
     where: str | None = where_field()
     return_columns: list[ColumnName] | None = return_columns_field()
-    limit: int = Field(100, ge=1, le=10_000, description="Most rows to reduce (with table)")
-    seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed of the projection: the same seed gives the same "
-                      "projection, so vectors reduced in separate calls stay comparable")
+    limit: int = Field(100, ge=1, le=10_000)
+    seed: int = Field(42, ge=0, le=2**31 - 1)
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -116,10 +115,12 @@ class DimensionReduceIn(ToolInput):
 
 @tool(group="vector", effect=Effect.READ, extensions=VECTOR)
 async def vector_dimension_reduce(ctx: ToolContext, args: DimensionReduceIn) -> dict[str, Any]:
-    """Vectors reduced to fewer dimensions by a seeded random projection, which roughly keeps their distances.
+    """Vectors reduced to fewer dimensions by a seeded random projection.
 
-    Works on given vectors or on rows of a table (with their columns); `distanceRatio` shows how well pairwise
-    distances survived (1.0 is perfect). Bounded: rows x dimensions x target dimensions is capped.
+    The projection roughly keeps their distances. limit: most rows to reduce (with table). seed: the same seed gives the
+    same projection, so vectors reduced in separate calls stay comparable. Works on given vectors or on rows of a table
+    (with their columns); `distanceRatio` shows how well pairwise distances survived (1.0 is perfect). Bounded: rows x
+    dimensions x target dimensions is capped.
     """
     rows: list[dict[str, Any]] | None = None
     if args.vectors is not None:

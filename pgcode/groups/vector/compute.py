@@ -18,13 +18,14 @@ from pgcode.types import Effect, TxMode
 
 
 class NormalizeIn(ToolInput):
-    vector: Vector = vector_field("The vector to scale to unit length")
+    vector: Vector = vector_field("Vector to scale")
 
 
 @tool(group="vector", effect=Effect.READ, tx=TxMode.NONE)
 async def vector_normalize(ctx: ToolContext, args: NormalizeIn) -> dict[str, Any]:
-    """The vector scaled to unit length (L2 norm 1), and its original norm; needs no database.
+    """The vector scaled to unit length (L2 norm 1), and its original norm.
 
+    Needs no database.
     Unit vectors make inner product equal cosine similarity, so an inner-product index serves cosine search.
     """
     length = norm(args.vector)
@@ -38,10 +39,9 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 class EmbedIn(ToolInput):
-    text: str | None = Field(None, max_length=100_000, description="The text to embed")
-    texts: list[str] | None = Field(None, max_length=1000, description="Several texts to embed (instead of text)")
-    dimensions: int = Field(384, ge=8, le=MAX_DIMS, description="Length of the vectors; store them in a column "
-                            "of the same dimensions")
+    text: str | None = Field(None, max_length=100_000, description="Text to embed")
+    texts: list[str] | None = Field(None, max_length=1000, description="Several texts, instead of text")
+    dimensions: int = Field(384, ge=8, le=MAX_DIMS)
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -54,11 +54,12 @@ class EmbedIn(ToolInput):
 
 @tool(group="vector", effect=Effect.READ, tx=TxMode.NONE)
 async def vector_embed(ctx: ToolContext, args: EmbedIn) -> dict[str, Any]:
-    """Local text vectors by feature hashing (words and character 3-grams), unit length: NOT a semantic model.
+    """Text vectors by feature hashing (words and 3-grams): NOT a semantic model.
 
-    Texts that share words and spellings get similar vectors; synonyms and paraphrases do not. Deterministic (the
-    same text always gives the same vector, on any server) and needs no database or network. For meaning-aware
-    search, compute embeddings with a real model and store them with pg_vector_insert.
+    Local, unit-length vectors of `dimensions` (store them in a column of the same dimensions). Texts that share words
+    and spellings get similar vectors; synonyms and paraphrases do not. Deterministic (the same text always gives the
+    same vector, on any server) and needs no database or network. For meaning-aware search, compute embeddings with a
+    real model and store them with pg_vector_insert.
     """
     texts = [args.text] if args.text is not None else list(args.texts or ())
     vectors = [hashed_embedding(t, args.dimensions) for t in texts]

@@ -31,16 +31,15 @@ VECTOR = ("vector",)
 
 
 class CreateExtensionIn(ToolInput):
-    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX,
-                                description="Schema for the extension's types and functions (default: the first "
-                                            "schema on the search_path)")
+    schema_: str | None = Field(None, alias="schema", max_length=IDENT_MAX)
 
 
 @tool(group="vector", effect=Effect.ADMIN)
 async def vector_create_extension(ctx: ToolContext, args: CreateExtensionIn) -> dict[str, Any]:
-    """Create the pgvector extension (vector, halfvec, sparsevec types and their indexes); says if it was there.
+    """Create the pgvector extension (vector, halfvec and sparsevec types).
 
-    Runs in autocommit, so the next call can use it.
+    With their index methods and operators. Says whether it was already there. schema: where its types and
+    functions go (default: the first schema on the search_path). Runs in autocommit, so the next call can use it.
     """
     ctx.use_autocommit()
     out = await create_extension(ctx, "vector", package="pgvector (e.g. the postgresql-NN-pgvector package)",
@@ -56,17 +55,20 @@ class VectorType(StrEnum):
 
 
 class AddColumnIn(VectorColumnIn):
-    column: str = column_field("Name of the new column")
-    dimensions: int = Field(ge=1, le=MAX_DIMS, description="Number of dimensions, e.g. 384 or 1536")
-    type: VectorType = Field(VectorType.VECTOR, description="vector (float4), halfvec (float2, half the space) "
-                             "or sparsevec (only non-zero elements stored)")
-    not_null: bool = Field(False, description="Declare the column NOT NULL (the table must be empty)")
-    if_not_exists: bool = Field(False, description="Do nothing if the column exists")
+    column: str = column_field("New column")
+    dimensions: int = Field(ge=1, le=MAX_DIMS, description="e.g. 384 or 1536")
+    type: VectorType = VectorType.VECTOR
+    not_null: bool = False
+    if_not_exists: bool = False
 
 
 @tool(group="vector", effect=Effect.ADMIN, extensions=VECTOR)
 async def vector_add_column(ctx: ToolContext, args: AddColumnIn) -> dict[str, Any]:
-    """Add a vector column of fixed dimensions to a table; returns the column as the catalog now has it."""
+    """Add a vector column of fixed dimensions to a table; returns the column as created.
+
+    type: vector (float4), halfvec (float2, half the space) or sparsevec (only non-zero elements stored).
+    notNull declares it NOT NULL (the table must be empty); ifNotExists does nothing when the column exists.
+    """
     table = await table_info(ctx, args)
     if table.kind not in ("r", "p"):
         raise ToolError(ErrorCode.INVALID_INPUT, f"{table.label} is not a table")
@@ -85,20 +87,19 @@ async def vector_add_column(ctx: ToolContext, args: AddColumnIn) -> dict[str, An
 
 
 class InsertIn(VectorColumnIn):
-    vector: Vector = vector_field("The vector to store")
-    data: dict[str, Any] = Field(default_factory=dict, max_length=1000,
-                                 description="Other column values of the row, e.g. {\"id\": 7, \"title\": \"...\"}")
-    match: dict[str, Any] | None = Field(None, max_length=32, description="Update instead of insert: the rows whose "
-                                         "columns equal these values get the vector (and `data`), e.g. {\"id\": 7}")
-    returning: list[ColumnName] | None = Field(None, max_length=100, description="Columns to return from the "
-                                               "written rows (default: none)")
+    vector: Vector = vector_field("Vector to store")
+    data: dict[str, Any] = Field(default_factory=dict, max_length=1000, description="Other column values")
+    match: dict[str, Any] | None = Field(None, max_length=32, description="Update rows with these values instead")
+    returning: list[ColumnName] | None = Field(None, max_length=100)
 
 
 @tool(group="vector", effect=Effect.WRITE, extensions=VECTOR)
 async def vector_insert(ctx: ToolContext, args: InsertIn) -> dict[str, Any]:
-    """Insert a row with a vector, or with `match` set the vector of existing rows; returns the rows written.
+    """Insert a row with a vector, or with `match` set the vector of existing rows.
 
-    An update that matches no row is NOT_FOUND and changes nothing.
+    data: the row's other column values, e.g. {"id": 7, "title": "..."}. match: update instead of insert: the
+    rows whose columns equal these values, e.g. {"id": 7}, get the vector (and `data`). returning: columns of
+    the written rows to return (default: none). An update that matches no row is NOT_FOUND and changes nothing.
     """
     col = await vector_column(ctx, args, args.column)
     col.check_dims(args.vector)
@@ -143,9 +144,8 @@ MAX_BATCH_FLOATS = 50_000_000  # 200 MB of float4 on the wire; larger loads go i
 
 
 class BatchInsertIn(VectorColumnIn):
-    vectors: list[Vector] = Field(min_length=1, max_length=MAX_BATCH, description="The vectors, one per new row")
-    data: list[dict[str, Any]] | None = Field(None, max_length=MAX_BATCH, description="Other column values per "
-                                              "row, in the order of vectors (same length), e.g. [{\"id\": 1}, ...]")
+    vectors: list[Vector] = Field(min_length=1, max_length=MAX_BATCH, description="One per new row")
+    data: list[dict[str, Any]] | None = Field(None, max_length=MAX_BATCH, description="Other column values per row")
 
     @model_validator(mode="after")
     def _sizes(self) -> Self:
@@ -158,9 +158,10 @@ class BatchInsertIn(VectorColumnIn):
 
 @tool(group="vector", effect=Effect.WRITE, extensions=VECTOR)
 async def vector_batch_insert(ctx: ToolContext, args: BatchInsertIn) -> dict[str, Any]:
-    """Insert many rows with vectors at once through binary COPY (all or none); returns the number inserted.
+    """Insert many rows with vectors through binary COPY (all or none); returns the count.
 
-    Every vector must have the column's dimensions (or, for a column declared without them, the same as the first).
+    data: the other column values per row, in the order of vectors (same length), e.g. [{"id": 1}, ...]. Every
+    vector must have the column's dimensions (or, for a column declared without them, the same as the first).
     """
     col = await vector_column(ctx, args, args.column)
     dims = col.dims or len(args.vectors[0])
@@ -207,16 +208,16 @@ async def _column_oids(ctx: ToolContext, col: VecColumn, names: list[str]) -> li
 
 
 class ValidateIn(VectorColumnIn):
-    vectors: list[Vector] = Field(default_factory=list, max_length=1000,
-                                  description="Vectors to check against the column (optional)")
-    vector: Vector | None = Field(None, description="One vector to check (same as vectors: [vector])")
+    vectors: list[Vector] = Field(default_factory=list, max_length=1000)
+    vector: Vector | None = None
 
 
 @tool(group="vector", effect=Effect.READ, extensions=VECTOR)
 async def vector_validate(ctx: ToolContext, args: ValidateIn) -> dict[str, Any]:
-    """Check vectors against a column's declared dimensions; also the dimensions found in the stored rows.
+    """Check vectors against a column's dimensions, and the dimensions of its stored rows.
 
-    `valid` is true when every given vector fits; each vector says its dimensions and, when it does not fit, why.
+    vectors (or one vector) are checked against the column's declared dimensions. `valid` is true when every given
+    vector fits; each vector says its dimensions and, when it does not fit, why.
     """
     col = await vector_column(ctx, args, args.column)
     given = ([args.vector] if args.vector else []) + list(args.vectors)

@@ -38,18 +38,14 @@ class IndexMethod(StrEnum):
 
 
 class CreateIndexIn(VectorColumnIn):
-    method: IndexMethod = Field(IndexMethod.HNSW, description="hnsw (better speed/recall, slower build, more "
-                                "memory) or ivfflat (fast build; build it after the data is loaded)")
+    method: IndexMethod = IndexMethod.HNSW
     metric: Metric = metric_field()
-    m: int | None = Field(None, ge=2, le=100, description="HNSW: links per node (default 16); more improves "
-                          "recall on large or high-dimensional data, costs memory and build time")
-    ef_construction: int | None = Field(None, ge=4, le=1000, description="HNSW: candidate list size while "
-                                        "building (default 64, at least 2 x m)")
-    lists: int | None = Field(None, ge=1, le=32_768, description="IVFFlat: number of lists (default: rows / 1000, "
-                              "or sqrt(rows) above a million rows)")
-    name: str | None = column_field("Index name (default: <table>_<column>_<method>_<metric>_idx)", None)
-    concurrently: bool = Field(False, description="Build without blocking writes (runs outside a transaction)")
-    if_not_exists: bool = Field(False, description="Do nothing if an index with this name exists")
+    m: int | None = Field(None, ge=2, le=100)
+    ef_construction: int | None = Field(None, ge=4, le=1000)
+    lists: int | None = Field(None, ge=1, le=32_768)
+    name: str | None = column_field("Index name", None)
+    concurrently: bool = False
+    if_not_exists: bool = False
 
     @model_validator(mode="after")
     def _parameters(self) -> Self:
@@ -71,11 +67,16 @@ def ivfflat_lists(rows: int) -> int:
 
 @tool(group="vector", effect=Effect.ADMIN, extensions=VECTOR)
 async def vector_create_index(ctx: ToolContext, args: CreateIndexIn) -> dict[str, Any]:
-    """Create an HNSW or IVFFlat index for one distance metric; returns its definition and parameters.
+    """Create an HNSW or IVFFlat index for one distance metric; returns its definition.
 
-    The operator class follows from the column type and metric (vector_cosine_ops, halfvec_l2_ops, ...); a search
-    uses the index only with the same metric. With concurrently the build runs outside a transaction and does not
-    block writes.
+    The result also gives its parameters. method: hnsw (better speed/recall, slower build, more memory) or ivfflat (fast
+    build; build it after the data is loaded). metric: l2 (Euclidean, <->), cosine (<=>), inner_product (<#>, ordered by
+    largest dot product) or l1 (taxicab, <+>). HNSW: m, the links per node (default 16; more improves recall on large or
+    high-dimensional data, costs memory and build time), and efConstruction, the candidate list size while building
+    (default 64, at least 2 x m). IVFFlat: lists (default: rows / 1000, or sqrt(rows) above a million rows). name
+    defaults to <table>_<column>_<method>_<metric>_idx; ifNotExists does nothing when an index of that name exists. The
+    operator class follows from the column type and metric (vector_cosine_ops, halfvec_l2_ops, ...); a search uses the
+    index only with the same metric. With concurrently the build runs outside a transaction and does not block writes.
     """
     if args.concurrently:
         ctx.use_autocommit()
@@ -132,10 +133,9 @@ def _index_name(col: VecColumn, args: CreateIndexIn) -> str:
 
 class PerformanceIn(VectorColumnIn):
     metric: Metric | None = metric_field(None)
-    k: int = Field(10, ge=1, le=100, description="Neighbours per query: recall is measured at k")
-    sample_size: int = Field(10, ge=1, le=100, description="Query vectors sampled from the table")
-    vectors: list[Vector] | None = Field(None, max_length=100, description="Query vectors to use instead of a "
-                                         "sample of stored ones")
+    k: int = Field(10, ge=1, le=100)
+    sample_size: int = Field(10, ge=1, le=100)
+    vectors: list[Vector] | None = Field(None, max_length=100)
     where: str | None = where_field()
     ef_search: int | None = ef_search_field()
     probes: int | None = probes_field()
@@ -143,11 +143,14 @@ class PerformanceIn(VectorColumnIn):
 
 @tool(group="vector", effect=Effect.READ, extensions=VECTOR)
 async def vector_performance(ctx: ToolContext, args: PerformanceIn) -> dict[str, Any]:
-    """Measured recall@k of the column's vector index against an exact scan, and the latency of both.
+    """Recall@k of a column's vector index against an exact scan, with both latencies.
 
+    k: neighbours per query, recall is measured at k. The query vectors are sampleSize stored ones, or the given
+    vectors. efSearch: the HNSW candidate list size for this call (hnsw.ef_search, default 40); probes: the IVFFlat
+    lists to visit for this call (ivfflat.probes, default 1); higher values of either find more true neighbours, slower.
     Runs the same nearest-k queries through the index and with index scans off (exact), so recall is real, not
-    estimated. The metric defaults to that of the column's index. Also the indexes, their sizes and the plan's
-    choice of index.
+    estimated. The metric defaults to that of the column's index. Also the indexes, their sizes and the plan's choice of
+    index.
     """
     col = await vector_column(ctx, args, args.column)
     indexes = await vector_indexes(ctx, col)
@@ -196,9 +199,9 @@ async def _row_estimate(ctx: ToolContext, col: VecColumn) -> int:
 
 class IndexOptimizeIn(VectorColumnIn):
     metric: Metric | None = metric_field(None)
-    target_recall: float = Field(0.95, gt=0, le=1, description="Recall@k the search settings should reach")
-    k: int = Field(10, ge=1, le=100, description="Neighbours per query: recall is measured at k")
-    sample_size: int = Field(10, ge=1, le=50, description="Query vectors sampled from the table for the measurement")
+    target_recall: float = Field(0.95, gt=0, le=1)
+    k: int = Field(10, ge=1, le=100)
+    sample_size: int = Field(10, ge=1, le=50)
 
 
 _EF_STEPS = (40, 80, 160, 320, 640, 1000)
@@ -206,9 +209,10 @@ _EF_STEPS = (40, 80, 160, 320, 640, 1000)
 
 @tool(group="vector", effect=Effect.READ, extensions=VECTOR)
 async def vector_index_optimize(ctx: ToolContext, args: IndexOptimizeIn) -> dict[str, Any]:
-    """Recommended HNSW and IVFFlat parameters for a vector column, from its rows, dimensions and measured recall.
+    """Recommended HNSW and IVFFlat settings for a vector column, from measured recall.
 
-    When the column has an index for the metric, recall@k is measured at rising ef_search (HNSW) or probes
+    From its rows, dimensions and recall@k (k neighbours per query, sampleSize query vectors sampled from the
+    table). When the column has an index for the metric, recall@k is measured at rising ef_search (HNSW) or probes
     (IVFFlat) until `targetRecall` is reached; the smallest setting that reaches it is recommended.
     """
     col = await vector_column(ctx, args, args.column)

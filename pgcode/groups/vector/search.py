@@ -64,10 +64,10 @@ def _select(col: VecColumn, names: list[str] | None, include_vector: bool) -> li
 class SearchIn(VectorColumnIn):
     vector: Vector = vector_field()
     metric: Metric = metric_field()
-    limit: int = Field(10, ge=1, le=1000, description="How many nearest rows to return (k)")
+    limit: int = Field(10, ge=1, le=1000)
     where: str | None = where_field()
     return_columns: list[ColumnName] | None = return_columns_field()
-    include_vector: bool = Field(False, description="Also return each row's vector")
+    include_vector: bool = False
     ef_search: int | None = ef_search_field()
     probes: int | None = probes_field()
     iterative_scan: IterativeScan | None = iterative_scan_field()
@@ -75,12 +75,16 @@ class SearchIn(VectorColumnIn):
 
 @tool(group="vector", effect=Effect.READ, extensions=VECTOR, aliases=("similaritySearch",))
 async def vector_search(ctx: ToolContext, args: SearchIn) -> list[dict[str, Any]]:
-    """The k rows nearest a query vector, nearest first, each with its columns and `distance` (L2 by default).
+    """The `limit` rows nearest a query vector, nearest first, with their `distance`.
 
-    cosine rows also carry `similarity` (1 - distance); inner_product rows carry `similarity`, the inner product
-    itself (their `distance` is pgvector's negative inner product, so nearest first is largest product first).
-    efSearch, probes and iterativeScan apply to this call only. Uses an HNSW or IVFFlat index built for the same
-    metric when the planner finds it cheaper.
+    Each row with its columns (and its vector with includeVector). metric: l2 (Euclidean, <->), cosine (<=>),
+    inner_product (<#>, ordered by largest dot product) or l1 (taxicab, <+>). cosine rows also carry `similarity` (1 -
+    distance); inner_product rows carry `similarity`, the inner product itself (their `distance` is pgvector's negative
+    inner product, so nearest first is largest product first). efSearch, probes and iterativeScan apply to this call
+    only. Uses an HNSW or IVFFlat index built for the same metric when the planner finds it cheaper. efSearch: the HNSW
+    candidate list size for this call (hnsw.ef_search, default 40); probes: the IVFFlat lists to visit for this call
+    (ivfflat.probes, default 1); higher values of either find more true neighbours, slower. iterativeScan
+    (hnsw.iterative_scan; pgvector 0.8+) keeps scanning the index until enough rows pass the where filter.
     """
     col = await vector_column(ctx, args, args.column)
     col.check_dims(args.vector)
@@ -101,21 +105,18 @@ class HybridMethod(StrEnum):
 
 
 class HybridIn(VectorColumnIn):
-    column: str = column_field("The vector column")
+    column: str = column_field("Vector column")
     vector: Vector = vector_field()
-    text_column: str = column_field("The text column to search (text, varchar or tsvector)")
-    query: str = Field(min_length=1, max_length=10_000, description="Full-text query, read as `syntax` says")
+    text_column: str = column_field("Text or tsvector column")
+    query: str = Field(min_length=1, max_length=10_000, description="Full-text query (see syntax)")
     syntax: Syntax = syntax_field()
     config: str = config_field()
     metric: Metric = metric_field()
-    method: HybridMethod = Field(HybridMethod.RRF, description="rrf: reciprocal-rank fusion, sum of 1/(k + rank) "
-                                 "over both lists; weighted: vectorWeight x vector score + (1 - vectorWeight) x "
-                                 "text score, each scaled to 0-1 over the candidates")
-    vector_weight: float = Field(0.5, ge=0, le=1, description="Share of the vector score in weighted fusion")
-    rrf_k: int = Field(60, ge=1, le=10_000, description="The k of reciprocal-rank fusion (60 is the usual choice)")
-    candidates: int | None = Field(None, ge=1, le=10_000, description="Rows taken from each search before fusion "
-                                   "(default 4 x limit)")
-    limit: int = Field(10, ge=1, le=1000, description="How many fused rows to return")
+    method: HybridMethod = HybridMethod.RRF
+    vector_weight: float = Field(0.5, ge=0, le=1)
+    rrf_k: int = Field(60, ge=1, le=10_000)
+    candidates: int | None = Field(None, ge=1, le=10_000)
+    limit: int = Field(10, ge=1, le=1000)
     where: str | None = where_field()
     return_columns: list[ColumnName] | None = return_columns_field()
     ef_search: int | None = ef_search_field()
@@ -123,10 +124,14 @@ class HybridIn(VectorColumnIn):
 
 @tool(group="vector", effect=Effect.READ, extensions=VECTOR)
 async def hybrid_search(ctx: ToolContext, args: HybridIn) -> list[dict[str, Any]]:
-    """Rows ranked by vector similarity and full-text relevance together, best first, with `score`.
+    """Rows ranked by vector similarity and full-text relevance together, best first.
 
-    Each row says its `vectorRank` and `textRank` (null when that search did not find it), `distance` and
-    `textScore` (ts_rank_cd). Both searches can use their indexes (HNSW/IVFFlat and GIN).
+    method: rrf, reciprocal-rank fusion, the sum of 1/(rrfK + rank) over both lists (rrfK 60 is the usual choice);
+    weighted: vectorWeight x vector score + (1 - vectorWeight) x text score, each scaled to 0-1 over the candidates.
+    candidates: rows taken from each search before fusion (default 4 x limit). query is read as syntax says (as
+    pg_text_search reads it), with config. Each row has its fused `score`, says its `vectorRank` and `textRank` (null
+    when that search did not find it), `distance` and `textScore` (ts_rank_cd). Both searches can use their indexes
+    (HNSW/IVFFlat and GIN).
     """
     col = await vector_column(ctx, args, args.column)
     col.check_dims(args.vector)
@@ -184,16 +189,16 @@ def _scaled(value: float | None, seen: list[float], *, lower_is_better: bool) ->
 
 class DistanceIn(ToolInput):
     a: Vector = vector_field("First vector")
-    b: Vector = vector_field("Second vector, of the same dimensions")
+    b: Vector = vector_field("Second vector, same dimensions")
     metric: Metric | None = metric_field(None)
 
 
 @tool(group="vector", effect=Effect.READ, extensions=VECTOR)
 async def vector_distance(ctx: ToolContext, args: DistanceIn) -> dict[str, Any]:
-    """Distances between two vectors as pgvector computes them: l2, cosine, inner_product, l1 (or just `metric`).
+    """Distance between two vectors in each pgvector metric (or only `metric`).
 
-    inner_product is the dot product itself (the <#> operator orders by its negative); cosine is 1 - cosine
-    similarity.
+    The metrics are l2, cosine, inner_product and l1. inner_product is the dot product itself (the <#> operator orders
+    by its negative); cosine is 1 - cosine similarity.
     """
     same_dims(args.a, args.b)
     metrics = [args.metric] if args.metric else [m for m in Metric
@@ -212,13 +217,16 @@ async def vector_distance(ctx: ToolContext, args: DistanceIn) -> dict[str, Any]:
 
 class AggregateIn(VectorColumnIn):
     where: str | None = where_field()
-    group_by: str | None = column_field("Average per value of this column instead of over all rows", None)
+    group_by: str | None = column_field("Average per value of this column", None)
     limit: int = limit_field(100, 10_000)
 
 
 @tool(group="vector", effect=Effect.READ, extensions=VECTOR)
 async def vector_aggregate(ctx: ToolContext, args: AggregateIn) -> dict[str, Any]:
-    """The average vector (centroid) of a column, over all rows or per group, with the number of vectors."""
+    """The average vector (centroid) of a column, over all rows or per groupBy value.
+
+    With the number of vectors averaged.
+    """
     col = await vector_column(ctx, args, args.column)
     if col.type_name == "sparsevec":
         raise ToolError(ErrorCode.INVALID_INPUT, "pgvector has no avg() for sparsevec; cast the column to vector")
