@@ -19,6 +19,7 @@ KEY = ('Key columns and values choosing rows, e.g. {"id": 5} or {"id": [1, 2]} (
        'tools return fit here)')
 ALL_ROWS = ("Needed to change every row: without it a call with neither where nor key, or whose where matches "
             "every row, is refused")
+TRANSACTION_ID = "A transaction from pg_transaction_begin: the call runs inside it"
 LOCK_TIMEOUT = ("Give up if the table's lock is not granted within this time, so that waiting does not queue "
                 "other sessions behind the command (0 = wait up to the statement timeout)")
 
@@ -31,6 +32,7 @@ SHARED: dict[str, tuple[str, ...]] = {
     "key": (KEY,),
     "allRows": (ALL_ROWS,),
     "lockTimeoutSeconds": (LOCK_TIMEOUT,),
+    "transactionId": (TRANSACTION_ID,),
 }
 """Argument name -> the descriptions it has across tools (a tool's field uses exactly one of them)."""
 

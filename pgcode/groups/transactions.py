@@ -9,6 +9,7 @@ import psycopg
 from psycopg import sql
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.sqlpolicy import analyze_write, statements_scope
@@ -58,7 +59,7 @@ async def transaction_status(ctx: ToolContext, args: StatusIn) -> dict[str, Any]
 
 
 class TxIdIn(ToolInput):
-    transaction_id: str = Field(min_length=1, max_length=64, description="From pg_transaction_begin")
+    transaction_id: str = Field(min_length=1, max_length=64, description=arguments.TRANSACTION_ID)
 
 
 async def _finish(ctx: ToolContext, tx_id: str, *, commit: bool) -> dict[str, Any]:

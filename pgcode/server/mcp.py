@@ -58,6 +58,8 @@ def mcp_schema(schema: dict[str, Any]) -> dict[str, Any]:
 def _mcp_property(name: str, prop: dict[str, Any]) -> dict[str, Any]:
     if is_shared(name, prop.get("description")):
         prop = {k: v for k, v in prop.items() if k != "description"}
+    if prop.get("additionalProperties") is True:  # JSON Schema's default: any keys
+        prop = {k: v for k, v in prop.items() if k != "additionalProperties"}
     if "items" in prop and isinstance(prop["items"], dict):
         prop = {**prop, "items": mcp_schema(prop["items"])}
     return mcp_schema(prop) if "properties" in prop else prop

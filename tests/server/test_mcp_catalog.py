@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import httpx2
+import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
@@ -17,7 +18,7 @@ from pgcode.core import arguments
 from pgcode.core.registry import compact_schema, load_registry
 from pgcode.core.runtime import Runtime
 from pgcode.server.app import create_app
-from pgcode.server.mcp import build_mcp_server
+from pgcode.server.mcp import build_mcp_server, tool_definition
 from pgcode.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -138,6 +139,13 @@ async def test_the_list_carries_the_summary_and_the_resource_the_whole_descripti
     body = json.loads(doc.contents[0].text)
     assert body["description"] == spec.description
     assert body["inputSchema"]["properties"]["pid"]["description"]
+
+
+def test_the_full_catalog_fits_a_models_budget() -> None:
+    """tools/list of every group stays at most 150 KB on the wire (bench/mcp_catalog.py reports the figures)."""
+    listed = types.ListToolsResult(tools=[tool_definition(spec) for spec in load_registry()])
+    size = len(listed.model_dump_json(by_alias=True, exclude_none=True).encode())
+    assert len(listed.tools) > 250 and size <= 150_000, size
 
 
 async def test_tools_setting_exposes_chosen_groups(settings: Settings) -> None:

@@ -69,7 +69,7 @@ class SetConfigIn(ToolInput):
                       description="e.g. work_mem; custom ones need a dot: app.x")
     value: Value | None = Field(None, description="e.g. 64MB, 5min, on; null resets")
     scope: ConfigScope = ConfigScope.TRANSACTION
-    transaction_id: str | None = Field(None, max_length=64, description="From pg_transaction_begin")
+    transaction_id: str | None = Field(None, max_length=64, description=arguments.TRANSACTION_ID)
     role: str | None = Field(None, min_length=1, max_length=IDENT_MAX)
     reload: bool = False
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from pgcode.core import arguments
 from pgcode.core.context import ToolContext
 from pgcode.core.registry import ToolInput, tool
 from pgcode.db.sqlpolicy import analyze_write, check_read, read_scope
@@ -20,7 +21,7 @@ class ReadQueryIn(ToolInput):
     sql: str = Field(max_length=_MAX_SQL, description="SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN; $1, $2 ...")
     params: list[Any] = Field(default_factory=list, max_length=10_000, description="Bound values for $1, $2 ...")
     limit: int | None = Field(None, ge=1, le=100_000, description="Default: the server's max_rows (1000)")
-    transaction_id: str | None = Field(None, max_length=64, description="From pg_transaction_begin")
+    transaction_id: str | None = Field(None, max_length=64, description=arguments.TRANSACTION_ID)
 
 
 def _read_scope(args: ReadQueryIn) -> Scope:
@@ -49,7 +50,7 @@ class WriteQueryIn(ToolInput):
     sql: str = Field(max_length=_MAX_SQL, description="INSERT, UPDATE, DELETE, MERGE or DDL; $1, $2 ...")
     params: list[Any] = Field(default_factory=list, max_length=10_000, description="Bound values for $1, $2 ...")
     limit: int | None = Field(None, ge=1, le=100_000, description="Most RETURNING rows (default 1000)")
-    transaction_id: str | None = Field(None, max_length=64, description="From pg_transaction_begin")
+    transaction_id: str | None = Field(None, max_length=64, description=arguments.TRANSACTION_ID)
 
 
 def _write_scope(args: WriteQueryIn) -> Scope:
