@@ -461,6 +461,20 @@ async def test_lost_connection_is_connection_failed_not_internal(single: Runtime
     assert out["rows"] == [{"one": 1}]
 
 
+async def test_a_read_frees_its_locks_when_it_answers(rt: Runtime, conn: psycopg.Connection[Any], items: str) -> None:
+    """A read answers before the answer to its COMMIT is read, but the COMMIT is already on its way: a migration
+    run right after (here without giving the event loop a turn) does not wait on the read's lock."""
+    for _ in range(3):
+        out = await rt.invoke("pg_read_query", {"sql": f"SELECT count(*) AS n FROM {items}"}, READER)
+        assert out["rows"] == [{"n": len(ROWS)}]
+        with conn.transaction():  # blocking: the loop cannot run, only the server can end the read
+            conn.execute("SET LOCAL lock_timeout = '3s'")
+            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(*items.split("."))))
+    await rt.db.settle()
+    async with rt.db.pool.connection() as pooled:  # and the connection came back clean
+        assert pooled.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
+
+
 async def test_after_a_restart_one_call_fails_and_the_pool_drops_every_stale_connection(dsn: str) -> None:
     """A restart ends every pooled connection: the first call to find one lost says so, and the pool is checked
     at once, so the calls after it get live connections instead of failing one stale connection each."""

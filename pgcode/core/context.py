@@ -347,8 +347,11 @@ class ToolContext:
                         tb: TracebackType | None) -> None:
         held = self.held
         if exc is None and self._own_read and self._tx is not None and self._tx.started:
-            # A read has nothing to lose: its result is final once its statements ran. The COMMIT (with the
-            # pool's reset) and the release of its connection and fair share finish after the caller has it.
+            # A read has nothing to lose: its result is final once its statements ran. Its COMMIT (with the
+            # pool's reset) goes out now; reading the answer and returning the connection and the fair share
+            # happen after the caller has its result.
+            with contextlib.suppress(psycopg.Error):  # a broken connection: the ending below finds out
+                self._tx.send_commit()
             self.rt.db.finish_later(self._stack.aclose())
             return
         try:

@@ -134,6 +134,7 @@ class AuditEntry:
 
 
 _COLUMNS = ("principal", "tool", "effect", "outcome", "error_code", "duration_ms", "client_addr", "arguments")
+_COPY = f"COPY pgcode.audit_log ({', '.join(_COLUMNS)}) FROM STDIN"
 _INSERT = ("INSERT INTO pgcode.audit_log (principal, tool, effect, outcome, error_code, duration_ms, client_addr, "
            "arguments) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)")
 _Row = tuple[str, str, str | None, str, str | None, float, str | None, str]
@@ -297,8 +298,11 @@ class AuditLog:
             await asyncio.to_thread(self._append, rows)
             return
         try:
-            async with self._db.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                await cur.executemany(_INSERT, rows)
+            # COPY: a batch is one statement, each row a line (an INSERT per row costs ~20x more client CPU)
+            async with self._db.pool.connection() as conn, conn.transaction(), conn.cursor() as cur, \
+                    cur.copy(_COPY) as copy:
+                for row in rows:
+                    await copy.write_row(row)
         except Exception as exc:
             if keep_if_unreachable and database_unavailable(exc):
                 raise _Unreachable from exc
