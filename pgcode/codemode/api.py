@@ -169,7 +169,7 @@ class SandboxApi:
         here = f"pg.{group}.{method}"
         return {"method": here, "name": method, "aliases": [f"pg.{g}.{m}" for g, m in spec.method_paths
                                                              if f"pg.{g}.{m}" != here],
-                "tool": spec.name, "effect": spec.effect.value, "description": spec.title,
+                "tool": spec.name, "effect": spec.effect.value, "description": spec.description,
                 "extensions": list(spec.extensions), "arguments": arguments(spec), "inputSchema": spec.input_schema}
 
     def _group_docs(self) -> dict[str, list[dict[str, Any]]]:
@@ -206,8 +206,8 @@ class SandboxApi:
             for method, spec in entries:
                 home = f"pg.{spec.group}.{spec.method}"
                 also = "" if home == f"pg.{group}.{method}" else f" (alias of `{home}`)"
-                lines += [f"### `pg.{group}.{method}(args)`{also}", "",
-                          f"{spec.title} Tool `{spec.name}`, effect `{spec.effect.value}`.", ""]
+                lines += [f"### `pg.{group}.{method}(args)`{also}", "", spec.description, "",
+                          f"Tool `{spec.name}`, effect `{spec.effect.value}`.", ""]
                 args = arguments(spec)
                 if args:
                     lines += ["| argument | type | required | default | description |", "|---|---|---|---|---|"]

@@ -134,6 +134,10 @@ async def test_execute_code_help_lists_groups_and_argument_schemas(run: Run) -> 
     assert read["tool"] == "pg_read_query" and read["effect"] == "read"
     assert read["inputSchema"]["properties"]["sql"]["type"] == "string"
     assert any(a["name"] == "sql" and a["required"] for a in read["arguments"])
+    # help is read on demand: it carries a tool's whole description, not only the catalog's summary line
+    admin = ok(await run("return pg.admin.help()"))
+    end = next(m for m in admin["methods"] if m["tool"] == "pg_terminate_backend")
+    assert "\n\n" in end["description"] and "superuser" in end["description"]
     assert "error" in ok(await run("return pg.help('nope')"))
     assert ok(await run("return pg.help('core').group")) == "core"
 
