@@ -446,7 +446,8 @@ class Database:
 
 
 async def _quietly(ending: Coroutine[Any, Any, Any]) -> None:
-    """A read's ending: a lost connection changes nothing the caller was told (the pool replaces it)."""
+    """Work after the answer (a read's COMMIT, a pool check): its failure changes nothing a caller was told, and a
+    broken connection is replaced by the pool."""
     try:
         await ending
     except Exception as exc:
