@@ -122,7 +122,7 @@ class ExecutionConnection:
             self._pending = ["COMMIT"]  # a read has nothing to lose: its COMMIT rides with the next call
         else:
             try:
-                await commit(conn, tx)
+                await commit(conn, tx.mode)
             except (psycopg.Error, ToolError):
                 self.closed = conn.closed or conn.info.transaction_status is TransactionStatus.UNKNOWN
                 raise

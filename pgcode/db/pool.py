@@ -215,15 +215,17 @@ def connection_lost(conn: Conn, exc: BaseException) -> bool:
         isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None)
 
 
-async def commit(conn: Conn, tx: CallTransaction, *, discard: bool = False) -> None:
-    """COMMIT (with DISCARD ALL's statements when `discard`) in one round trip.
+async def commit(conn: Conn, mode: TxMode, *, discard: bool = False) -> None:
+    """COMMIT (with DISCARD ALL's statements when `discard`) in one round trip: a call's own transaction, or one
+    held open by pg_transaction_begin.
 
-    A transaction that wrote learns its id first: if the connection is lost while its COMMIT is on the way,
-    the outcome is unknown, and IN_DOUBT says which transaction to look up (pg_xact_status()). A read has
-    nothing to lose: its rows stand.
+    A transaction that may have written learns its id first: if the connection is lost while its COMMIT is on
+    the way, the outcome is unknown, and IN_DOUBT says which transaction to look up (pg_xact_status()). Asking
+    first also finds a connection the server already ended (a restart): that transaction was rolled back, and
+    the error says so. A read has nothing to lose: its rows stand.
     """
     xid: str | None = None
-    if tx.mode is TxMode.READ_WRITE:
+    if mode is TxMode.READ_WRITE:
         cur = await conn.execute(_XID_SQL)
         row = await cur.fetchone()
         xid = row[0] if row else None
@@ -441,7 +443,7 @@ class Database:
             if tx.commit_sent:
                 await tx.answer_commit()
             else:
-                await commit(conn, tx, discard=True)
+                await commit(conn, tx.mode, discard=True)
             self.mark_discarded(conn)
 
 

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from pgcode.db.pool import Conn, Database, connection_lost
-from pgcode.errors import ErrorCode, ToolError, in_doubt
+from pgcode.db.pool import Conn, Database
+from pgcode.db.pool import commit as commit_transaction
+from pgcode.errors import ErrorCode, ToolError
 from pgcode.settings import Settings
+from pgcode.types import TxMode
 
 
 @dataclass(eq=False)
@@ -115,7 +117,7 @@ class TransactionStore:
         held.closed = True
         try:
             if commit:
-                await _commit(held)
+                await commit_transaction(held.conn, TxMode.READ_ONLY if held.read_only else TxMode.READ_WRITE)
             else:
                 await held.conn.execute("ROLLBACK")
         except psycopg.Error:
@@ -138,21 +140,6 @@ class TransactionStore:
                 await self.finish(held, commit=False)
                 ended.append(held.id)
         return ended
-
-
-async def _commit(held: HeldTransaction) -> None:
-    """COMMIT, saying IN_DOUBT (with the transaction's id) when the connection is lost while it is on its way, as
-    a tool call's own COMMIT does. Asking for the id first also finds a connection the server already ended (a
-    restart): that transaction was rolled back, and the error says so, not that its outcome is unknown."""
-    cur = await held.conn.execute("SELECT pg_current_xact_id_if_assigned()::text")
-    row = await cur.fetchone()
-    xid = row[0] if row else None
-    try:
-        await held.conn.execute("COMMIT")
-    except psycopg.Error as exc:
-        if xid is not None and connection_lost(held.conn, exc):
-            raise in_doubt(xid) from None
-        raise
 
 
 def _not_found(tx_id: str) -> ToolError:
