@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import psycopg
 import pytest
 from psycopg import sql
@@ -257,6 +258,27 @@ async def test_report_saves_and_compares(rt: Runtime, change: dict[str, Any], sc
     with pytest.raises(ToolError) as denied:
         await collect(rt, READER, save=True)
     assert_tool_error(denied, "FORBIDDEN")
+
+
+async def test_http_report_compares_with_a_baseline_and_saves_nothing(http: httpx2.AsyncClient, change: dict[str, Any],
+                                                                      schema: str, conn: psycopg.Connection[Any]
+                                                                      ) -> None:
+    count = "SELECT count(*) FROM pgcode.health_snapshots"
+    before = conn.execute(count).fetchone()
+    resp = await http.get("/v1/report", params={"format": "json", "baseline": change["a"]["id"]})
+    assert resp.status_code == 200, resp.text
+    diff = resp.json()["changes"]
+    assert diff["baseline"]["id"] == change["a"]["id"]
+    looked_back = (await http.get("/v1/report", params={"format": "json", "since": "30d"})).json()["changes"]
+    assert looked_back["baseline"]["id"] >= 1 and looked_back["baseline"]["chosen"]  # and says how it chose
+    md = await http.get("/v1/report", params={"format": "md", "baseline": change["a"]["id"]})
+    assert "Changed since" in md.text and f"{schema}.grown" in md.text
+    assert conn.execute(count).fetchone() == before  # a GET saves nothing
+    for bad in ("0", "x", "-3"):
+        refused = await http.get("/v1/report", params={"baseline": bad})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "INVALID_INPUT"
+    unknown = await http.get("/v1/report", params={"format": "json", "baseline": 987654321})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "NOT_FOUND"
 
 
 def _pgcode(*args: str, dsn: str) -> subprocess.CompletedProcess[str]:

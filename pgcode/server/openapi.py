@@ -246,7 +246,12 @@ def openapi_document(rt: Runtime, principal: Principal) -> dict[str, Any]:
                    params=[{"name": "format", "in": "query", "required": False,
                             "schema": {"enum": ["html", "md", "json"], "default": "html"}},
                            {"name": "thresholds", "in": "query", "required": False, "schema": {"type": "string"},
-                            "description": "A JSON object overriding check thresholds"}],
+                            "description": "A JSON object overriding check thresholds"},
+                           {"name": "since", "in": "query", "required": False, "schema": {"type": "string"},
+                            "description": "Show what changed since the snapshot this old (7d, 12h, 30m)"},
+                           {"name": "baseline", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1},
+                            "description": "Show what changed since this snapshot (pg_health_snapshot_list)"}],
                    ok={"description": "The report", "content": {"text/html": {"schema": {"type": "string"}},
                                                                 "text/markdown": {"schema": {"type": "string"}},
                                                                 "application/json": {"schema": {"type": "object"}}}})
