@@ -37,7 +37,8 @@ class Call:
     status: int = 0
     ok: bool = False
     error: dict[str, Any] | None = None
-    host_calls: int = 0  # calls a code execution made (each has its own audit row)
+    host_calls: int | None = None  # calls a code execution made, as its answer's metrics say (None: no metrics)
+    execution: str | None = None  # the id a code execution binds in each of its calls, to find their audit rows
     transaction_id: str | None = None  # what pg_transaction_begin answered
     flood: bool = False
 
@@ -125,6 +126,9 @@ async def examine(run: Run, server: Server, dsn: str, tokens: dict[str, str]) ->
         present = {str(r[0]) for r in await (await conn.execute("SELECT id FROM load_writes")).fetchall()}
         audit = Counter({(p, t): n for p, t, n in await (await conn.execute(
             "SELECT principal, tool, count(*) FROM pgcode.audit_log GROUP BY 1, 2")).fetchall()})
+        per_execution = Counter({e: n for e, n in await (await conn.execute(
+            "SELECT arguments->'params'->>0, count(*) FROM pgcode.audit_log "
+            "WHERE principal = 'static:admin' AND tool <> 'pg_execute_code' GROUP BY 1")).fetchall()})
         resolved = {}
         for w in run.writes:
             if w.outcome == "in_doubt" and w.xid:
@@ -150,13 +154,28 @@ async def examine(run: Run, server: Server, dsn: str, tokens: dict[str, str]) ->
 
     expected: Counter[tuple[str, str]] = Counter((f"static:{c.principal}", c.tool) for c in run.calls
                                                  if c.status)  # every answered request went through invoke()
-    host_calls = sum(c.host_calls for c in run.calls)
+    host_calls = sum(c.host_calls or 0 for c in run.calls)
     audited_host = sum(n for (p, t), n in audit.items() if p == "static:admin" and t != "pg_execute_code")
     missing = {f"{p} {t}": expected[(p, t)] - audit[(p, t)] for p, t in expected if audit[(p, t)] != expected[(p, t)]}
-    inv.append(Invariant("an audit row for every call", not missing and audited_host == host_calls,
+    # An execution answered with its metrics says how many calls it made: their audit rows must be that many. One
+    # answered with an HTTP error (or not at all) says nothing, so its rows are only shown.
+    executions = [c for c in run.calls if c.execution]
+    differ = [f"{c.execution[:8]} ({c.status}, {(c.error or {}).get('code')}): {c.host_calls} calls, "
+              f"{per_execution[c.execution]} rows" for c in executions
+              if c.host_calls is not None and c.host_calls != per_execution[c.execution]]
+    unanswered = {c.execution: per_execution[c.execution] for c in executions if c.host_calls is None
+                  and per_execution[c.execution]}
+    untagged = audited_host - sum(per_execution[c.execution] for c in executions)  # rows of no execution of ours
+    if unanswered:
+        facts["audit_rows_of_executions_without_metrics"] = unanswered
+    inv.append(Invariant("an audit row for every call", not missing and not differ and not untagged,
                          f"{sum(expected.values())} calls, {sum(audit[k] for k in expected)} audit rows"
                          f"; {host_calls} code-mode host calls, {audited_host} audit rows"
-                         + (f"; differences (calls - rows): {missing}" if missing else "")))
+                         + (f"; differences (calls - rows): {missing}" if missing else "")
+                         + (f"; executions whose rows differ: {differ[:5]}" if differ else "")
+                         + (f"; {untagged} rows of no execution" if untagged else "")
+                         + (f"; {len(unanswered)} executions answered without metrics have "
+                            f"{sum(unanswered.values())} rows" if unanswered else "")))
 
     done = run.marks.get("restart_done")
     after = sorted(c.ended for c in mixed if done is not None and c.ok and c.started >= done)

@@ -52,10 +52,13 @@ RESTART_AT = 0.55
 
 INSERT = "INSERT INTO load_writes (id, via) VALUES ($1, $2)"
 READ = {"sql": "SELECT count(*) AS n, max(at) AS last FROM load_writes"}
-CODE_READ = ("const a = await pg.core.readQuery({sql: 'SELECT count(*) AS n FROM load_writes'});"
-             " const b = await pg.core.readQuery({sql: 'SELECT 1 AS one'}); return [a.rows[0].n, b.rows[0].one]")
+# Each execution's reads bind its id, so its audit rows can be told apart from every other execution's.
+TAGGED_COUNT = "{sql: 'SELECT count(*) AS n, $1::text AS execution FROM load_writes', params: [input.id]}"
+CODE_READ = (f"const a = await pg.core.readQuery({TAGGED_COUNT});"
+             " const b = await pg.core.readQuery({sql: 'SELECT 1 AS one, $1::text AS execution', params: [input.id]});"
+             " return [a.rows[0].n, b.rows[0].one]")
 # The write comes last: when the execution fails, its write either failed too or never started.
-CODE_WRITE = ("const seen = await pg.core.readQuery({sql: 'SELECT count(*) AS n FROM load_writes'});"
+CODE_WRITE = (f"const seen = await pg.core.readQuery({TAGGED_COUNT});"
               " await pg.core.writeQuery({sql: 'INSERT INTO load_writes (id, via) VALUES ($1, $2)',"
               " params: [input.id, input.via]}); return seen.rows[0].n")
 
@@ -98,6 +101,8 @@ class Load:
     async def request(self, kind: str, principal: str, face: str, tool: str, args: dict[str, Any],
                       *, flood: bool = False) -> Call:
         call = Call(kind, principal, tool, self.now(), flood=flood)
+        if tool == "pg_execute_code":
+            call.execution = args["input"]["id"]
         http = self.http[principal]
         try:
             if face == "mcp":
@@ -125,7 +130,8 @@ class Load:
     async def one(self, kind: str) -> None:
         face = kind.split("_")[0]
         if kind.endswith("code_read"):
-            await self.request(kind, "admin", face, "pg_execute_code", {"code": CODE_READ, "readonly": True})
+            await self.request(kind, "admin", face, "pg_execute_code",
+                               {"code": CODE_READ, "readonly": True, "input": {"id": uuid.uuid4().hex}})
         elif kind.endswith("code_write"):
             await self.write(kind, face, "pg_execute_code", lambda i: {"code": CODE_WRITE,
                                                                        "input": {"id": i, "via": kind}})
@@ -237,6 +243,7 @@ def _judge(call: Call, face: str, data: Any) -> None:
             parsed = _json(text)
             call.error = parsed.get("error", parsed) if isinstance(parsed, dict) else {"code": "UNTYPED",
                                                                                       "message": text}
+            call.host_calls = _tool_calls(parsed) if call.tool == "pg_execute_code" else None
             return
         data = content
     if call.status != 200:
@@ -245,13 +252,20 @@ def _judge(call: Call, face: str, data: Any) -> None:
                                                                             "message": str(data)[:300]}
         return
     if call.tool == "pg_execute_code" and isinstance(data, dict):
-        call.host_calls = int((data.get("metrics") or {}).get("toolCalls") or 0)
+        call.host_calls = _tool_calls(data)
         if not data.get("success"):
             call.error = data.get("error") or {"code": "UNTYPED", "message": "no error in a failed execution"}
             return
     call.ok = True
     if call.tool == "pg_transaction_begin" and isinstance(data, dict):
         call.transaction_id = data.get("transactionId")
+
+
+def _tool_calls(answer: Any) -> int | None:
+    """How many tool calls an execution made, from its answer's metrics; None when it has none."""
+    metrics = answer.get("metrics") if isinstance(answer, dict) else None
+    calls = metrics.get("toolCalls") if isinstance(metrics, dict) else None
+    return calls if isinstance(calls, int) else None
 
 
 def _xid(error: dict[str, Any]) -> str | None:

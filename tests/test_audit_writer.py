@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -16,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
 from pgcode.core.runtime import Runtime
-from pgcode.guard.audit import MAX_DEPTH, TOO_DEEP, AuditEntry, audit_arguments
+from pgcode.guard.audit import MAX_DEPTH, TOO_DEEP, AuditEntry, audit_arguments, new_entry_id
 from pgcode.settings import Settings
 from pgcode.types import Principal, Scope
 from tests.codemode._helpers import ok
@@ -193,3 +194,64 @@ async def test_a_database_restart_loses_no_audit_row(audit_rt: Runtime, audit_ds
             await asyncio.sleep(0.1)
         assert [r[0] for r in rows] == names
         assert audit_rt.audit.unwritten == unwritten
+
+
+async def test_a_batch_sent_again_is_stored_once(audit_rt: Runtime, audit_dsn: str) -> None:
+    """A batch whose COMMIT a restart cut off is sent again: each entry's id keeps it to one row. Positive control:
+    entries alike in every field but their id are each stored."""
+    principal = f"static:again-{uuid.uuid4().hex[:8]}"
+    entries = [_entry(principal, arguments={"n": n}) for n in range(3)]
+    for _ in range(2):  # the same entries, twice: what a resent batch is
+        for entry in entries:
+            audit_rt.audit.record(entry)
+        await audit_rt.audit.flush()
+    look_alike = _entry(principal, arguments={"n": 0})
+    audit_rt.audit.record(look_alike)
+    await audit_rt.audit.flush()
+    with psycopg.connect(audit_dsn) as c:
+        rows = c.execute("SELECT entry_id, arguments->>'n' FROM pgcode.audit_log WHERE principal = %s ORDER BY id",
+                         (principal,)).fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(e.entry_id, n) for e, n in zip([*entries, look_alike],
+                                                                             ["0", "1", "2", "0"], strict=True)]
+    assert audit_rt.audit.unwritten == 0
+
+
+async def test_a_row_keeps_the_time_of_its_call_and_ids_are_time_ordered(audit_rt: Runtime, audit_dsn: str) -> None:
+    principal = f"static:at-{uuid.uuid4().hex[:8]}"
+    an_hour_ago = time.time() - 3600
+    old = AuditEntry(principal=principal, tool="pg_read_query", effect="read", outcome="ok", error_code=None,
+                     duration_ms=1.0, client_addr=None, arguments={}, at=an_hour_ago)
+    audit_rt.audit.record(old)
+    await audit_rt.audit.flush()
+    with psycopg.connect(audit_dsn) as c:
+        at = c.execute("SELECT extract(epoch FROM at) FROM pgcode.audit_log WHERE principal = %s",
+                       (principal,)).fetchone()
+    assert at is not None and abs(float(at[0]) - an_hour_ago) < 0.001
+    ids = [new_entry_id() for _ in range(50)]
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert len(set(ids)) == 50
+    stamps = [i.int >> 80 for i in ids]  # the milliseconds part never goes back
+    assert stamps == sorted(stamps) and abs(stamps[0] - time.time() * 1000) < 5000
+
+
+async def test_a_read_only_server_writes_to_an_audit_log_made_before_entry_ids(audit_dsn: str,
+                                                                               settings: Settings) -> None:
+    """A read-only server migrates nothing: facing an audit_log without entry_id it still stores every call."""
+    with psycopg.connect(audit_dsn, autocommit=True) as c:
+        async with Runtime(settings.model_copy(update={"database_url": SecretStr(audit_dsn)})):
+            pass  # pgcode's schema, up to date
+        c.execute("ALTER TABLE pgcode.audit_log DROP COLUMN entry_id")
+        try:
+            principal = _principal("legacy")
+            ro = settings.model_copy(update={"database_url": SecretStr(audit_dsn), "read_only": True})
+            async with Runtime(ro) as runtime:
+                assert (await runtime.invoke("pg_read_query", {"sql": "SELECT 1 AS one"}, principal))["rows"] == [
+                    {"one": 1}]
+                await runtime.audit.flush()
+                assert runtime.audit.unwritten == 0
+            rows = c.execute("SELECT tool, outcome FROM pgcode.audit_log WHERE principal = %s",
+                             (principal.subject,)).fetchall()
+            assert rows == [("pg_read_query", "ok")]
+        finally:  # the schema as migration 043 leaves it, for the module's other tests
+            c.execute("ALTER TABLE pgcode.audit_log ADD COLUMN IF NOT EXISTS entry_id uuid")
+            c.execute("CREATE UNIQUE INDEX IF NOT EXISTS audit_log_entry_id_key ON pgcode.audit_log (entry_id)")

@@ -73,7 +73,8 @@ def _row(rec: ExecutionRecord) -> tuple[Any, ...]:
 _INSERT = sql.SQL(
     "INSERT INTO pgcode.executions (id, principal, code_hash, code, language, input_bytes, readonly, script_id, "
     "started_at, duration_ms, outcome, error_code, error_message, tool_calls, result_bytes) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (id) DO NOTHING")  # a batch sent again after its COMMIT was cut off adds nothing
 _PRUNE = sql.SQL("DELETE FROM pgcode.executions WHERE started_at < now() - make_interval(days => %s)")
 
 

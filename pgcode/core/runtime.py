@@ -8,7 +8,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 from pgcode.core.invoke import invoke
 from pgcode.core.registry import Registry, load_registry
-from pgcode.db.migrate import audit_table_exists, migrate
+from pgcode.db.migrate import AuditTable, audit_table, migrate
 from pgcode.db.pool import Database
 from pgcode.db.txstore import TransactionStore
 from pgcode.guard.audit import AuditLog
@@ -49,7 +49,7 @@ class Runtime:
         # pgcode.audit_log when that exists (written as the connecting role), or to PGCODE_AUDIT_FILE.
         self.roles = await prepare_roles(self.db, self.settings, create=not self.settings.read_only)
         self.schema_ready = await migrate(self.db) is not None
-        self.audit.start(self.schema_ready or await audit_table_exists(self.db))
+        self.audit.start(AuditTable.CURRENT if self.schema_ready else await audit_table(self.db))
         self.txstore.start()
 
     def component(self, factory: Callable[[Runtime], C]) -> C:

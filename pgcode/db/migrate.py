@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 from importlib import resources
 
@@ -11,6 +12,13 @@ from psycopg import sql
 from pgcode.db.pool import Conn, Database
 
 log = logging.getLogger("pgcode.db.migrate")
+
+class AuditTable(enum.Enum):
+    ABSENT = "absent"
+    LEGACY = "legacy"
+    """Made before migration 043: no entry ids, so a batch sent again is stored again."""
+    CURRENT = "current"
+
 
 _LOCK_KEY = 0x70676364  # "pgcd": one migrating server at a time (transaction-scoped advisory lock)
 
@@ -65,12 +73,17 @@ async def migrate(db: Database) -> list[str] | None:
     return applied
 
 
-async def audit_table_exists(db: Database) -> bool:
-    """Whether pgcode.audit_log exists: a read-only server writes its audit rows there without migrating."""
+async def audit_table(db: Database) -> AuditTable:
+    """Whether pgcode.audit_log exists, and whether it has entry ids (migration 043): a read-only server writes its
+    audit rows there without migrating, so it may face a table an older pgcode made."""
     try:
         async with db.pool.connection() as conn:
-            cur = await conn.execute("SELECT to_regclass('pgcode.audit_log') IS NOT NULL")
+            cur = await conn.execute(
+                "SELECT to_regclass('pgcode.audit_log') IS NOT NULL, EXISTS (SELECT FROM pg_attribute "
+                "WHERE attrelid = to_regclass('pgcode.audit_log') AND attname = 'entry_id' AND NOT attisdropped)")
             row = await cur.fetchone()
     except psycopg.Error:
-        return False
-    return bool(row and row[0])
+        return AuditTable.ABSENT
+    if not row or not row[0]:
+        return AuditTable.ABSENT
+    return AuditTable.CURRENT if row[1] else AuditTable.LEGACY

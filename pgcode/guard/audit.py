@@ -8,14 +8,17 @@ import functools
 import json
 import logging
 import math
+import os
 import re
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from pgcode.db.migrate import AuditTable
 from pgcode.db.pool import Database
 from pgcode.errors import database_unavailable
 from pgcode.guard.secrets import REDACTED, redact_text
@@ -118,6 +121,14 @@ def _larger_than(value: Any, limit: int) -> bool:
     return False
 
 
+def new_entry_id() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 version 7: milliseconds since the epoch, then random bits), so new rows land
+    at the right edge of the audit log's unique index instead of all over it."""
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = ((time.time_ns() // 1_000_000) & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 64 & 0xFFF) << 64
+    return uuid.UUID(int=value | 0b10 << 62 | rand & (1 << 62) - 1)
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     principal: str
@@ -131,15 +142,36 @@ class AuditEntry:
     """The call's arguments as bounded() keeps them: redacted by the writer, off the call path."""
     group: str | None = None
     """The tool's group (pgcrypto's arguments are redacted by position)."""
+    at: float = field(default_factory=time.time)
+    """When the call ended (the row's `at`), not when the writer got to it."""
+    entry_id: uuid.UUID = field(default_factory=new_entry_id)
+    """Stays with the entry through every attempt to write it: the database stores one row per id."""
 
 
-_COLUMNS = ("principal", "tool", "effect", "outcome", "error_code", "duration_ms", "client_addr", "arguments")
-_INSERT_BATCH = (f"INSERT INTO pgcode.audit_log ({', '.join(_COLUMNS)}) SELECT p, t, e, o, c, d, a, g::jsonb FROM "
-                 "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], "
-                 "%s::text[]) AS batch(p, t, e, o, c, d, a, g)")
-_INSERT = ("INSERT INTO pgcode.audit_log (principal, tool, effect, outcome, error_code, duration_ms, client_addr, "
-           "arguments) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)")
-_Row = tuple[str, str, str | None, str, str | None, float, str | None, str]
+_COLUMNS = ("entry_id", "at", "principal", "tool", "effect", "outcome", "error_code", "duration_ms", "client_addr",
+            "arguments")
+_INSERT = ("INSERT INTO pgcode.audit_log ({}) SELECT {} FROM unnest({}) AS batch({}){}")
+
+
+def _insert(table: AuditTable) -> str:
+    """One INSERT for a batch, its columns as arrays (one row is a batch of one). With entry ids, a batch sent
+    again after its COMMIT was cut off adds nothing; a table made before them (a read-only server facing an older
+    schema) gets the rows without ids, at least once."""
+    columns = _COLUMNS if table is AuditTable.CURRENT else _COLUMNS[1:]
+    types = {"entry_id": "uuid", "at": "float8", "duration_ms": "float8"}
+    values = {"at": "to_timestamp(at)", "arguments": "arguments::jsonb"}
+    return _INSERT.format(", ".join(columns), ", ".join(values.get(c, c) for c in columns),
+                          ", ".join(f"%s::{types.get(c, 'text')}[]" for c in columns), ", ".join(columns),
+                          " ON CONFLICT (entry_id) DO NOTHING" if table is AuditTable.CURRENT else "")
+
+
+_Row = tuple[uuid.UUID, float, str, str, str | None, str, str | None, float, str | None, str]
+
+
+def _columns(rows: list[_Row], table: AuditTable) -> list[list[Any]]:
+    """The rows as one array per column, in _COLUMNS order (without entry_id when the table has none)."""
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    return columns if table is AuditTable.CURRENT else columns[1:]
 
 
 def _text(value: Any, limit: int) -> str:
@@ -161,7 +193,7 @@ def _row(e: AuditEntry) -> _Row:
         duration = float(e.duration_ms)
     except (TypeError, ValueError):
         duration = 0.0
-    return (_text(e.principal, 1000), _text(e.tool, 200), _optional(e.effect, 40),
+    return (e.entry_id, e.at, _text(e.principal, 1000), _text(e.tool, 200), _optional(e.effect, 40),
             "error" if e.outcome == "error" else "ok", _optional(e.error_code, 40),
             duration if math.isfinite(duration) else 0.0, _optional(e.client_addr, 200), arguments)
 
@@ -172,7 +204,8 @@ class AuditLog:
     The writer never stops: a batch that fails is written row by row, so one bad entry never takes others
     with it, and what cannot be written is counted (`stats()`, shown to admins by /healthz) and logged. A batch
     the database cannot take for now (it restarted, ended the session, or no connection came) stays queued and is
-    tried again, so a restart of PostgreSQL loses no row; a batch whose COMMIT was cut off may then be written twice.
+    tried again, so a restart of PostgreSQL loses no row. A batch whose COMMIT was cut off is sent again, and each
+    entry's id keeps it from being stored twice: one row per call.
     """
 
     def __init__(self, db: Database, settings: Settings) -> None:
@@ -187,11 +220,16 @@ class AuditLog:
         self.enabled = False
         self._dropped = 0
         self._file: Path | None = None
+        self._table = AuditTable.ABSENT
+        self._insert = _insert(AuditTable.CURRENT)
         self.unwritten = 0
         """Entries the writer could not store (the database refused them or could not be reached)."""
 
-    def start(self, table_ready: bool) -> None:
+    def start(self, table: AuditTable) -> None:
         """Write to pgcode.audit_log when it is there, else to PGCODE_AUDIT_FILE; never silently off."""
+        table_ready = table is not AuditTable.ABSENT
+        self._table = table
+        self._insert = _insert(table)
         self._file = None if table_ready else self._settings.audit_file
         self.enabled = table_ready or self._file is not None
         if not self.enabled:
@@ -304,7 +342,7 @@ class AuditLog:
             # COPY: a backend inside COPY FROM STDIN cannot take a server-wide barrier (DROP DATABASE waits on
             # it) until the client sends the rest, and a client that stalls mid-batch would stall those too.
             async with self._db.pool.connection() as conn:
-                await conn.execute(_INSERT_BATCH, [list(column) for column in zip(*rows, strict=True)])
+                await conn.execute(self._insert, _columns(rows, self._table))
         except Exception as exc:
             if keep_if_unreachable and database_unavailable(exc):
                 raise _Unreachable from exc
@@ -318,13 +356,13 @@ class AuditLog:
     def _append(self, rows: list[_Row]) -> None:
         """The rows as JSON lines, appended to PGCODE_AUDIT_FILE (a read-only server without pgcode's schema)."""
         assert self._file is not None
-        now = time.time()
         try:
             with self._file.open("a", encoding="utf-8") as out:
                 for row in rows:
                     fields = dict(zip(_COLUMNS, row, strict=True))
+                    fields["entry_id"] = str(row[0])
                     fields["arguments"] = json.loads(row[-1])
-                    out.write(json.dumps({"at": now, **fields}, ensure_ascii=False) + "\n")
+                    out.write(json.dumps(fields, ensure_ascii=False) + "\n")
         except OSError as exc:
             self._lost(len(rows), type(exc).__name__)
 
@@ -336,7 +374,7 @@ class AuditLog:
                 for row in rows:
                     try:
                         async with conn.transaction():
-                            await conn.execute(_INSERT, row)
+                            await conn.execute(self._insert, _columns([row], self._table))
                     except Exception as exc:
                         if conn.closed:
                             raise
