@@ -51,10 +51,21 @@ _SAMPLED: Heap | None = None
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
+    """Past the deadline, raise once. An alarm that raised again while the first _SoftTimeout unwound (QuickJS can
+    take longer than a tick to return) landed in whatever Python ran next: the cleanup below, or the worker's loop
+    after its answer, which then ended the process."""
+    global _DEADLINE
     if _SAMPLED is not None:
         _SAMPLED.sample()
     if _DEADLINE is not None and time.monotonic() >= _DEADLINE:
+        _DEADLINE = None
         raise _SoftTimeout
+
+
+def _expire() -> None:
+    """Make the next alarm raise again: the _SoftTimeout it raised was absorbed where it cannot stop the code."""
+    global _DEADLINE
+    _DEADLINE = 0.0
 
 
 @contextmanager
@@ -165,7 +176,8 @@ class _Host:
                 return found
             return json.dumps({"error": f"there is no group {str(group)[:64]!r}; pg.help() lists them"}).encode()
         except _SoftTimeout:
-            self.late = True  # the repeating alarm interrupts the JS that runs next
+            self.late = True
+            _expire()  # the next alarm interrupts the JS that runs next
             return b"null"
 
 

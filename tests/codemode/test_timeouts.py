@@ -93,3 +93,32 @@ async def test_many_timeouts_in_a_row_leave_the_pool_working(run: Run, rt: Runti
     outs = await asyncio.gather(*(run("while (true) {}", timeout=200) for _ in range(6)))
     assert all(o["error"]["code"] == "TIMEOUT" for o in outs)
     assert [ok(await run(f"return {i}")) for i in range(4)] == [0, 1, 2, 3]
+
+
+async def test_a_stopped_sort_answers_timeout_and_the_worker_lives_on(run: Run, rt: Runtime) -> None:
+    """QuickJS can take longer than one alarm tick to unwind a sort stopped in its comparator. A second alarm used to
+    raise again in the worker's cleanup and end the process (1 run in 40): EXECUTION_FAILED, not TIMEOUT."""
+    pool = await engine(rt).pool()
+    killed = pool.killed
+    code = "const a = Array.from({length: 2e5}, (_, i) => i); for (;;) a.sort((x, y) => y - x);"
+    codes = [((await run(code, timeout=60))["error"] or {}).get("code") for _ in range(40)]
+    assert codes == ["TIMEOUT"] * 40
+    assert ok(await run("return 'alive'")) == "alive"
+    assert pool.killed == killed  # no worker needed the hard kill either
+
+
+def test_the_alarm_raises_once_per_deadline() -> None:
+    """Past the deadline the alarm raises once, so the cleanup that follows cannot be interrupted; a timeout
+    swallowed where it cannot stop the code (inside help()) arms it again."""
+    from pgcode.codemode import worker
+
+    worker._DEADLINE = time.monotonic() - 0.001
+    try:
+        with pytest.raises(worker._SoftTimeout):
+            worker._on_alarm(signal.SIGALRM, None)
+        worker._on_alarm(signal.SIGALRM, None)  # a second tick while the first is unwinding: nothing
+        worker._expire()
+        with pytest.raises(worker._SoftTimeout):
+            worker._on_alarm(signal.SIGALRM, None)
+    finally:
+        worker._DEADLINE = None
