@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from limits import RateLimitItem, parse
@@ -32,13 +33,14 @@ class RateLimiter:
             self._shared = SlidingWindowCounterRateLimiter(
                 RedisStorage(url if url.startswith("async+") else f"async+{url}"))
         self._local = SlidingWindows()
+        self.clock: Callable[[], float] = time.monotonic  # the in-memory windows' time (tests pin it)
         self._warned = 0.0
 
     async def hit(self, subject: str, cls: str) -> None:
         """Count one call; raise RATE_LIMITED with the seconds to wait when the budget is spent."""
         item = self.items[cls]
         if self._shared is None:
-            wait = self._local.hit((subject, cls), item.amount, item.get_expiry(), time.monotonic())
+            wait = self._local.hit((subject, cls), item.amount, item.get_expiry(), self.clock())
             if wait is None:
                 return
         else:

@@ -203,11 +203,22 @@ async def test_rate_limit_429_with_retry_after_per_principal(dsn: str, token_fil
         app = create_app(rt)
         async with app.router.lifespan_context(app), httpx2.AsyncClient(
                 transport=httpx2.ASGITransport(app=app), base_url="http://127.0.0.1") as c:
+            now = [100 * 60 + 30.0]  # half way through a minute window, whatever the machine's clock says
+            rt.limiter.clock = lambda: now[0]
             codes = [(await c.post("/v1/tools/pg_read_query", json={"sql": "SELECT 1"}, headers=bearer("read")))
                      for _ in range(4)]
             assert [r.status_code for r in codes] == [200, 200, 200, 429]
             assert codes[3].json()["error"]["code"] == "RATE_LIMITED"
             assert 1 <= int(codes[3].headers["retry-after"]) <= 61
+            # The sliding window lets a call through once the three weigh less than two: 20 s into the next window,
+            # 50 s from now. Retry-After rounds up, so a retry when it says passes and one a second sooner does not.
+            assert codes[3].headers["retry-after"] == "51"
+            now[0] += 49
+            early = await c.post("/v1/tools/pg_read_query", json={"sql": "SELECT 1"}, headers=bearer("read"))
+            assert early.status_code == 429
+            now[0] += 2
+            again = await c.post("/v1/tools/pg_read_query", json={"sql": "SELECT 1"}, headers=bearer("read"))
+            assert again.status_code == 200
             other = await c.post("/v1/tools/pg_read_query", json={"sql": "SELECT 1"}, headers=bearer("admin"))
             assert other.status_code == 200  # another principal has its own budget
             write = await c.post("/v1/tools/pg_write_query", json={"sql": "SELECT 1"}, headers=bearer("write"))
