@@ -112,7 +112,7 @@ class HostBridge:
             self.logs.append({"level": level if level in LOG_LEVELS else "log", "message": message})
 
     async def dispatch(self, calls: list[tuple[int, str, str]], deadline: float) -> bytes:
-        """Run a batch (one JS idle point: 1 call, or all of a Promise.all) and encode the settle vars."""
+        """Run a batch (the calls the code made together: 1, or all of a Promise.all) and encode the results."""
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(self._one(cid, tool, args)) for cid, tool, args in calls]
         try:

@@ -1,14 +1,17 @@
 // pgcode code-mode prelude: evaluated first in every fresh QuickJS context, before the request arrives
 // (each worker prepares its next context while idle). It closes the routes to code generation, removes
 // the engine's bridge globals and builds `console`; `pg` (narrowed by an allow-list), `input` and `args`
-// are built when the request arrives. Tool calls return pending Promises; the worker hands the queued
-// calls to the server when JS is idle and settles them in a later eval (research/sandbox-probe.md, 4). Tampering with built-ins after this point only affects the
-// tamperer's own run (one context per execution) and the server checks every call, so only the API
-// objects are frozen. Parsing costs about 0.3 us per token here: keep this file small, and the method
+// are built when the request arrives. Tool calls return pending Promises; once the code has queued what it
+// will queue (the queue stopped growing for a few microtask turns), the batch goes to the server through the
+// worker and its results settle the Promises in the same eval. A batch still queued when the eval ends goes
+// out the same way and settles in a later eval (research/sandbox-probe.md, 4). Tampering with built-ins
+// after this point only affects the tamperer's own run (one context per execution) and the server checks
+// every call, so only the API objects are frozen. Parsing costs about 0.3 us per token here: keep this file small, and the method
 // table is one string (API) expanded per group on first use.
 (function (API, L) {
   'use strict';
-  const G = globalThis, helpBridge = G.call_python, str = JSON.stringify, def = Object.defineProperty;
+  const G = globalThis, hostBridge = G.call_python, str = JSON.stringify, def = Object.defineProperty;
+  const resolved = Promise.resolve(), then = Promise.prototype.then;
   const freeze = Object.freeze, E = Error, S = String, apply = Reflect.apply;
   const kinds = new WeakMap(), wmSet = WeakMap.prototype.set, wmGet = WeakMap.prototype.get;
   const mark = (e, k) => { apply(wmSet, kinds, [e, k]); return e; };
@@ -67,11 +70,32 @@
       const id = ++nextId;
       pending.set(id, {resolve, reject, tool, site});
       queue.push([id, tool, json]);
+      if (!scheduled) { scheduled = true; seen = -1; hop(); }
     });
+  };
+  // A Promise.all queues its calls in one turn, a chain of awaits a turn later each: the batch goes out once the
+  // queue stopped growing for IDLE_TURNS turns, so the calls made together still travel and run together.
+  const IDLE_TURNS = 3;
+  let scheduled = false, seen = 0, idle = 0;
+  const hop = () => apply(then, resolved, [flush]);
+  const flush = () => {
+    if (queue.length !== seen) { seen = queue.length; idle = 0; hop(); return; }
+    if (++idle < IDLE_TURNS) { hop(); return; }
+    scheduled = false;
+    if (!queue.length || box.done) return;  // calls the code did not await before it returned do not run
+    const out = {calls: queue, logs};
+    queue = [];
+    logs = [];
+    const answer = hostBridge('calls', out);  // blocks until the server has run the batch
+    if (answer !== null && typeof answer === 'object') settleResults(answer.r);
   };
   const settle = (results) => {
     delete G.call_python;
     delete G.dukpy;
+    settleResults(results);
+    return {toJSON: state};
+  };
+  const settleResults = (results) => {
     for (const [id, ok, v] of results) {
       const p = pending.get(id);
       if (p === undefined) continue;
@@ -86,11 +110,10 @@
       e.site = p.site;
       p.reject(mark(e, e.code === 'SECURITY_ERROR' ? 'security' : 'tool'));
     }
-    return {toJSON: state};
   };
 
   // pg: "group:method=tool,method=tool;group:..." becomes one frozen object per group, built on first use.
-  const help = (group) => helpBridge('help', group === undefined ? null : group);
+  const help = (group) => hostBridge('help', group === undefined ? null : group);
   const build = (group, list) => {
     const o = {};
     for (const pair of list.split(',')) {

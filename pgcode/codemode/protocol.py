@@ -21,7 +21,7 @@ MAX_FRAME = 24 * 1024 * 1024
 class Kind(IntEnum):
     # server -> worker
     RUN = 1  # body: {"code", "input", "args"}; arg: time budget in ms
-    RESULTS = 2  # body: the vars JSON of the settle eval, {"r": [[id, ok, value], ...]}; arg: budget in ms
+    RESULTS = 2  # body: {"r": [[id, ok, value], ...]}, the results of one CALLS batch; arg: budget in ms
     # worker -> server
     CALLS = 10  # body: {"calls": [[id, tool, argsJson], ...], "logs": [...]}
     DONE = 11  # body: meta JSON; arg: its length; then the result's JSON text (may be empty)

@@ -32,7 +32,7 @@ from pgcode.codemode._outcome import (
     from_rejection,
     syntax_error,
 )
-from pgcode.codemode.protocol import MAX_FRAME, Kind, recv_frame, send_frame
+from pgcode.codemode.protocol import MAX_FRAME, Kind, ProtocolError, recv_frame, send_frame
 
 _WRAP_HEAD = "\n" * PAD_LINES + "__pgcode_start(); (async () => {\n"
 _WRAP_TAIL = "\n})().then(__pgcode_ok, __pgcode_fail);\n({toJSON: __pgcode_state});"
@@ -143,25 +143,29 @@ def _narrowed_help(config: WorkerConfig, visible: dict[str, set[str]],
 
 
 class _Host:
-    """The only Python object QuickJS sees: a fresh runtime; it exports one function, `help`.
+    """The only Python object QuickJS sees: a fresh runtime; it exports two functions, `help` and `calls`.
 
     No `loader` and no `_normalize_module`: dynamic import() fails closed inside dukpy's C loader.
     """
 
-    __slots__ = ("_config", "_ctx", "heap", "late", "narrowed")
+    __slots__ = ("_config", "_ctx", "_sock", "heap", "late", "narrowed", "problem")
 
-    def __init__(self, config: WorkerConfig | None) -> None:
+    def __init__(self, config: WorkerConfig | None, sock: socket.socket | None = None) -> None:
         self._ctx = _dukpy.create_context()
         self.heap = Heap(self._ctx)
         self._config = config
-        self.late = False  # a soft-timeout signal landed in Python while JS called help()
+        self._sock = sock
+        self.late = False  # a soft-timeout signal landed in Python while JS called the host
+        self.problem: dict[str, Any] | None = None  # a batch of calls could not go out: the run ends with this
         self.narrowed: dict[str | None, bytes] | None = None  # help of a run with an allow-list
 
     def _check_exported_function_exists(self, name: bytes) -> bool:
-        return name == b"help" and self._config is not None
+        return self._config is not None and (name == b"help" or (name == b"calls" and self._sock is not None))
 
     def _call_python(self, name: bytes, json_args: bytes) -> bytes:
         try:
+            if name == b"calls":
+                return self._calls(json_args)
             config = self._config
             assert config is not None
             args = json.loads(json_args)
@@ -179,6 +183,39 @@ class _Host:
             self.late = True
             _expire()  # the next alarm interrupts the JS that runs next
             return b"null"
+
+
+    def _calls(self, json_args: bytes) -> bytes:
+        """Send a batch of tool calls and return the server's results, inside the eval that queued them: a host
+        call costs a socket round trip, not a new eval (dukpy collects the whole heap twice around each).
+
+        The server owns the time limit while it runs the batch, so the alarm is off meanwhile (an alarm that
+        raised would leave half a frame on the wire); the budget that comes back with the results becomes the
+        deadline.
+        """
+        global _DEADLINE
+        previous, _DEADLINE = _DEADLINE, None
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        try:
+            body = json_args[1:-1]  # [frame]: the one argument is the frame the server reads
+            if len(body) > MAX_FRAME:
+                self.problem = error("EXECUTION_FAILED", f"the tool calls of one step carry {len(body)} bytes of "
+                                                         f"arguments; at most {MAX_FRAME} fit")
+                _DEADLINE = previous
+                return b"null"
+            assert self._sock is not None
+            send_frame(self._sock, Kind.CALLS, body)
+            kind, arg, results = recv_frame(self._sock)
+            if kind is not Kind.RESULTS:
+                self.problem = error("EXECUTION_FAILED", "the server broke the protocol")
+                _DEADLINE = previous
+                return b"null"
+            _DEADLINE = time.monotonic() + arg / 1000
+            return results
+        except (EOFError, OSError, ProtocolError):
+            os._exit(0)  # the server is gone, or broke the framing: there is no one left to answer
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, _TICK_S, _TICK_S)
 
 
 def _eval(host: _Host, code: bytes, variables: bytes, deadline: float) -> dict[str, Any]:
@@ -238,7 +275,7 @@ class Worker:
     def _prepare(self) -> None:
         """The next execution's context: fresh, with the prelude run (about 1 ms, done while idle)."""
         if self._next is None:
-            host = _Host(self.config)
+            host = _Host(self.config, self.sock)
             _dukpy.eval_string(host, self.config.prelude, b"{}")
             self._next = host
 
@@ -264,7 +301,7 @@ class Worker:
         if "problem" in state:
             return {"ok": False, "error": state["problem"], "language": language}, b""
         try:
-            while not state.get("done"):
+            while not state.get("done") and host.problem is None:
                 calls = state.get("calls")
                 if not isinstance(calls, list):
                     return {"ok": False, "error": error("SECURITY_ERROR", TAMPERED), "language": language}, b""
@@ -284,6 +321,8 @@ class Worker:
                 state = _eval(host, _SETTLE, body, time.monotonic() + arg / 1000)
         except JSRuntimeError as exc:
             return {"ok": False, "error": from_engine(str(exc), user_lines), "language": language}, b""
+        if host.problem is not None:
+            return {"ok": False, "error": host.problem, "language": language}, b""
         return self._finish(state, user_lines, language)
 
     def _start(self, host: _Host, code: str, variables: bytes, user_lines: int,

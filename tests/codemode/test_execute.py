@@ -215,6 +215,29 @@ async def test_execute_code_unawaited_calls_do_not_run_and_are_reported(run: Run
     assert conn.execute(f'SELECT count(*) FROM "{schema}".unawaited').fetchone() == (0,)
 
 
+async def test_calls_made_together_travel_together(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgcode.codemode.bridge import HostBridge
+
+    batches: list[list[str]] = []
+    dispatch = HostBridge.dispatch
+
+    async def spy(self: HostBridge, calls: Any, deadline: float) -> bytes:
+        batches.append([json.loads(args)["sql"] for _, _, args in calls])
+        return await dispatch(self, calls, deadline)
+
+    monkeypatch.setattr(HostBridge, "dispatch", spy)
+    out = await run("""
+        const q = (sql) => pg.core.readQuery({sql});
+        const later = async () => { await null; await null; return q('SELECT 2'); };
+        const first = await Promise.all([q('SELECT 1'), later(), q('SELECT 3')]);
+        const second = await q('SELECT 4');
+        const third = await q('SELECT 5');
+        return [...first, second, third].map((r) => Object.values(r.rows[0])[0])""")
+    assert ok(out) == [1, 2, 3, 4, 5]
+    # The call queued two turns after the others still goes with them; each awaited call then goes alone.
+    assert batches == [["SELECT 1", "SELECT 3", "SELECT 2"], ["SELECT 4"], ["SELECT 5"]]
+
+
 async def test_execute_code_never_settling_promise_is_reported(run: Run) -> None:
     failed(await run("await new Promise(() => {}); return 1"), "RUNTIME_ERROR", "never settles")
 

@@ -46,6 +46,21 @@ async def test_runaway_loop_ends_at_the_deadline(run: Run) -> None:
     assert ok(await run("return 'next'")) == "next"
 
 
+async def test_a_loop_after_tool_calls_is_stopped_by_the_workers_own_deadline(run: Run, rt: Runtime) -> None:
+    """The calls run inside the eval that made them, with the alarm off while the server works: the budget the
+    results carry must arm it again, so the worker stops the loop itself and is not killed."""
+    ok(await run("return 'warm'"))
+    pool = await engine(rt).pool()
+    killed = pool.killed
+    out, elapsed = await _timed(run, "for (let i = 0; i < 3; i++) await pg.core.readQuery({sql: 'SELECT 1'});"
+                                     " let n = 0; while (true) { n++ }")
+    failed(out, "TIMEOUT", f"{DEADLINE_MS} ms")
+    assert out["metrics"]["toolCalls"] == 3
+    _check("loop after tool calls", elapsed)
+    assert pool.killed == killed  # stopped by its own alarm, not at the hard deadline
+    assert ok(await run("return 'next'")) == "next"
+
+
 async def test_hung_tool_call_ends_at_the_deadline_and_is_cancelled(run: Run, dsn: str) -> None:
     ok(await run("return 'warm'"))
     out, elapsed = await _timed(run, "return await pg.core.readQuery({sql: 'SELECT pg_sleep(10), 1 AS hung_marker'})")
