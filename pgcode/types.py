@@ -39,7 +39,10 @@ class Effect(StrEnum):
 
     @property
     def scope(self) -> Scope:
-        return {Effect.READ: Scope.READ, Effect.WRITE: Scope.WRITE}.get(self, Scope.ADMIN)
+        return _EFFECT_SCOPE.get(self, Scope.ADMIN)
+
+
+_EFFECT_SCOPE = {Effect.READ: Scope.READ, Effect.WRITE: Scope.WRITE}
 
 
 class TxMode(StrEnum):

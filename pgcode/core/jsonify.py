@@ -19,7 +19,14 @@ MAX_SAFE_INT = 2**53 - 1  # JavaScript numbers lose precision beyond this
 
 def to_json(value: Any) -> Any:
     """Return `value` as something json.dumps accepts without losing meaning."""
-    if value is None or isinstance(value, bool | str):
+    kind = type(value)  # the exact built-in types of most rows first: a tool's result passes here whole
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): to_json(v) for k, v in value.items()}
+    if kind is list:
+        return [to_json(v) for v in value]
+    if isinstance(value, bool | str):
         return value
     if isinstance(value, int):
         return value if -MAX_SAFE_INT <= value <= MAX_SAFE_INT else str(value)

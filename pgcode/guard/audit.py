@@ -100,17 +100,20 @@ def audit_arguments(args: Any, group: str | None) -> Any:
     return {"_truncated": True, "_bytes": size, "_keys": keys}
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
 def _larger_than(value: Any, limit: int) -> bool:
     """Whether `value`, as redact() keeps it (nesting cut at MAX_DEPTH), certainly serializes to more than
     `limit` bytes: a cheap walk that stops early."""
     total, stack = 0, [(value, 0)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict | list | tuple) and depth >= MAX_DEPTH:
+        if isinstance(item, _CONTAINERS) and depth >= MAX_DEPTH:
             total += len(TOO_DEEP)
         elif isinstance(item, dict):
             stack.extend((v, depth + 1) for v in item.values())
-            total += 4 * len(item) + sum(len(str(k)) for k in item)
+            total += 4 * len(item) + sum(len(k) if type(k) is str else len(str(k)) for k in item)
         elif isinstance(item, list | tuple):
             stack.extend((v, depth + 1) for v in item)
             total += len(item)
