@@ -206,24 +206,23 @@ class CodeMode:
         def budget() -> int:
             return max(1, int((deadline - loop.time()) * 1000))
 
+        # One timer for the whole conversation: the calls' own wait ends at `deadline` (Abort), before it fires.
         async with asyncio.timeout_at(hard):
             write_frame(worker.writer, Kind.RUN, body, budget())
             await worker.writer.drain()
-        while True:
-            async with asyncio.timeout_at(hard):
+            while True:
                 kind, arg, payload = await read_frame(worker.reader)
-            if kind is Kind.CALLS:
-                results = await bridge.dispatch(bridge.accept(payload), deadline)
-                async with asyncio.timeout_at(hard):
+                if kind is Kind.CALLS:
+                    results = await bridge.dispatch(bridge.accept(payload), deadline)
                     write_frame(worker.writer, Kind.RESULTS, results, budget())
                     await worker.writer.drain()
-            elif kind is Kind.DONE:
-                meta = json.loads(payload[:arg])
-                if not isinstance(meta, dict):
-                    raise ProtocolError("DONE without a meta object")
-                return meta, payload[arg:]
-            else:
-                raise ProtocolError(f"unexpected frame {kind.name}")
+                elif kind is Kind.DONE:
+                    meta = json.loads(payload[:arg])
+                    if not isinstance(meta, dict):
+                        raise ProtocolError("DONE without a meta object")
+                    return meta, payload[arg:]
+                else:
+                    raise ProtocolError(f"unexpected frame {kind.name}")
 
     def _output(self, meta: dict[str, Any], value: bytes, bridge: HostBridge, elapsed_s: float) -> dict[str, Any]:
         """The output object from the worker's (untrusted) meta: every field checked and bounded."""

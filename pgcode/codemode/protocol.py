@@ -38,11 +38,25 @@ def send_frame(sock: socket.socket, kind: Kind, body: bytes, arg: int = 0) -> No
 
 
 def recv_frame(sock: socket.socket) -> tuple[Kind, int, bytes]:
-    """Read one frame; raise EOFError when the server has gone."""
-    length, kind, arg = HEADER.unpack(_recv_exactly(sock, HEADER.size))
+    """Read one frame; raise EOFError when the server has gone. A small frame comes in one recv() with its
+    header (the server sends each frame in one write): one system call per frame, not two."""
+    first = sock.recv(_FIRST_READ)
+    if not first:
+        raise EOFError
+    if len(first) < HEADER.size:
+        first += _recv_exactly(sock, HEADER.size - len(first))
+    length, kind, arg = HEADER.unpack_from(first)
     if length > MAX_FRAME:
         raise ProtocolError(f"frame of {length} bytes")
-    return Kind(kind), arg, _recv_exactly(sock, length)
+    body = first[HEADER.size:]
+    if len(body) > length:
+        raise ProtocolError("the server sent more than one frame at once")
+    if len(body) < length:
+        body += _recv_exactly(sock, length - len(body))
+    return Kind(kind), arg, body
+
+
+_FIRST_READ = 64 * 1024
 
 
 def _recv_exactly(sock: socket.socket, n: int) -> bytes:
