@@ -243,6 +243,8 @@ async def test_a_row_keeps_the_time_of_its_call_and_ids_are_time_ordered(audit_r
         at = c.execute("SELECT extract(epoch FROM at) FROM pgcode.audit_log WHERE principal = %s",
                        (principal,)).fetchone()
     assert at is not None and abs(float(at[0]) - an_hour_ago) < 0.001
+    # Its id, made by the writer, carries the time of the call too.
+    assert old.entry_id is not None and abs((old.entry_id.int >> 80) - an_hour_ago * 1000) <= 1
     ids = [new_entry_id() for _ in range(50)]
     assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
     assert len(set(ids)) == 50

@@ -124,16 +124,19 @@ def _larger_than(value: Any, limit: int) -> bool:
     return False
 
 
-def new_entry_id() -> uuid.UUID:
-    """A time-ordered UUID (RFC 9562 version 7: milliseconds since the epoch, then random bits), so new rows land
-    at the right edge of the audit log's unique index instead of all over it."""
+def new_entry_id(at: float | None = None) -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 version 7: milliseconds since the epoch at `at`, or now, then random bits),
+    so new rows land at the right edge of the audit log's unique index instead of all over it."""
     rand = int.from_bytes(os.urandom(10), "big")
-    value = ((time.time_ns() // 1_000_000) & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 64 & 0xFFF) << 64
+    millis = time.time_ns() // 1_000_000 if at is None else int(at * 1000)
+    value = (millis & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 64 & 0xFFF) << 64
     return uuid.UUID(int=value | 0b10 << 62 | rand & (1 << 62) - 1)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuditEntry:
+    """One call, as recorded on the call path: cheap to make (not frozen, its id made by the writer)."""
+
     principal: str
     tool: str
     effect: str | None
@@ -147,8 +150,9 @@ class AuditEntry:
     """The tool's group (pgcrypto's arguments are redacted by position)."""
     at: float = field(default_factory=time.time)
     """When the call ended (the row's `at`), not when the writer got to it."""
-    entry_id: uuid.UUID = field(default_factory=new_entry_id)
-    """Stays with the entry through every attempt to write it: the database stores one row per id."""
+    entry_id: uuid.UUID | None = None
+    """Made when the writer first prepares the entry, then kept through every attempt to write it: the database
+    stores one row per id."""
 
 
 _COLUMNS = ("entry_id", "at", "principal", "tool", "effect", "outcome", "error_code", "duration_ms", "client_addr",
@@ -187,6 +191,8 @@ def _optional(value: Any, limit: int) -> str | None:
 
 def _row(e: AuditEntry) -> _Row:
     """An entry as values PostgreSQL accepts whatever they held (strings storable, JSON serializable)."""
+    if e.entry_id is None:
+        e.entry_id = new_entry_id(e.at)
     try:  # redacted here: whatever the entry holds, no secret is kept and every string becomes storable
         arguments = json.dumps(audit_arguments(e.arguments, e.group), ensure_ascii=False, allow_nan=False,
                                default=lambda o: storable(str(o)))
