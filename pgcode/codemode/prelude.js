@@ -6,8 +6,8 @@
 // worker and its results settle the Promises in the same eval. A batch still queued when the eval ends goes
 // out the same way and settles in a later eval (research/sandbox-probe.md, 4). Tampering with built-ins
 // after this point only affects the tamperer's own run (one context per execution) and the server checks
-// every call, so only the API objects are frozen. Parsing costs about 0.3 us per token here: keep this file small, and the method
-// table is one string (API) expanded per group on first use.
+// every call, so only the API objects are frozen. Parsing costs about 0.3 us per token here: keep this
+// file small, and the method table is one string (API) expanded per group on first use.
 (function (API, L) {
   'use strict';
   const G = globalThis, hostBridge = G.call_python, str = JSON.stringify, def = Object.defineProperty;

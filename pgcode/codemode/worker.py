@@ -184,7 +184,6 @@ class _Host:
             _expire()  # the next alarm interrupts the JS that runs next
             return b"null"
 
-
     def _calls(self, json_args: bytes) -> bytes:
         """Send a batch of tool calls and return the server's results, inside the eval that queued them: a host
         call costs a socket round trip, not a new eval (dukpy collects the whole heap twice around each).
