@@ -136,7 +136,7 @@ async def examine(run: Run, server: Server, dsn: str, tokens: dict[str, str]) ->
                 resolved[w.id] = row[0] if row else None
 
     acknowledged = [w for w in run.writes if w.outcome == "acknowledged"]
-    lost = [w.id for w in acknowledged if w.id not in present]
+    lost = [f"{w.id} ({w.via})" for w in acknowledged if w.id not in present]
     inv.append(Invariant("every acknowledged write present", not lost,
                          f"{len(acknowledged)} acknowledged, {len(lost)} missing" + (f": {lost[:5]}" if lost else "")))
     failed = [w for w in run.writes if w.outcome == "failed"]

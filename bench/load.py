@@ -223,16 +223,19 @@ def _json(text: str) -> Any:
 
 
 def _mcp_result(text: str) -> Any:
-    """The JSON-RPC message of a Streamable HTTP answer (one SSE `data:` line, or plain JSON)."""
-    for line in text.splitlines():
-        if line.startswith("data:"):
-            return _json(line[5:].strip())
-    return _json(text)
+    """The JSON-RPC response of a Streamable HTTP answer: plain JSON, or the SSE `data:` line that answers the
+    request. Notifications may come first in the stream (a PostgreSQL warning as a log message during a
+    restart): they are not the answer. None when the stream holds no response."""
+    messages = [_json(line[5:].strip()) for line in text.splitlines() if line.startswith("data:")] or [_json(text)]
+    return next((m for m in messages if isinstance(m, dict) and ("result" in m or "error" in m)), None)
 
 
 def _judge(call: Call, face: str, data: Any) -> None:
     """Success or the typed error, from the body each face answers with."""
-    if face == "mcp" and call.status == 200 and isinstance(data, dict):
+    if face == "mcp" and call.status == 200:
+        if not isinstance(data, dict):
+            call.error = {"code": "UNTYPED", "message": "the MCP answer holds no JSON-RPC response"}
+            return
         if "error" in data:  # a JSON-RPC error: never expected for a known tool
             call.error = {"code": "JSONRPC", "message": str(data["error"])}
             return
@@ -251,7 +254,10 @@ def _judge(call: Call, face: str, data: Any) -> None:
         call.error = body if isinstance(body, dict) and "code" in body else {"code": "UNTYPED",
                                                                             "message": str(data)[:300]}
         return
-    if call.tool == "pg_execute_code" and isinstance(data, dict):
+    if call.tool == "pg_execute_code":  # acknowledged only on an output that says it succeeded
+        if not isinstance(data, dict):
+            call.error = {"code": "UNTYPED", "message": "an execution answered without its output object"}
+            return
         call.host_calls = _tool_calls(data)
         if not data.get("success"):
             call.error = data.get("error") or {"code": "UNTYPED", "message": "no error in a failed execution"}
