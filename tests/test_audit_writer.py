@@ -4,6 +4,7 @@ the database refuses fails alone and is counted."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -17,7 +18,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
 from pgcode.core.runtime import Runtime
-from pgcode.guard.audit import MAX_DEPTH, TOO_DEEP, AuditEntry, audit_arguments, new_entry_id
+from pgcode.guard.audit import MAX_DEPTH, TOO_DEEP, AuditEntry, arguments_json, new_entry_id
 from pgcode.settings import Settings
 from pgcode.types import Principal, Scope
 from tests.codemode._helpers import ok
@@ -129,9 +130,21 @@ async def test_one_bad_entry_takes_no_other_principals_entries_with_it(rt: Runti
 
 
 def test_audit_arguments_never_raise() -> None:
-    kept = audit_arguments({"deep": _deep(100_000), "odd": Odd(), "password": "p"}, None)
-    assert kept["password"] == "[redacted]" and isinstance(kept["odd"], Odd)
-    assert audit_arguments([_deep(3)], None) == [_deep(3)]
+    kept = json.loads(arguments_json({"deep": _deep(100_000), "odd": Odd(), "password": "p"}, None))
+    assert kept["password"] == "[redacted]" and kept["odd"] == "odd\ufffd"
+    depth, node = 0, kept["deep"]
+    while isinstance(node, (dict, list)):
+        node, depth = (node["down"] if isinstance(node, dict) else node[0]), depth + 1
+    assert node == TOO_DEEP and depth < MAX_DEPTH
+    assert json.loads(arguments_json([_deep(3)], None)) == [_deep(3)]
+    assert json.loads(arguments_json({"v": float("nan")}, None)) == {"v": "nan"}  # jsonb has no NaN
+
+
+def test_audit_arguments_too_big_keep_their_keys_and_size() -> None:
+    big = json.loads(arguments_json({"sql": "é" * 9_000}, None))  # 9,000 characters, 18,000 bytes of UTF-8
+    assert big == {"_truncated": True, "_bytes": 18_011, "_keys": ["sql"]}
+    fits = json.loads(arguments_json({"sql": "é" * 8_000}, None))
+    assert fits == {"sql": "é" * 8_000}
 
 
 AUDIT_DB = "pgcode_faces_audit"

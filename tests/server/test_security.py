@@ -284,7 +284,7 @@ async def test_audit_log_over_rest_and_as_a_tool_is_admin_only(client: httpx2.As
 
 
 def test_redaction_rules() -> None:
-    from pgcode.guard.audit import REDACTED, audit_arguments, redact
+    from pgcode.guard.audit import REDACTED, arguments_json, redact
 
     assert redact({"password": "x", "apiKey": "y", "user": "bob", "primaryKey": True}) == {
         "password": REDACTED, "apiKey": REDACTED, "user": "bob", "primaryKey": True}
@@ -293,5 +293,5 @@ def test_redaction_rules() -> None:
         "data": REDACTED, "algorithm": "sha256"}
     assert redact({"nested": [{"token": "t"}]}) == {"nested": [{"token": REDACTED}]}
     assert redact({"ta\x00ble": "a\x00b"}) == {"ta\\0ble": "a\\0b"}  # jsonb cannot hold NUL
-    big = audit_arguments({"rows": [{"a": "x" * 100}] * 500}, None)
+    big = json.loads(arguments_json({"rows": [{"a": "x" * 100}] * 500}, None))
     assert big["_truncated"] is True and big["_keys"] == ["rows"]
