@@ -57,10 +57,9 @@ async def _value(conn: psycopg.AsyncConnection[Any], query: str, params: Any = N
     return row[0]
 
 
-async def test_a_connection_adds_its_socket_reader_once(dsn: str, anyio_backend: Any,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    if anyio_backend[1]["use_uvloop"]:
-        pytest.skip("uvloop's loop methods cannot be wrapped; the asyncio run counts them")
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": False})], ids=["asyncio"])
+async def test_a_connection_adds_its_socket_reader_once(dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted on asyncio's loop: uvloop's methods cannot be wrapped (the other tests run on both)."""
     loop = asyncio.get_running_loop()
     added: list[int] = []
     add_reader = loop.add_reader
