@@ -175,6 +175,8 @@ class AuditEntry:
 
 _COLUMNS = ("entry_id", "at", "principal", "tool", "effect", "outcome", "error_code", "duration_ms", "client_addr",
             "arguments")
+
+
 def _insert(table: AuditTable) -> str:
     """One INSERT for a batch sent as one jsonb array of rows (one row is a batch of one). With entry ids, a batch
     sent again after its COMMIT was cut off adds nothing; a table made before them (a read-only server facing an
@@ -370,7 +372,7 @@ class AuditLog:
             await asyncio.to_thread(self._append, rows)
             return
         try:
-            # One statement per batch, its columns as arrays: an INSERT per row cost ~20x more client CPU. Not
+            # One statement per batch, its rows as one jsonb text: an INSERT per row cost ~20x more client CPU. Not
             # COPY: a backend inside COPY FROM STDIN cannot take a server-wide barrier (DROP DATABASE waits on
             # it) until the client sends the rest, and a client that stalls mid-batch would stall those too.
             async with self._db.pool.connection() as conn:
