@@ -85,16 +85,11 @@ def bounded(args: Any) -> Any:
 
 def arguments_json(args: Any, group: str | None) -> str:
     """The arguments as the audit log stores them (JSON text): redacted, or just their keys when they are too big to
-    keep (bulk inserts, long code).
+    keep (bulk inserts, long code). Serialized once: the text's size is the size check.
 
     Never raises: the audit entry of a call with strange arguments must still be written."""
     if _larger_than(args, 2 * MAX_ARGS_BYTES):  # 100,000 vectors need not be redacted to be left out
         return json.dumps(_keys_only(args), ensure_ascii=False)
-    return _kept_json(args, group)
-
-
-def _kept_json(args: Any, group: str | None) -> str:
-    """Arguments already bounded() as stored: redacted, serialized once (the text's size is the size check)."""
     try:
         kept = redact(args, group=group)
         text = _ENCODE_ARGUMENTS(kept)
@@ -218,7 +213,7 @@ def _row(e: AuditEntry) -> _Row:
     """An entry as values PostgreSQL accepts whatever they held (strings storable, JSON serializable)."""
     if e.entry_id is None:
         e.entry_id = new_entry_id(e.at)
-    arguments = _kept_json(e.arguments, e.group)  # redacted: no secret is kept, every string is storable
+    arguments = arguments_json(e.arguments, e.group)  # redacted: no secret is kept, every string is storable
     try:
         duration = float(e.duration_ms)
     except (TypeError, ValueError):
