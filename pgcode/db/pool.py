@@ -21,6 +21,7 @@ from psycopg.pq import ConnStatus, ExecStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from pgcode.db.watched import WatchedConnection
 from pgcode.errors import ErrorCode, ToolError, connection_error, from_db_error, in_doubt
 from pgcode.settings import Settings
 from pgcode.types import TxMode
@@ -316,6 +317,7 @@ class Database:
             min_size=s.pool_min_size,
             max_size=s.pool_max_size,
             timeout=s.pool_timeout_s,
+            connection_class=WatchedConnection,
             kwargs={"autocommit": True, "prepare_threshold": None},
             configure=lambda conn: _configure_types(conn, self.caps),
             reset=self._reset,
