@@ -23,6 +23,22 @@ async def median_ms(fn: Callable[[], Awaitable[object]], runs: int, *, warmup: i
     return statistics.median(samples)
 
 
+async def interleaved_medians_ms(fns: dict[str, Callable[[], Awaitable[object]]], runs: int, *,
+                                 warmup: int = 30) -> dict[str, float]:
+    """Median wall time of each of `fns` in ms over `runs` calls each, taken in turn (a, b, a, b, ...) so that
+    the machine's drift during the run hits every one alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            await fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            await fn()
+            samples[name].append((time.perf_counter() - t0) * 1000)
+    return {name: statistics.median(xs) for name, xs in samples.items()}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,5 +1,8 @@
 """Median latency of pg_read_query `SELECT 1`: direct psycopg, invoke(), REST over HTTP, MCP over HTTP.
 
+The direct query and invoke() are timed in turn, call by call, in one process on the server's event loop: their
+difference is the target's figure.
+
 Usage: TEST_DATABASE_URL=... .venv/bin/python bench/tool_overhead.py [--calls N]
 Prints one line per path with its ratio to the direct query, and writes bench/results/tool_overhead.json.
 """
@@ -15,7 +18,8 @@ import sys
 from pathlib import Path
 
 import httpx2
-from _timing import free_port, median_ms
+import uvloop
+from _timing import free_port, interleaved_medians_ms, median_ms
 from mcp import Client
 
 from pgcode.core.runtime import Runtime
@@ -42,8 +46,9 @@ async def main(calls: int) -> dict[str, float]:
         async def via_invoke() -> object:
             return await rt.invoke("pg_read_query", ARGS, LOCAL_PRINCIPAL)
 
-        results["a_direct_psycopg_ms"] = await median_ms(direct, calls, warmup=50)
-        results["b_invoke_ms"] = await median_ms(via_invoke, calls, warmup=50)
+        medians = await interleaved_medians_ms({"a_direct_psycopg_ms": direct, "b_invoke_ms": via_invoke}, calls,
+                                               warmup=50)
+        results.update(medians)
 
     port = free_port()
     env = {**os.environ, "PGCODE_DATABASE_URL": dsn, "PGCODE_RATE_LIMIT_READ": UNLIMITED}
@@ -82,7 +87,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)
     ns = parser.parse_args()
-    res = asyncio.run(main(ns.calls))
+    # On the event loop `pgcode serve` runs on.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        res = runner.run(main(ns.calls))
     base = res["a_direct_psycopg_ms"]
     for key, value in res.items():
         print(f"{key:<22} {value:7.3f} ms  x{value / base:5.2f}")
