@@ -6,6 +6,8 @@ Run on both event loops the product uses: the server's uvloop and asyncio's own 
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -248,3 +250,38 @@ async def test_pipelines_go_through_and_a_session_ended_in_one_leaves_the_others
             await fresh.close()
     finally:
         await bystander.close()
+
+
+async def test_an_answer_that_comes_as_the_interval_ends_is_not_a_missed_wakeup(
+        watched: WatchedConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A callback that keeps the loop busy past a wait's interval, while the answer arrives: the loop may settle
+    the wait by its timer before it polls again (uvloop runs due timers first). The set still has the socket
+    ready then, so nothing was missed."""
+    assert await _value(watched, "SELECT 1") == 1
+    watch = watched._watch
+    assert watch is not None
+    monkeypatch.setattr(watched_module, "missed_wakeups", 0)
+    loop = asyncio.get_running_loop()
+    busy, poke = socket.socketpair()
+    held = loop.create_future()
+
+    def hold_the_loop() -> None:  # as a burst of work in an I/O callback would
+        loop.remove_reader(busy.fileno())
+        time.sleep(0.15)
+        held.set_result(None)
+
+    try:
+        task = loop.create_task(_value(watched, "SELECT 5"))
+        for _ in range(100):  # until the query is sent and its wait has begun
+            if watch._waiter is not None:
+                break
+            await asyncio.sleep(0)
+        assert watch._waiter is not None
+        loop.add_reader(busy.fileno(), hold_the_loop)
+        poke.send(b"x")
+        await held
+        assert await task == 5
+    finally:
+        busy.close()
+        poke.close()
+    assert watched_module.missed_wakeups == 0
