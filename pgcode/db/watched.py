@@ -1,4 +1,4 @@
-"""A psycopg connection whose socket stays watched for the connection's whole life, without the event loop's help.
+"""A psycopg connection whose socket stays registered for the connection's whole life, in one epoll set per loop.
 
 psycopg's asyncio wait adds a reader before each wait and removes it after. On uvloop each add creates a libuv
 poll handle and each removal closes it: about eight system calls per database round trip (epoll_ctl checks,
