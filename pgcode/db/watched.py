@@ -218,8 +218,8 @@ class _SocketWatch:
         self._wake()
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)  # the generator finds out what happened to its connection
+        if self._waiter is not None:
+            _settle(self._waiter)  # the generator finds out what happened to its connection
 
 
 def _has_input(fd: int) -> bool:
