@@ -9,15 +9,19 @@ takes a sandbox worker. A wait that outlasts the timeout answers BUSY (HTTP 503 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 
 from pgcode.errors import busy
 from pgcode.settings import Settings
 
+KEEP_IDLE = 1000
+"""Idle principals whose slots are kept for their next call; beyond that, idle ones are forgotten."""
+
 
 class _Slots:
-    """A counting semaphore that knows how many hold it, so idle ones can be forgotten."""
+    """A counting semaphore that knows how many hold it or wait for it, so idle ones can be forgotten."""
+
+    __slots__ = ("holders", "semaphore")
 
     def __init__(self, size: int) -> None:
         self.semaphore = asyncio.Semaphore(size)
@@ -36,30 +40,22 @@ class FairShare:
         """The pool's shares: one connection always left for admin."""
         return cls(settings.calls_per_principal, max(1, settings.pool_max_size - 1), settings.pool_timeout_s)
 
-    @asynccontextmanager
-    async def slot(self, principal: str, *, admin: bool) -> AsyncIterator[None]:
-        """Hold a share of the pool for one call of `principal`."""
+    def slot(self, principal: str, *, admin: bool) -> Slot:
+        """Hold a share of the pool for one call of `principal` (async with)."""
+        return Slot(self, principal, admin)
+
+    def _own(self, principal: str) -> _Slots:
         own = self._principals.get(principal)
         if own is None:
+            if len(self._principals) >= KEEP_IDLE:
+                self._forget_idle()
             own = self._principals[principal] = _Slots(self.per_principal)
         own.holders += 1
-        shared = None if admin else self._shared
-        try:
-            await self._take(own, f"{principal} already runs {self.per_principal} at once")
-            try:
-                if shared is not None:
-                    await self._take(shared, "every share non-admin callers may use is taken")
-                try:
-                    yield
-                finally:
-                    if shared is not None:
-                        shared.semaphore.release()
-            finally:
-                own.semaphore.release()
-        finally:
-            own.holders -= 1
-            if own.holders == 0:
-                self._principals.pop(principal, None)
+        return own
+
+    def _forget_idle(self) -> None:
+        for principal in [p for p, slots in self._principals.items() if slots.holders == 0]:
+            del self._principals[principal]
 
     async def _take(self, slots: _Slots, why: str) -> None:
         if not slots.semaphore.locked():  # free: acquire() returns at once (no timer, no task)
@@ -69,3 +65,43 @@ class FairShare:
             await asyncio.wait_for(slots.semaphore.acquire(), self.timeout_s)
         except TimeoutError:
             raise busy(why) from None
+
+
+class Slot:
+    """One call's share: its principal's slot and, unless it holds the admin scope, one of the shared ones.
+
+    A class, not a generator-based context manager: every tool call enters one.
+    """
+
+    __slots__ = ("_own", "_principal", "_share", "_shared")
+
+    def __init__(self, share: FairShare, principal: str, admin: bool) -> None:
+        self._share = share
+        self._principal = principal
+        self._own: _Slots | None = None
+        self._shared = None if admin else share._shared
+
+    async def __aenter__(self) -> None:
+        share = self._share
+        own = self._own = share._own(self._principal)
+        try:
+            await share._take(own, f"{self._principal} already runs {share.per_principal} at once")
+        except BaseException:
+            own.holders -= 1
+            raise
+        if self._shared is not None:
+            try:
+                await share._take(self._shared, "every share non-admin callers may use is taken")
+            except BaseException:
+                own.semaphore.release()
+                own.holders -= 1
+                raise
+
+    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        own = self._own
+        assert own is not None
+        if self._shared is not None:
+            self._shared.semaphore.release()
+        own.semaphore.release()
+        own.holders -= 1
