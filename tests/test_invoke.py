@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pgcode.core.context import ToolContext
 from pgcode.core.invoke import visible_tools
 from pgcode.core.runtime import Runtime
 from pgcode.errors import ToolError
@@ -462,17 +463,85 @@ async def test_lost_connection_is_connection_failed_not_internal(single: Runtime
 
 
 async def test_a_read_frees_its_locks_when_it_answers(rt: Runtime, conn: psycopg.Connection[Any], items: str) -> None:
-    """A read answers before the answer to its COMMIT is read, but the COMMIT is already on its way: a migration
-    run right after (here without giving the event loop a turn) does not wait on the read's lock."""
+    """A read's COMMIT is on its way when it answers: in its statement's message (pg_read_query, one statement),
+    or sent right after its last statement (pg_count). A migration run right after (here without giving the event
+    loop a turn) does not wait on the read's lock."""
+    calls = [("pg_read_query", {"sql": f"SELECT count(*) AS n FROM {items} -- a last comment"}, [{"n": len(ROWS)}]),
+             ("pg_count", {"table": items}, len(ROWS))]
     for _ in range(3):
-        out = await rt.invoke("pg_read_query", {"sql": f"SELECT count(*) AS n FROM {items}"}, READER)
-        assert out["rows"] == [{"n": len(ROWS)}]
-        with conn.transaction():  # blocking: the loop cannot run, only the server can end the read
-            conn.execute("SET LOCAL lock_timeout = '3s'")
-            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(*items.split("."))))
+        for tool, args, expected in calls:
+            out = await rt.invoke(tool, args, READER)
+            assert out.get("rows", out.get("count")) == expected
+            with conn.transaction():  # blocking: the loop cannot run, only the server can end the read
+                conn.execute("SET LOCAL lock_timeout = '3s'")
+                conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                    sql.Identifier(*items.split("."))))
     await rt.db.settle()
     async with rt.db.pool.connection() as pooled:  # and the connection came back clean
         assert pooled.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
+
+
+async def test_a_last_statement_ends_the_read_and_a_later_one_opens_another(single: Runtime) -> None:
+    """execute_on(last=True) sends a read's COMMIT with its statement, even after a trailing -- comment; a statement
+    after it (a type name to look up) runs in a new transaction, again READ ONLY, as the read role, with the
+    timeout: never on a bare session as the connecting role."""
+    spec = single.registry.get("pg_read_query")
+    assert spec is not None
+    async with ToolContext(single, spec, READER) as ctx:
+        conn = await ctx.cursor_connection()
+
+        def status() -> str:
+            return conn.info.transaction_status.name
+
+        async with conn.cursor() as cur:
+            await ctx.execute_on(cur, "SELECT current_user AS u -- no newline after this comment", None, last=True)
+            assert await cur.fetchall() == [("pgcode_read",)]
+            assert status() == "IDLE"  # committed already
+        row = await ctx.fetchone("SELECT current_user AS u, current_setting('transaction_read_only') AS ro, "
+                                 "current_setting('statement_timeout') AS t")
+        assert row == {"u": "pgcode_read", "ro": "on", "t": "1500ms"}
+        assert status() == "INTRANS"
+
+
+async def test_a_read_of_a_type_psycopg_does_not_know_names_it(single: Runtime, conn: psycopg.Connection[Any],
+                                                                schema: str) -> None:
+    """The type name of an unknown column is looked up after the statement's transaction ended with it; the
+    connection still comes back idle and clean."""
+    conn.execute(sql.SQL("CREATE TYPE {} AS ENUM ('low', 'high')").format(sql.Identifier(schema, "level")))
+    out = await single.invoke("pg_read_query", {"sql": f"SELECT 'high'::{schema}.level AS lv"}, READER)
+    assert out["rows"] == [{"lv": "high"}]
+    assert out["fields"] == [{"name": "lv", "type": f"{schema}.level"}]
+    await single.db.settle()
+    async with single.db.pool.connection() as pooled:
+        assert pooled.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
+        cur = await pooled.execute("SELECT current_user = session_user")
+        assert await cur.fetchone() == (True,)
+
+
+async def test_a_connection_returned_dirty_is_reset_before_anyone_reuses_it(single: Runtime,
+                                                                             conn: psycopg.Connection[Any]) -> None:
+    """The pool resets what comes back with session state or an open transaction (DISCARD ALL, after a
+    ROLLBACK), and replaces a connection that cannot be reset."""
+    async with single.db.pool.connection() as c:
+        await c.execute("SET work_mem = '1234kB'; CREATE TEMP TABLE dirty AS SELECT 1 AS a; BEGIN; SELECT 1")
+        pid = c.info.backend_pid
+        assert c.info.transaction_status is psycopg.pq.TransactionStatus.INTRANS
+    await single.db.settle()
+    async with single.db.pool.connection() as c:
+        cur = await c.execute("SELECT pg_backend_pid(), current_setting('work_mem'), to_regclass('pg_temp.dirty')")
+        assert await cur.fetchone() == (pid, server_setting(conn, "work_mem"), None)
+    async with single.db.pool.connection() as c:  # the reset fails: the connection is dropped, a new one comes
+        await c.execute("SET work_mem = '1234kB'")
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        for _ in range(100):
+            if not table_rows(conn, "SELECT 1 FROM pg_stat_activity WHERE pid = %s", pid):
+                break
+            await asyncio.sleep(0.01)
+    await single.db.settle()
+    async with single.db.pool.connection() as c:
+        cur = await c.execute("SELECT pg_backend_pid(), current_setting('work_mem')")
+        row = await cur.fetchone()
+        assert row is not None and row[0] != pid and row[1] == server_setting(conn, "work_mem")
 
 
 async def test_after_a_restart_one_call_fails_and_the_pool_drops_every_stale_connection(dsn: str) -> None:

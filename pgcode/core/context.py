@@ -289,21 +289,28 @@ class ToolContext:
         self._stack.callback(watch.backends.discard, pid)
         self._stack.callback(conn.remove_notice_handler, notice)
 
-    async def execute_on(self, cur: AsyncCursor[Any], query: Query, params: Params | None) -> None:
+    async def execute_on(self, cur: AsyncCursor[Any], query: Query, params: Params | None, *,
+                         last: bool = False) -> None:
         """Run `query` on `cur`, a cursor of `cursor_connection()`: a call's first statement goes out with its
-        transaction's opening statements, in one round trip (for tools that need their own cursor class)."""
-        await self._executed(cur, query, params)
+        transaction's opening statements, in one round trip (for tools that need their own cursor class).
+
+        `last`: `query` is one complete statement and the call's final one. A read then sends its COMMIT in the
+        same message: the call is over in that round trip (a statement after it opens a new transaction)."""
+        await self._executed(cur, query, params, last=last)
 
     async def cursor_connection(self) -> Conn:
         """The connection to make a cursor on for execute_on(); its transaction may not be open yet."""
         return await self._cursor_conn()
 
-    async def _executed(self, cur: AsyncCursor[Any], query: Query, params: Params | None) -> None:
+    async def _executed(self, cur: AsyncCursor[Any], query: Query, params: Params | None, *,
+                        last: bool = False) -> None:
         """Run `query` on `cur`; a call's first statement goes out with its transaction's opening statements."""
         tx = await self._open() if self._conn is None else None
         if tx is not None:
             self._conn = tx.conn
-            await tx.run(cur, query, params)
+            await tx.run(cur, query, params, last=last)
+            if not tx.started:  # the statement ended the transaction: the next one opens another
+                self._conn = None
         else:
             await cur.execute(query, params)
 
@@ -346,12 +353,14 @@ class ToolContext:
     async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         held = self.held
-        if exc is None and self._own_read and self._tx is not None and self._tx.started:
-            # A read has nothing to lose: its result is final once its statements ran. Its COMMIT (with the
-            # pool's reset) goes out now; reading the answer and returning the connection and the fair share
-            # happen after the caller has its result.
-            with contextlib.suppress(psycopg.Error):  # a broken connection: the ending below finds out
-                self._tx.send_commit()
+        tx = self._tx
+        if exc is None and self._own_read and tx is not None and (tx.started or tx.ended):
+            # A read has nothing to lose: its result is final once its statements ran. Its COMMIT went out with
+            # its last statement, or goes out now (with the pool's reset); reading the answer, returning the
+            # connection (reset by the pool if need be) and the fair share happen after the caller has its result.
+            if tx.started:
+                with contextlib.suppress(psycopg.Error):  # a broken connection: the ending below finds out
+                    tx.send_commit()
             self.rt.db.finish_later(self._stack.aclose())
             return
         try:

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import AsyncConnection, AsyncCursor, generators, sql
 from psycopg.abc import Params
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.pq import ConnStatus, ExecStatus
+from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -130,6 +130,54 @@ def call_settings(timeout: str, role: str | None) -> tuple[str, ...]:
             sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout)).as_string())
 
 
+class ResettingPool(AsyncConnectionPool[Conn]):
+    """psycopg_pool's pool, whose putconn() leaves no session state behind: it runs DISCARD ALL on a returned
+    connection (temporary tables, session advisory locks, settings, prepared statements, LISTENs).
+
+    Not psycopg_pool's `reset` callback: with one, every return goes through the pool's worker task. A call's
+    connection has usually run DISCARD ALL already, in its COMMIT's round trip (mark_clean()); it goes straight
+    back. Any other is reset in a task of its own, off the caller's path, as the pool's worker would.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clean: weakref.WeakSet[Conn] = weakref.WeakSet()
+        self._resetting: set[asyncio.Task[None]] = set()
+
+    def mark_clean(self, conn: Conn) -> None:
+        """`conn` ran DISCARD ALL after its last transaction: its return need not run it again."""
+        self._clean.add(conn)
+
+    async def putconn(self, conn: Conn) -> None:
+        if conn in self._clean:
+            self._clean.discard(conn)
+            if conn.pgconn.transaction_status == TransactionStatus.IDLE:
+                await super().putconn(conn)
+                return
+        task = asyncio.get_running_loop().create_task(self._reset_and_return(conn), name="pgcode-pool-reset")
+        self._resetting.add(task)
+        task.add_done_callback(self._resetting.discard)
+
+    async def _reset_and_return(self, conn: Conn) -> None:
+        try:
+            if conn.pgconn.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+                await conn.rollback()
+            if conn.pgconn.transaction_status == TransactionStatus.IDLE:
+                await conn.execute("DISCARD ALL")
+        except psycopg.Error as exc:  # a connection that cannot be reset is not reused: the pool replaces it
+            log.warning("resetting a returned connection failed (%s); closing it", type(exc).__name__)
+            await conn.close()
+        try:
+            await super().putconn(conn)
+        except Exception:
+            log.exception("returning a connection to the pool failed")
+
+    async def settle(self, timeout_s: float) -> None:
+        """Wait until the connections being reset are back in the pool."""
+        if self._resetting:
+            await asyncio.wait(set(self._resetting), timeout=timeout_s)
+
+
 class CallTransaction:
     """A connection whose next statements open a transaction: sent with the first query, in one round trip.
 
@@ -138,13 +186,22 @@ class CallTransaction:
     and, through `position_offset`, its position within the caller's statement. A first statement with
     parameters (extended protocol) follows the opening message. psycopg's pipeline mode would merge those
     too, but costs more in Python than a loopback round trip.
+
+    `ending` (a read's COMMIT) may ride in that message too, when the caller knows its statement is the call's
+    last: the call is then over in one round trip and one send. The pool's reset (DISCARD ALL) follows when the
+    connection is returned, off the caller's path: in the same message it would delay the answer by more than
+    the send it saves (its statements are many, where DISCARD ALL itself may not follow COMMIT in one message).
     """
 
-    def __init__(self, conn: Conn, opening: Sequence[Query], mode: TxMode) -> None:
+    def __init__(self, conn: Conn, opening: Sequence[Query], mode: TxMode, *, ending: str | None = None) -> None:
         self.conn = conn
         self.mode = mode
         self._opening = opening
+        self._ending = ending
         self.started = False
+        """A transaction is open: the opening statements went out, and no ending after them."""
+        self.ended = False
+        """The ending ran: the transaction is over, the session not reset yet."""
         self.commit_sent = False
 
     def _prefix(self) -> str:
@@ -159,8 +216,13 @@ class CallTransaction:
             self._skip_opening(cur)
         return self.conn
 
-    async def run(self, cur: AsyncCursor[Any], query: Query, params: Params | None) -> None:
-        """Execute `query` on `cur` (a cursor of this connection); the first one carries the opening statements."""
+    async def run(self, cur: AsyncCursor[Any], query: Query, params: Params | None, *, last: bool = False) -> None:
+        """Execute `query` on `cur` (a cursor of this connection); the first one carries the opening statements.
+
+        With `last` (`query` is a complete statement, and the call's final one), a first statement without
+        parameters also carries the ending: the transaction is over when this returns, `cur` stays on the
+        statement's result, and a later statement would open a new transaction.
+        """
         if self.started:
             await cur.execute(query, params)
             return
@@ -170,12 +232,16 @@ class CallTransaction:
             return
         self.started = True
         prefix = self._prefix()
+        # On a line of its own: a statement that ends in a -- comment must not swallow the ending.
+        ending = f"\n; {self._ending}" if last and self._ending else ""
         try:
-            await cur.execute(prefix + _text(query, self.conn))
+            await cur.execute(prefix + _text(query, self.conn) + ending)
         except psycopg.Error as exc:
             exc.position_offset = len(prefix)  # type: ignore[attr-defined]  # read by errors.from_db_error
             raise
         self._skip_opening(cur)
+        if ending:
+            self.started, self.ended = False, True
 
     def send_commit(self) -> None:
         """Send COMMIT and the pool's reset now, and read their answer later (answer_commit()).
@@ -245,14 +311,13 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._pool: ResettingPool | None = None
         self._caps: Capabilities | None = None
-        self._discarded: weakref.WeakSet[Conn] = weakref.WeakSet()  # DISCARD ALL already ran with the COMMIT
         self._finishing: set[asyncio.Task[None]] = set()
         self._checking: asyncio.Task[None] | None = None
 
     @property
-    def pool(self) -> AsyncConnectionPool[Conn]:
+    def pool(self) -> ResettingPool:
         if self._pool is None:
             raise RuntimeError("Database.open() has not been called")
         return self._pool
@@ -312,7 +377,7 @@ class Database:
         except psycopg.Error as exc:
             raise from_db_error(exc) from None
         s = self.settings
-        self._pool = AsyncConnectionPool(
+        self._pool = ResettingPool(
             self._conninfo(check_interval=self.caps.server_version_num >= 140000),
             min_size=s.pool_min_size,
             max_size=s.pool_max_size,
@@ -320,24 +385,10 @@ class Database:
             connection_class=WatchedConnection,
             kwargs={"autocommit": True, "prepare_threshold": None},
             configure=lambda conn: _configure_types(conn, self.caps),
-            reset=self._reset,
             open=False,
             name="pgcode",
         )
         await self._pool.open(wait=s.pool_min_size > 0, timeout=s.pool_timeout_s)
-
-    async def _reset(self, conn: Conn) -> None:
-        # Runs on every return to the pool: no tool leaves session state behind. DISCARD ALL, not just
-        # RESET ALL: temporary tables, session advisory locks, sequence state and LISTENs go too. A call's
-        # transaction usually sent it already, in the COMMIT's round trip.
-        if conn in self._discarded:
-            self._discarded.discard(conn)
-            return
-        await conn.execute("DISCARD ALL")
-
-    def mark_discarded(self, conn: Conn) -> None:
-        """`conn` ran DISCARD ALL after its last transaction: its return to the pool need not run it again."""
-        self._discarded.add(conn)
 
     async def check_reachable(self) -> None:
         """Raise the typed connection error (CONNECTION_FAILED, AUTH_FAILED, ...) when a new connection fails now."""
@@ -350,15 +401,18 @@ class Database:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Conn]:
         """A pooled connection; when none comes in time because the database is down, say why, not BUSY."""
-        try:
-            conn = await self.pool.getconn()
-        except PoolTimeout:
-            await self.check_reachable()
-            raise
+        conn = await self._checkout()
         try:
             yield conn
         finally:
             await self.pool.putconn(conn)
+
+    async def _checkout(self) -> Conn:
+        try:
+            return await self.pool.getconn()
+        except PoolTimeout:
+            await self.check_reachable()
+            raise
 
     def finish_later(self, ending: Coroutine[Any, Any, Any]) -> None:
         """Run `ending` (a read's COMMIT and the return of its connection) without the caller waiting for it."""
@@ -375,10 +429,13 @@ class Database:
                                                                 name="pgcode-pool-check")
 
     async def settle(self, timeout_s: float = 5.0) -> None:
-        """Wait until the reads that finish later have given their connections back (and a pool check is done)."""
+        """Wait until the reads that finish later have given their connections back, those connections are reset
+        and back in the pool, and a pool check is done."""
         waiting = set(self._finishing) | ({self._checking} if self._checking is not None else set())
         if waiting:
             await asyncio.wait(waiting, timeout=timeout_s)
+        if self._pool is not None:
+            await self._pool.settle(timeout_s)
 
     async def close(self) -> None:
         await self.settle()
@@ -418,11 +475,13 @@ class Database:
     @asynccontextmanager
     async def call_transaction(self, mode: TxMode, *, timeout_ms: int | None = None, role: str | None = None,
                                opening: Sequence[Query] | None = None) -> AsyncIterator[CallTransaction]:
-        """Like transaction(), but the opening statements wait for the first query (one round trip for both);
-        COMMIT and the pool's DISCARD ALL share one round trip too. `opening` replaces the usual statements
-        (a code execution's concurrent read joins its snapshot)."""
+        """Like transaction(), but the opening statements wait for the first query (one round trip for both).
+        A read's COMMIT may travel with its last statement (CallTransaction.run); otherwise COMMIT and the pool's
+        reset share one round trip. `opening` replaces the usual statements (a code execution's concurrent read
+        joins its snapshot)."""
         timeout = self.timeout_literal(timeout_ms)
-        async with self.connection() as conn:
+        conn = await self._checkout()  # not connection(): one context manager less on every call's path
+        try:
             if mode is TxMode.AUTOCOMMIT:  # session-level settings: undone by DISCARD ALL on return
                 as_role = sql.SQL("SET ROLE {}; ").format(sql.Identifier(role)) if role else sql.SQL("")
                 await conn.execute(sql.SQL("{}SET statement_timeout = {}").format(as_role, sql.Literal(timeout)))
@@ -430,7 +489,8 @@ class Database:
                 tx.started = True
                 yield tx
                 return
-            tx = CallTransaction(conn, opening or framing(mode, timeout, role), mode)
+            ending = "COMMIT" if mode is TxMode.READ_ONLY else None  # a read has nothing to lose
+            tx = CallTransaction(conn, opening or framing(mode, timeout, role), mode, ending=ending)
             try:
                 yield tx
             except BaseException as exc:
@@ -439,14 +499,17 @@ class Database:
                         self.check_soon()
                     await _rollback_quietly(conn)
                 raise
-            if not tx.started:  # the call sent nothing: the connection is as clean as it came
-                self.mark_discarded(conn)
+            if not tx.started:  # nothing is open: the call sent nothing (clean), or committed (reset by the pool)
+                if not tx.ended:
+                    self.pool.mark_clean(conn)
                 return
             if tx.commit_sent:
                 await tx.answer_commit()
             else:
                 await commit(conn, tx.mode, discard=True)
-            self.mark_discarded(conn)
+            self.pool.mark_clean(conn)
+        finally:
+            await self.pool.putconn(conn)
 
 
 async def _quietly(ending: Coroutine[Any, Any, Any]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pglast.stream import RawStream
-from psycopg import AsyncRawCursor, sql
+from psycopg import AsyncConnection, AsyncRawCursor, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import Field
@@ -147,23 +147,24 @@ def sorted_unique(items: list[str]) -> list[str]:
     return list(seen)
 
 
-async def run_sql(ctx: ToolContext, text: str, params: list[Any], limit: int) -> dict[str, Any]:
-    """Execute caller SQL with native $n placeholders; return rows, fields and whether rows were cut."""
+async def run_sql(ctx: ToolContext, text: str, params: list[Any], limit: int, *, last: bool = False) -> dict[str, Any]:
+    """Execute caller SQL with native $n placeholders; return rows, fields and whether rows were cut.
+
+    `last`: `text` is one statement (the policy parsed it) and the call's only one (see ToolContext.execute_on)."""
     conn = await ctx.cursor_connection()
     async with AsyncRawCursor(conn, row_factory=dict_row) as cur:
-        await ctx.execute_on(cur, text, params or None)
+        await ctx.execute_on(cur, text, params or None, last=last)
         out: dict[str, Any] = {"command": cur.statusmessage, "rowCount": cur.rowcount}
         if cur.description is None:
             return out
         rows = await cur.fetchmany(limit + 1)
-        fields = [{"name": d.name, "type": await _type_name(ctx, d.type_code)} for d in cur.description]
+        fields = [{"name": d.name, "type": await _type_name(ctx, conn, d.type_code)} for d in cur.description]
     truncated = len(rows) > limit
     out.update(rows=rows[:limit], rowCount=min(len(rows), limit), fields=fields, truncated=truncated)
     return out
 
 
-async def _type_name(ctx: ToolContext, oid: int) -> str:
-    conn = await ctx.conn()
+async def _type_name(ctx: ToolContext, conn: AsyncConnection[Any], oid: int) -> str:
     info = conn.adapters.types.get(oid)
     if info is not None:
         return info.name

@@ -41,7 +41,7 @@ async def read_query(ctx: ToolContext, args: ReadQueryIn) -> dict[str, Any]:
     check_read(args.sql)
     if args.transaction_id:
         ctx.use_transaction(args.transaction_id)
-    out = await run_sql(ctx, args.sql, args.params, args.limit or ctx.settings.max_rows)
+    out = await run_sql(ctx, args.sql, args.params, args.limit or ctx.settings.max_rows, last=True)
     out.pop("command", None)
     return out
 
@@ -74,4 +74,4 @@ async def write_query(ctx: ToolContext, args: WriteQueryIn) -> dict[str, Any]:
         ctx.use_autocommit()
     elif args.transaction_id:
         ctx.use_transaction(args.transaction_id)
-    return await run_sql(ctx, args.sql, args.params, args.limit or ctx.settings.max_rows)
+    return await run_sql(ctx, args.sql, args.params, args.limit or ctx.settings.max_rows, last=True)
