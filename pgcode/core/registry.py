@@ -63,10 +63,11 @@ class ToolSpec:
     """The tool runs only its own SQL (no caller SQL or fragments) over records kept behind row-level
     security (pgcode's own schema, pg_cron's job table): it runs as the connecting role."""
     input_schema: dict[str, Any] = field(default_factory=dict, compare=False)
+    scope: Scope = field(init=False, compare=False)
+    """The scope a call needs (its effect's): read on every call, so kept, not derived each time."""
 
-    @property
-    def scope(self) -> Scope:
-        return self.effect.scope
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scope", self.effect.scope)
 
     @property
     def title(self) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pglast.stream import RawStream
-from psycopg import AsyncConnection, AsyncRawCursor, sql
+from psycopg import AsyncRawCursor, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import Field
@@ -152,21 +152,27 @@ async def run_sql(ctx: ToolContext, text: str, params: list[Any], limit: int, *,
 
     `last`: `text` is one statement (the policy parsed it) and the call's only one (see ToolContext.execute_on)."""
     conn = await ctx.cursor_connection()
-    async with AsyncRawCursor(conn, row_factory=dict_row) as cur:
+    # Tuple rows while the cursor steps over the transaction's opening results; dict rows for the statement's.
+    async with AsyncRawCursor[Any](conn) as cur:
         await ctx.execute_on(cur, text, params or None, last=last)
+        cur.row_factory = dict_row
         out: dict[str, Any] = {"command": cur.statusmessage, "rowCount": cur.rowcount}
-        if cur.description is None:
+        description = cur.description  # built anew on every read of the property
+        if description is None:
             return out
         rows = await cur.fetchmany(limit + 1)
-        fields = [{"name": d.name, "type": await _type_name(ctx, conn, d.type_code)} for d in cur.description]
+        types = conn.adapters.types
+        fields = []
+        for column in description:
+            info = types.get(column.type_code)
+            fields.append({"name": column.name,
+                           "type": info.name if info is not None else await _type_name(ctx, column.type_code)})
     truncated = len(rows) > limit
     out.update(rows=rows[:limit], rowCount=min(len(rows), limit), fields=fields, truncated=truncated)
     return out
 
 
-async def _type_name(ctx: ToolContext, conn: AsyncConnection[Any], oid: int) -> str:
-    info = conn.adapters.types.get(oid)
-    if info is not None:
-        return info.name
+async def _type_name(ctx: ToolContext, oid: int) -> str:
+    """The name of a type psycopg does not know (an extension's, an enum)."""
     name: str = await ctx.fetchval("SELECT format_type(%s::oid, NULL)", (oid,))
     return name
