@@ -24,9 +24,11 @@ async def median_ms(fn: Callable[[], Awaitable[object]], runs: int, *, warmup: i
 
 
 async def interleaved_medians_ms(fns: dict[str, Callable[[], Awaitable[object]]], runs: int, *,
-                                 warmup: int = 30) -> dict[str, float]:
+                                 warmup: int = 30,
+                                 between: Callable[[], Awaitable[object]] | None = None) -> dict[str, float]:
     """Median wall time of each of `fns` in ms over `runs` calls each, taken in turn (a, b, a, b, ...) so that
-    the machine's drift during the run hits every one alike."""
+    the machine's drift during the run hits every one alike. `between`, awaited untimed after every call, lets
+    the work a call leaves for after its answer finish first, so that it is not timed as part of the next."""
     for _ in range(warmup):
         for fn in fns.values():
             await fn()
@@ -36,6 +38,8 @@ async def interleaved_medians_ms(fns: dict[str, Callable[[], Awaitable[object]]]
             t0 = time.perf_counter()
             await fn()
             samples[name].append((time.perf_counter() - t0) * 1000)
+            if between is not None:
+                await between()
     return {name: statistics.median(xs) for name, xs in samples.items()}
 
 
