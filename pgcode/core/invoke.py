@@ -55,15 +55,17 @@ async def invoke(rt: Runtime, name: str, args: Any, principal: Principal, *, rea
 
 async def check_rate(rt: Runtime, spec: ToolSpec, principal: Principal) -> None:
     if not IN_CODE_EXECUTION.get():  # calls made from inside code count against the execution
-        await rt.limiter.hit(principal.subject, rate_class(spec))
+        cls = rate_class(spec)
+        if not rt.limiter.hit_in_memory(principal.subject, cls):
+            await rt.limiter.hit(principal.subject, cls)
 
 
 def audit(rt: Runtime, name: str, spec: ToolSpec | None, principal: Principal, args: Any, started: float,
           error_code: str | None) -> None:
     rt.audit.record(AuditEntry(
-        principal=principal.subject, tool=str(name), effect=spec.effect.value if spec else None,
+        principal=principal.subject, tool=str(name), effect=spec.effect if spec else None,
         outcome="error" if error_code else "ok", error_code=error_code,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3), client_addr=CLIENT_ADDR.get(),
+        duration_ms=(time.perf_counter() - started) * 1000, client_addr=CLIENT_ADDR.get(),
         arguments=bounded(args), group=spec.group if spec else None))
 
 

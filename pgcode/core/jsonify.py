@@ -26,6 +26,8 @@ def to_json(value: Any) -> Any:
         return {k if type(k) is str else str(k): to_json(v) for k, v in value.items()}
     if kind is list:
         return [to_json(v) for v in value]
+    if kind is int:
+        return value if -MAX_SAFE_INT <= value <= MAX_SAFE_INT else str(value)
     if isinstance(value, bool | str):
         return value
     if isinstance(value, int):

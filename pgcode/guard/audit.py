@@ -215,7 +215,7 @@ def _row(e: AuditEntry) -> _Row:
         e.entry_id = new_entry_id(e.at)
     arguments = arguments_json(e.arguments, e.group)  # redacted: no secret is kept, every string is storable
     try:
-        duration = float(e.duration_ms)
+        duration = round(float(e.duration_ms), 3)
     except (TypeError, ValueError):
         duration = 0.0
     return (e.entry_id, e.at, _text(e.principal, 1000), _text(e.tool, 200), _optional(e.effect, 40),

@@ -84,11 +84,14 @@ class Slot:
     async def __aenter__(self) -> None:
         share = self._share
         own = self._own = share._own(self._principal)
-        try:
-            await share._take(own, f"{self._principal} already runs {share.per_principal} at once")
-        except BaseException:
-            own.holders -= 1
-            raise
+        if not own.semaphore.locked():  # free (the usual case): acquire() returns at once
+            await own.semaphore.acquire()
+        else:
+            try:
+                await share._take(own, f"{self._principal} already runs {share.per_principal} at once")
+            except BaseException:
+                own.holders -= 1
+                raise
         if self._shared is not None:
             try:
                 await share._take(self._shared, "every share non-admin callers may use is taken")

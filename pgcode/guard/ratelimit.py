@@ -36,6 +36,15 @@ class RateLimiter:
         self.clock: Callable[[], float] = time.monotonic  # the in-memory windows' time (tests pin it)
         self._warned = 0.0
 
+    def hit_in_memory(self, subject: str, cls: str) -> bool:
+        """Count one call in this process's windows, without a coroutine: True when it is counted (allowed).
+        False when the windows are shared (Redis), or the budget is spent: hit() then counts it, or raises (a
+        refused call counts nothing, so asking again counts nothing twice)."""
+        if self._shared is not None:
+            return False
+        item = self.items[cls]
+        return self._local.hit((subject, cls), item.amount, item.get_expiry(), self.clock()) is None
+
     async def hit(self, subject: str, cls: str) -> None:
         """Count one call; raise RATE_LIMITED with the seconds to wait when the budget is spent."""
         item = self.items[cls]
