@@ -356,8 +356,8 @@ class ToolContext:
         tx = self._tx
         if exc is None and self._own_read and tx is not None and (tx.started or tx.ended):
             # A read has nothing to lose: its result is final once its statements ran. Its COMMIT went out with
-            # its last statement, or goes out now (with the pool's reset); reading the answer, returning the
-            # connection (reset by the pool if need be) and the fair share happen after the caller has its result.
+            # its last statement, or goes out now (with the pool's reset); reading the answer, the reset and
+            # returning the connection and the fair share happen after the caller has its result.
             if tx.started:
                 with contextlib.suppress(psycopg.Error):  # a broken connection: the ending below finds out
                     tx.send_commit()

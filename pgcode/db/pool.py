@@ -135,7 +135,7 @@ class ResettingPool(AsyncConnectionPool[Conn]):
     connection (temporary tables, session advisory locks, settings, prepared statements, LISTENs).
 
     Not psycopg_pool's `reset` callback: with one, every return goes through the pool's worker task. A call's
-    connection has usually run DISCARD ALL already, in its COMMIT's round trip (mark_clean()); it goes straight
+    connection has usually run DISCARD ALL already, with its COMMIT or after it (mark_clean()); it goes straight
     back. Any other is reset in a task of its own, off the caller's path, as the pool's worker would.
     """
 
