@@ -625,6 +625,36 @@ async def test_readonly_execution_reads_one_snapshot_on_one_connection(
     assert open_tx == [(0,)]
 
 
+async def test_an_executions_read_holds_no_transaction_while_the_code_runs(
+        rt: Runtime, conn: psycopg.Connection[Any], items: str) -> None:
+    """A one-statement read in code mode commits with its statement: while the code goes on computing, its
+    connection is idle, not idle in transaction (no snapshot held, no lock for a migration to wait on)."""
+    marker = f"m{time.monotonic_ns()}"
+    code = f"""
+      const n = (await pg.core.readQuery({{sql: 'SELECT count(*)::int AS n FROM {items} -- {marker}'}})).rows[0].n;
+      const t0 = Date.now(); while (Date.now() - t0 < 1500) {{}}
+      return n;
+    """
+    running = asyncio.create_task(rt.invoke("pg_execute_code", {"code": code}, LOCAL_PRINCIPAL))
+    try:
+        state = None
+        for _ in range(100):  # until the read has run: its text stays on its session
+            rows = table_rows(conn, "SELECT state FROM pg_stat_activity WHERE query LIKE %s AND state <> 'active' "
+                                    "AND pid <> pg_backend_pid()", f"%-- {marker}%")
+            if rows:
+                state = rows[0][0]
+                break
+            await asyncio.sleep(0.01)
+        assert not running.done(), "the code should still be running"
+        assert state == "idle"
+        with conn.transaction():  # the table is free: the read's lock went with its COMMIT
+            conn.execute("SET LOCAL lock_timeout = '200ms'")
+            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(*items.split("."))))
+    finally:  # the execution ends (and lets go of the table) before the fixtures drop it
+        out = await running
+    assert out["success"] is True and out["result"] == len(ROWS)
+
+
 async def test_execution_calls_share_a_connection_and_keep_their_own_roles(
         rt: Runtime, conn: psycopg.Connection[Any], items: str) -> None:
     marker = f"m{time.monotonic_ns()}"

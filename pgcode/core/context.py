@@ -46,8 +46,9 @@ class ExecutionConnection:
 
     Each call still takes its principal's fair share slot, opens its own transaction (or, for a readonly
     execution, its own savepoint in one REPEATABLE READ READ ONLY snapshot, so the numbers of a report agree)
-    and sets its own role and statement timeout, in the same round trip as its first statement; what it saves
-    is the checkout, the reset and the BEGIN/COMMIT pair of every call. A call that finds the connection busy
+    and sets its own role and statement timeout, in the same round trip as its first statement (a one-statement
+    read's COMMIT goes in that message too); what it saves is the checkout, the reset and the round trip of a
+    COMMIT for every call. A call that finds the connection busy
     (Promise.all) takes a pooled connection of its own; in a readonly execution it imports the snapshot.
     """
 
@@ -85,20 +86,25 @@ class ExecutionConnection:
                 return
             conn = await self._connection()
             timeout = self._rt.db.timeout_literal()
+            ending = None
             if self.snapshot:
                 if not self._in_snapshot:
                     await self._begin_snapshot(conn)
-                opening = [*self._pending, "SAVEPOINT pgcode_call", *call_settings(timeout, role)]
+                opening: Sequence[Query] = ["SAVEPOINT pgcode_call", *call_settings(timeout, role)]
             else:
-                opening = [*self._pending, *framing(mode, timeout, role)]
-            tx = CallTransaction(conn, opening, TxMode.READ_ONLY if self.snapshot else mode)
+                opening = framing(mode, timeout, role)
+                # A read's COMMIT travels with its statement: its transaction does not stay open while the code runs.
+                ending = "COMMIT" if mode is TxMode.READ_ONLY else None
+            tx = CallTransaction(conn, opening, TxMode.READ_ONLY if self.snapshot else mode, ending=ending,
+                                 ahead=self._pending)
             try:
                 yield tx
             except BaseException:
                 await self._failed(tx)
                 raise
-            if tx.started:
+            if tx.started or tx.ended:  # what was pending went out with the call's first statement
                 self._pending = []
+            if tx.started:
                 await self._succeeded(tx, mode)
 
     async def _begin_snapshot(self, conn: Conn) -> None:
@@ -129,9 +135,11 @@ class ExecutionConnection:
 
     async def _failed(self, tx: CallTransaction) -> None:
         """Undo the failed call only; a lost connection ends the execution's use of it."""
-        if not tx.started:  # nothing was sent: what the next call must send first is still to be sent
+        if not (tx.started or tx.ended):  # nothing was sent: what the next call must send first is still to be sent
             return
         self._pending = []
+        if not tx.started:  # its statement committed its transaction: there is nothing to undo
+            return
         conn = tx.conn
         try:
             if conn.closed:

@@ -193,27 +193,34 @@ class CallTransaction:
     not follow COMMIT in one message, and its statements spelled out cost ~60 us of server time).
     """
 
-    def __init__(self, conn: Conn, opening: Sequence[Query], mode: TxMode, *, ending: str | None = None) -> None:
+    def __init__(self, conn: Conn, opening: Sequence[Query], mode: TxMode, *, ending: str | None = None,
+                 ahead: Sequence[Query] = ()) -> None:
         self.conn = conn
         self.mode = mode
         self._opening = opening
         self._ending = ending
+        self._ahead = ahead
+        """Statements sent once, before the first opening: what the previous call left to send (its COMMIT)."""
         self.started = False
         """A transaction is open: the opening statements went out, and no ending after them."""
         self.ended = False
         """The ending ran: the transaction is over, the session not reset yet."""
         self.commit_sent = False
 
-    def _prefix(self) -> str:
-        return "".join(f"{_text(q, self.conn)}; " for q in self._opening)
+    def _opening_now(self) -> tuple[str, int]:
+        """The text that opens the transaction ahead of a statement, and how many results it yields."""
+        statements = [*self._ahead, *self._opening] if self._ahead else self._opening
+        self._ahead = ()
+        return "".join(f"{_text(q, self.conn)}; " for q in statements), len(statements)
 
     async def ready(self) -> Conn:
         """The connection with the transaction open, for callers that use it directly (one round trip)."""
         if not self.started:
             self.started = True
+            prefix, count = self._opening_now()
             cur = self.conn.cursor()
-            await cur.execute(self._prefix().removesuffix("; "))
-            self._skip_opening(cur)
+            await cur.execute(prefix.removesuffix("; "))
+            _skip(cur, count)
         return self.conn
 
     async def run(self, cur: AsyncCursor[Any], query: Query, params: Params | None, *, last: bool = False) -> None:
@@ -231,7 +238,7 @@ class CallTransaction:
             await cur.execute(query, params)
             return
         self.started = True
-        prefix = self._prefix()
+        prefix, count = self._opening_now()
         # On a line of its own: a statement that ends in a -- comment must not swallow the ending.
         ending = f"\n; {self._ending}" if last and self._ending else ""
         try:
@@ -239,7 +246,7 @@ class CallTransaction:
         except psycopg.Error as exc:
             exc.position_offset = len(prefix)  # type: ignore[attr-defined]  # read by errors.from_db_error
             raise
-        self._skip_opening(cur)
+        _skip(cur, count)
         if ending:
             self.started, self.ended = False, True
 
@@ -259,10 +266,12 @@ class CallTransaction:
         if failed is not None:
             raise psycopg.errors.error_from_result(failed, encoding=self.conn.info.encoding)
 
-    def _skip_opening(self, cur: AsyncCursor[Any]) -> None:
-        """Move `cur` past the results of the opening statements."""
-        for _ in self._opening:
-            cur.nextset()
+
+
+def _skip(cur: AsyncCursor[Any], count: int) -> None:
+    """Move `cur` past the results of the `count` opening statements."""
+    for _ in range(count):
+        cur.nextset()
 
 
 def _text(query: Query, conn: Conn) -> str:
