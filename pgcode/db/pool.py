@@ -267,7 +267,6 @@ class CallTransaction:
             raise psycopg.errors.error_from_result(failed, encoding=self.conn.info.encoding)
 
 
-
 def _skip(cur: AsyncCursor[Any], count: int) -> None:
     """Move `cur` past the results of the `count` opening statements."""
     for _ in range(count):
