@@ -48,8 +48,8 @@ class ExecutionConnection:
     execution, its own savepoint in one REPEATABLE READ READ ONLY snapshot, so the numbers of a report agree)
     and sets its own role and statement timeout, in the same round trip as its first statement (a one-statement
     read's COMMIT goes in that message too); what it saves is the checkout, the reset and the round trip of a
-    COMMIT for every call. A call that finds the connection busy
-    (Promise.all) takes a pooled connection of its own; in a readonly execution it imports the snapshot.
+    COMMIT for every call. A call that finds the connection busy (Promise.all) takes a pooled connection of its
+    own; in a readonly execution it imports the snapshot.
     """
 
     def __init__(self, rt: Runtime, principal: Principal, *, snapshot: bool) -> None:
@@ -102,7 +102,7 @@ class ExecutionConnection:
             except BaseException:
                 await self._failed(tx)
                 raise
-            if tx.started or tx.ended:  # what was pending went out with the call's first statement
+            if tx.sent:  # what was pending went out with the call's first statement
                 self._pending = []
             if tx.started:
                 await self._succeeded(tx, mode)
@@ -135,7 +135,7 @@ class ExecutionConnection:
 
     async def _failed(self, tx: CallTransaction) -> None:
         """Undo the failed call only; a lost connection ends the execution's use of it."""
-        if not (tx.started or tx.ended):  # nothing was sent: what the next call must send first is still to be sent
+        if not tx.sent:  # what the next call must send first is still to be sent
             return
         self._pending = []
         if not tx.started:  # its statement committed its transaction: there is nothing to undo
@@ -362,7 +362,7 @@ class ToolContext:
                         tb: TracebackType | None) -> None:
         held = self.held
         tx = self._tx
-        if exc is None and self._own_read and tx is not None and (tx.started or tx.ended):
+        if exc is None and self._own_read and tx is not None and tx.sent:
             # A read has nothing to lose: its result is final once its statements ran. Its COMMIT went out with
             # its last statement, or goes out now (with the pool's reset); reading the answer, the reset and
             # returning the connection and the fair share happen after the caller has its result.

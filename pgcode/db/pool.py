@@ -207,6 +207,11 @@ class CallTransaction:
         """The ending ran: the transaction is over, the session not reset yet."""
         self.commit_sent = False
 
+    @property
+    def sent(self) -> bool:
+        """Statements went out on the connection: a transaction is open, or was ended by its statement."""
+        return self.started or self.ended
+
     def _opening_now(self) -> tuple[str, int]:
         """The text that opens the transaction ahead of a statement, and how many results it yields."""
         statements = [*self._ahead, *self._opening] if self._ahead else self._opening
