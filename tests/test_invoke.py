@@ -482,9 +482,10 @@ async def test_a_read_frees_its_locks_when_it_answers(rt: Runtime, conn: psycopg
 
 
 async def test_a_last_statement_ends_the_read_and_a_later_one_opens_another(single: Runtime) -> None:
-    """execute_on(last=True) sends a read's COMMIT with its statement, even after a trailing -- comment; a statement
-    after it (a type name to look up) runs in a new transaction, again READ ONLY, as the read role, with the
-    timeout: never on a bare session as the connecting role."""
+    """execute_on(last=True) runs a read's one statement in a transaction that ends with its message (no BEGIN, no
+    COMMIT), still READ ONLY, as the read role, with the timeout, even after a trailing -- comment; a statement
+    after it (a type name to look up) runs in a new transaction, the same way: never on a bare session as the
+    connecting role."""
     spec = single.registry.get("pg_read_query")
     assert spec is not None
     async with ToolContext(single, spec, READER) as ctx:
@@ -494,13 +495,32 @@ async def test_a_last_statement_ends_the_read_and_a_later_one_opens_another(sing
             return conn.info.transaction_status.name
 
         async with conn.cursor() as cur:
-            await ctx.execute_on(cur, "SELECT current_user AS u -- no newline after this comment", None, last=True)
-            assert await cur.fetchall() == [("pgcode_read",)]
+            await ctx.execute_on(cur, "SELECT current_user AS u, current_setting('transaction_read_only') AS ro, "
+                                      "current_setting('statement_timeout') AS t -- no newline after this comment",
+                                 None, last=True)
+            assert await cur.fetchall() == [("pgcode_read", "on", "1500ms")]
             assert status() == "IDLE"  # committed already
         row = await ctx.fetchone("SELECT current_user AS u, current_setting('transaction_read_only') AS ro, "
                                  "current_setting('statement_timeout') AS t")
         assert row == {"u": "pgcode_read", "ro": "on", "t": "1500ms"}
         assert status() == "INTRANS"
+
+
+async def test_a_one_statement_read_refuses_writes_and_leaves_nothing_open(single: Runtime) -> None:
+    """The read's message is its whole transaction: PostgreSQL refuses a write in it as READ ONLY (25006, not a
+    missing privilege), rolls it back by itself, and the connection is idle at once; a read after it works."""
+    spec = single.registry.get("pg_read_query")
+    assert spec is not None
+    async with ToolContext(single, spec, READER) as ctx:
+        conn = await ctx.cursor_connection()
+        async with conn.cursor() as cur:
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                await ctx.execute_on(cur, "CREATE TEMP TABLE t_in_a_read AS SELECT 1 AS a", None, last=True)
+        assert conn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
+    await single.db.settle()
+    out = await single.invoke("pg_read_query", {"sql": "SELECT to_regclass('pg_temp.t_in_a_read') IS NULL AS gone, "
+                                                       "current_user AS u"}, READER)
+    assert out["rows"] == [{"gone": True, "u": "pgcode_read"}]
 
 
 async def test_a_read_of_a_type_psycopg_does_not_know_names_it(single: Runtime, conn: psycopg.Connection[Any],

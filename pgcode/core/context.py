@@ -27,6 +27,7 @@ from pgcode.db.pool import (
     commit,
     connection_lost,
     framing,
+    framing_alone,
 )
 from pgcode.errors import ErrorCode, ToolError
 from pgcode.types import Principal, Scope, TxMode
@@ -86,16 +87,16 @@ class ExecutionConnection:
                 return
             conn = await self._connection()
             timeout = self._rt.db.timeout_literal()
-            ending = None
+            alone = None
             if self.snapshot:
                 if not self._in_snapshot:
                     await self._begin_snapshot(conn)
                 opening: Sequence[Query] = ["SAVEPOINT pgcode_call", *call_settings(timeout, role)]
             else:
                 opening = framing(mode, timeout, role)
-                # A read's COMMIT travels with its statement: its transaction does not stay open while the code runs.
-                ending = "COMMIT" if mode is TxMode.READ_ONLY else None
-            tx = CallTransaction(conn, opening, TxMode.READ_ONLY if self.snapshot else mode, ending=ending,
+                # A one-statement read ends with its message: no transaction stays open while the code runs.
+                alone = framing_alone(timeout, role) if mode is TxMode.READ_ONLY else None
+            tx = CallTransaction(conn, opening, TxMode.READ_ONLY if self.snapshot else mode, alone=alone,
                                  ahead=self._pending)
             try:
                 yield tx
@@ -138,12 +139,16 @@ class ExecutionConnection:
         if not tx.sent:  # what the next call must send first is still to be sent
             return
         self._pending = []
-        if not tx.started:  # its statement committed its transaction: there is nothing to undo
+        if not tx.started:  # its statement ended its transaction: there is nothing to undo
             return
         conn = tx.conn
         try:
             if conn.closed:
                 raise psycopg.OperationalError("the connection is closed")
+            if conn.info.transaction_status is TransactionStatus.IDLE:  # the server rolled back a read's message
+                self._in_snapshot = False
+                self.snapshot_id = None
+                return
             if self.snapshot and conn.info.transaction_status is TransactionStatus.INERROR and self._in_snapshot:
                 await conn.execute("ROLLBACK TO SAVEPOINT pgcode_call; RELEASE SAVEPOINT pgcode_call")
             elif self.snapshot and conn.info.transaction_status is not TransactionStatus.INERROR:
