@@ -238,6 +238,20 @@ async def test_calls_made_together_travel_together(run: Run, monkeypatch: pytest
     assert batches == [["SELECT 1", "SELECT 3", "SELECT 2"], ["SELECT 4"], ["SELECT 5"]]
 
 
+async def test_a_call_made_alone_leaves_the_callers_context_as_it_was(rt: Runtime) -> None:
+    """An awaited call runs in the execution's own task: the execution's connection and the in-code mark are set
+    for that call only, so the caller's next call is an ordinary one (rate-limited, on a pooled connection)."""
+    from pgcode.core.callctx import IN_CODE_EXECUTION
+    from pgcode.core.context import EXECUTION_CONNECTION
+
+    code = "const a = await pg.core.readQuery({sql: 'SELECT pg_backend_pid() AS p'});" \
+           "const b = await pg.core.readQuery({sql: 'SELECT pg_backend_pid() AS p'}); return [a.rows[0].p, b.rows[0].p]"
+    out = await rt.invoke("pg_execute_code", {"code": code}, LOCAL_PRINCIPAL)
+    first, second = ok(out)
+    assert first == second  # the sequential calls shared the execution's connection
+    assert EXECUTION_CONNECTION.get() is None and IN_CODE_EXECUTION.get() is False
+
+
 async def test_execute_code_never_settling_promise_is_reported(run: Run) -> None:
     failed(await run("await new Promise(() => {}); return 1"), "RUNTIME_ERROR", "never settles")
 
