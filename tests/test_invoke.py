@@ -698,3 +698,25 @@ async def test_execution_calls_share_a_connection_and_keep_their_own_roles(
     audited = table_rows(conn, "SELECT count(*) FROM pgcode.audit_log WHERE tool = 'pg_write_query' AND "
                                "arguments::text LIKE %s", f"%{marker}%")
     assert audited == [(1,)]
+
+
+async def test_a_cancelled_call_has_its_audit_row(rt: Runtime, conn: psycopg.Connection[Any]) -> None:
+    """A call whose caller goes away (a closed HTTP request, a code-mode deadline) is cancelled with its statement,
+    and is still in the audit log: outcome error, CANCELLED. A call that finishes beside it is audited as ok."""
+    marker = f"cancelled-{time.monotonic_ns()}"
+    task = asyncio.create_task(rt.invoke("pg_read_query", {"sql": f"SELECT pg_sleep(30) -- {marker}"}, READER))
+    for _ in range(100):
+        running = table_rows(conn, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND state = 'active' "
+                                   "AND pid <> pg_backend_pid()", f"%{marker}%")
+        if running == [(1,)]:
+            break
+        await asyncio.sleep(0.02)
+    assert running == [(1,)]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await rt.invoke("pg_read_query", {"sql": f"SELECT 1 AS done -- {marker}"}, READER)
+    await rt.audit.flush()
+    audited = table_rows(conn, "SELECT outcome, error_code FROM pgcode.audit_log WHERE arguments::text LIKE %s "
+                               "ORDER BY at", f"%{marker}%")
+    assert audited == [("error", "CANCELLED"), ("ok", None)]

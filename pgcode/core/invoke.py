@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from pgcode.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+CANCELLED = "CANCELLED"
+"""The audit log's error code for a call cancelled before it answered: no caller receives it."""
 
 
 async def invoke(rt: Runtime, name: str, args: Any, principal: Principal, *, read_only: bool = False) -> Any:
@@ -46,6 +50,9 @@ async def invoke(rt: Runtime, name: str, args: Any, principal: Principal, *, rea
         result = to_json(await run(rt, spec, params, principal, scope=scope, read_only=read_only))
     except ToolError as err:
         audit(rt, name, spec, principal, args, started, err.code.value)
+        raise
+    except asyncio.CancelledError:  # its caller went away, or a code-mode deadline passed: still one row
+        audit(rt, name, spec, principal, args, started, CANCELLED)
         raise
     finally:
         FUNCTION_VOLATILITY.reset(volatility)
