@@ -452,7 +452,7 @@ async def test_failed_first_statement_reports_sqlstate_position_and_rolls_back(
 async def test_lost_connection_is_connection_failed_not_internal(single: Runtime,
                                                                   conn: psycopg.Connection[Any]) -> None:
     out = await single.invoke("pg_read_query", {"sql": "SELECT pg_backend_pid() AS pid"}, READER)
-    await single.db.settle()  # the read's COMMIT ran after it answered: the connection is back in the pool
+    await single.db.settle()  # the read's reset ran after it answered: the connection is back in the pool
     conn.execute("SELECT pg_terminate_backend(%s)", (out["rows"][0]["pid"],))  # a restart, for this connection
     with pytest.raises(ToolError) as exc:
         await single.invoke("pg_read_query", {"sql": "SELECT 1 AS one"}, READER)
@@ -463,9 +463,9 @@ async def test_lost_connection_is_connection_failed_not_internal(single: Runtime
 
 
 async def test_a_read_frees_its_locks_when_it_answers(rt: Runtime, conn: psycopg.Connection[Any], items: str) -> None:
-    """A read's COMMIT is on its way when it answers: in its statement's message (pg_read_query, one statement),
-    or sent right after its last statement (pg_count). A migration run right after (here without giving the event
-    loop a turn) does not wait on the read's lock."""
+    """A read's transaction is over, or its COMMIT on its way, when it answers: it ends with its statement's message
+    (pg_read_query, one statement), or its COMMIT is sent right after its last statement (pg_count). A migration run
+    right after (here without giving the event loop a turn) does not wait on the read's lock."""
     calls = [("pg_read_query", {"sql": f"SELECT count(*) AS n FROM {items} -- a last comment"}, [{"n": len(ROWS)}]),
              ("pg_count", {"table": items}, len(ROWS))]
     for _ in range(3):
@@ -667,7 +667,7 @@ async def test_an_executions_read_holds_no_transaction_while_the_code_runs(
             await asyncio.sleep(0.01)
         assert not running.done(), "the code should still be running"
         assert state == "idle"
-        with conn.transaction():  # the table is free: the read's lock went with its COMMIT
+        with conn.transaction():  # the table is free: the read's lock went when its transaction ended
             conn.execute("SET LOCAL lock_timeout = '200ms'")
             conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(*items.split("."))))
     finally:  # the execution ends (and lets go of the table) before the fixtures drop it

@@ -48,9 +48,9 @@ class ExecutionConnection:
     Each call still takes its principal's fair share slot, opens its own transaction (or, for a readonly
     execution, its own savepoint in one REPEATABLE READ READ ONLY snapshot, so the numbers of a report agree)
     and sets its own role and statement timeout, in the same round trip as its first statement (a one-statement
-    read's COMMIT goes in that message too); what it saves is the checkout, the reset and the round trip of a
-    COMMIT for every call. A call that finds the connection busy (Promise.all) takes a pooled connection of its
-    own; in a readonly execution it imports the snapshot.
+    read is a transaction of its own that ends with that message); what it saves is the checkout, the reset and
+    the round trip of a COMMIT for every call. A call that finds the connection busy (Promise.all) takes a pooled
+    connection of its own; in a readonly execution it imports the snapshot.
     """
 
     def __init__(self, rt: Runtime, principal: Principal, *, snapshot: bool) -> None:
@@ -307,8 +307,9 @@ class ToolContext:
         """Run `query` on `cur`, a cursor of `cursor_connection()`: a call's first statement goes out with its
         transaction's opening statements, in one round trip (for tools that need their own cursor class).
 
-        `last`: `query` is one complete statement and the call's final one. A read then sends its COMMIT in the
-        same message: the call is over in that round trip (a statement after it opens a new transaction)."""
+        `last`: `query` is one complete statement and the call's final one. A read then runs it in a transaction
+        that ends with its message (no BEGIN, no COMMIT): the call is over in that round trip (a statement after
+        it opens a new transaction)."""
         await self._executed(cur, query, params, last=last)
 
     async def cursor_connection(self) -> Conn:
