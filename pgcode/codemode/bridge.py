@@ -114,10 +114,10 @@ class HostBridge:
     async def dispatch(self, calls: list[tuple[int, str, str]], deadline: float) -> bytes:
         """Run a batch (the calls the code made together: 1, or all of a Promise.all) and encode the results.
 
-        A call made alone (every await in a loop) runs in the execution's own task: a task of its own would cost
-        two turns of the event loop and a wait, a tenth of what the call itself costs. At the deadline it is
-        cancelled where it stands (its statement with it) before the execution ends, as a batch's calls are
-        after it."""
+        A call made alone (every await in a loop) runs in the execution's own task: a task of its own costs two
+        turns of the event loop and a wait (30-50 us of CPU per call here). At the deadline it is cancelled where
+        it stands, its statement with it, and the execution answers TIMEOUT once that is done; the calls of a
+        batch are cancelled and left to finish unwinding on their own."""
         if len(calls) == 1:
             cid, tool, args = calls[0]
             try:

@@ -145,7 +145,7 @@ class ExecutionConnection:
         try:
             if conn.closed:
                 raise psycopg.OperationalError("the connection is closed")
-            if conn.info.transaction_status is TransactionStatus.IDLE:  # the server rolled back a read's message
+            if conn.info.transaction_status is TransactionStatus.IDLE:  # the server ended it (a read's message)
                 self._in_snapshot = False
                 self.snapshot_id = None
                 return
