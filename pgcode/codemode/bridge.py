@@ -157,9 +157,12 @@ class HostBridge:
         try:
             try:
                 args = json.loads(args_json)
-            except (ValueError, RecursionError):
-                return _failure(cid, "INVALID_INPUT", f"the arguments of {tool} are not JSON")
-            refusal = self._refuse(tool)
+            except (ValueError, RecursionError):  # forged past the prelude: still a call, and audited as one
+                refusal: tuple[str, str, str | None] | None = (
+                    "INVALID_INPUT", f"the arguments of {tool} are not JSON", None)
+                args = {"_notJson": True, "_chars": len(args_json)}  # the text itself may hold anything
+            else:
+                refusal = self._refuse(tool)
             if refusal is not None:  # refused before invoke(): recorded in the audit log the same way
                 audit(self._rt, tool, self._rt.registry.get(tool), self._principal, args, started, refusal[0])
                 return _failure(cid, *refusal)

@@ -190,3 +190,21 @@ async def test_server_stays_healthy_after_the_corpus(run: Run, rt: Runtime, http
     assert pool.killed > 0  # the corpus did get workers killed (hard deadlines, crashes)
     resp = await http.get("/healthz")
     assert resp.status_code == 200 and resp.json()["status"] == "ok"
+
+
+async def test_a_forged_call_with_arguments_that_are_not_json_is_refused_and_audited(rt: Runtime, conn: Any) -> None:
+    """A call the code forged past the prelude is still a call: refused as INVALID_INPUT, and in the audit log
+    beside the execution, like every other call the code made."""
+    from pgcode.types import Principal, Scope
+
+    me = Principal.with_scope(f"forger-{os.getpid()}-{id(conn)}", Scope.ADMIN)
+    code = FORGE.format(forged="[this[0], 'pg_list_tables', '{password: hunter2']") + \
+        "return await pg.core.listTables()"
+    out = await rt.invoke("pg_execute_code", {"code": code}, me)
+    failed(out, "INVALID_INPUT", "not JSON")
+    assert out["metrics"]["toolCalls"] == 1
+    await rt.audit.flush()
+    rows = conn.execute("SELECT tool, outcome, error_code, arguments FROM pgcode.audit_log WHERE principal = %s "
+                        "ORDER BY at", (me.subject,)).fetchall()
+    assert [r[:3] for r in rows] == [("pg_list_tables", "error", "INVALID_INPUT"), ("pg_execute_code", "ok", None)]
+    assert rows[0][3] == {"_notJson": True, "_chars": 18}  # not the text: it may hold anything
