@@ -523,6 +523,21 @@ async def test_a_one_statement_read_refuses_writes_and_leaves_nothing_open(singl
     assert out["rows"] == [{"gone": True, "u": "pgcode_read"}]
 
 
+async def test_a_text_without_a_statement_of_its_own_ends_the_read_quietly(single: Runtime) -> None:
+    """Tools pass only parsed statements, but a text that holds none (only a comment) still ends the read's
+    transaction with its message and leaves the cursor on a result of that message: no error, nothing open."""
+    spec = single.registry.get("pg_read_query")
+    assert spec is not None
+    async with ToolContext(single, spec, READER) as ctx:
+        conn = await ctx.cursor_connection()
+        async with conn.cursor() as cur:
+            await ctx.execute_on(cur, "-- only a comment", None, last=True)
+            assert cur.statusmessage == "SET" and cur.description is None
+        assert conn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
+    out = await single.invoke("pg_read_query", {"sql": "SELECT current_user AS u"}, READER)
+    assert out["rows"] == [{"u": "pgcode_read"}]
+
+
 async def test_a_read_of_a_type_psycopg_does_not_know_names_it(single: Runtime, conn: psycopg.Connection[Any],
                                                                 schema: str) -> None:
     """The type name of an unknown column is looked up after the statement's transaction ended with it; the

@@ -232,10 +232,8 @@ class CallTransaction:
         """The connection with the transaction open, for callers that use it directly (one round trip)."""
         if not self.started:
             self.started = True
-            prefix, count = self._opening_now()
-            cur = self.conn.cursor()
-            await cur.execute(prefix.removesuffix("; "))
-            _skip(cur, count)
+            prefix, _ = self._opening_now()
+            await self.conn.execute(prefix.removesuffix("; "))  # a failed statement raises: nothing else to read
         return self.conn
 
     async def run(self, cur: AsyncCursor[Any], query: Query, params: Params | None, *, last: bool = False) -> None:
@@ -261,7 +259,8 @@ class CallTransaction:
         except psycopg.Error as exc:
             exc.position_offset = len(prefix)  # type: ignore[attr-defined]  # read by errors.from_db_error
             raise
-        _skip(cur, count)
+        with contextlib.suppress(IndexError):  # a text without a statement (only comments) has no result of its own
+            await cur.set_result(count)  # the statement's result: one step over the opening's, not one per result
         if alone:
             self.started, self.ended = False, True
 
@@ -280,12 +279,6 @@ class CallTransaction:
         failed = next((r for r in results if r.status == ExecStatus.FATAL_ERROR), None)
         if failed is not None:
             raise psycopg.errors.error_from_result(failed, encoding=self.conn.info.encoding)
-
-
-def _skip(cur: AsyncCursor[Any], count: int) -> None:
-    """Move `cur` past the results of the `count` opening statements."""
-    for _ in range(count):
-        cur.nextset()
 
 
 def _text(query: Query, conn: Conn) -> str:
