@@ -152,10 +152,8 @@ async def run_sql(ctx: ToolContext, text: str, params: list[Any], limit: int, *,
 
     `last`: `text` is one statement (the policy parsed it) and the call's only one (see ToolContext.execute_on)."""
     conn = await ctx.cursor_connection()
-    # Tuple rows while the cursor steps over the transaction's opening results; dict rows for the statement's.
-    async with AsyncRawCursor[Any](conn) as cur:
+    async with AsyncRawCursor(conn, row_factory=dict_row) as cur:
         await ctx.execute_on(cur, text, params or None, last=last)
-        cur.row_factory = dict_row
         out: dict[str, Any] = {"command": cur.statusmessage, "rowCount": cur.rowcount}
         description = cur.description  # built anew on every read of the property
         if description is None:
