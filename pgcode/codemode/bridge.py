@@ -31,6 +31,8 @@ LOG_LEVELS = frozenset({"log", "info", "warn", "error", "debug"})
 _MAX_TOOL_NAME = 128
 _BEGIN, _ROLLBACK = "pg_transaction_begin", "pg_transaction_rollback"
 _detached: set[asyncio.Task[Any]] = set()
+_ENCODE_RESULT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""A tool's result as compact JSON: one encoder for every call, not one made by json.dumps per call."""
 
 
 class Abort(Exception):
@@ -170,7 +172,7 @@ class HostBridge:
                 result = await self._rt.invoke(tool, args, self._principal, read_only=self._read_only)
             if tool == _BEGIN and isinstance(result, dict) and isinstance(result.get("transactionId"), str):
                 self._begun.append(result["transactionId"])
-            body = json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode()
+            body = _ENCODE_RESULT(result).encode()
             if len(body) > self._settings.max_call_result_bytes:
                 return _failure(cid, "RESULT_TOO_LARGE", f"the result of {tool} is {len(body)} bytes of JSON; code "
                                 f"mode accepts {self._settings.max_call_result_bytes} per call",
