@@ -9,6 +9,7 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 from psycopg import AsyncRawCursor, sql
+from psycopg.pq import ExecStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import Field
@@ -155,16 +156,18 @@ async def run_sql(ctx: ToolContext, text: str, params: list[Any], limit: int, *,
     async with AsyncRawCursor(conn, row_factory=dict_row) as cur:
         await ctx.execute_on(cur, text, params or None, last=last)
         out: dict[str, Any] = {"command": cur.statusmessage, "rowCount": cur.rowcount}
-        description = cur.description  # built anew on every read of the property
-        if description is None:
-            return out
+        result = cur.pgresult  # its columns straight from libpq: cursor.description builds a Column object each
+        if result is None or not (result.nfields or result.status == ExecStatus.TUPLES_OK):
+            return out  # a statement without rows (psycopg's description would be None)
         rows = await cur.fetchmany(limit + 1)
         types = conn.adapters.types
+        encoding = conn.info.encoding
         fields = []
-        for column in description:
-            info = types.get(column.type_code)
-            fields.append({"name": column.name,
-                           "type": info.name if info is not None else await _type_name(ctx, column.type_code)})
+        for i in range(result.nfields):
+            oid = result.ftype(i)
+            info = types.get(oid)
+            fields.append({"name": (result.fname(i) or b"").decode(encoding),
+                           "type": info.name if info is not None else await _type_name(ctx, oid)})
     truncated = len(rows) > limit
     out.update(rows=rows[:limit], rowCount=min(len(rows), limit), fields=fields, truncated=truncated)
     return out
