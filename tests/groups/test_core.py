@@ -112,6 +112,13 @@ async def test_read_query_json_and_bigint_values(call: Call, db: Any, schema: st
     assert [f["type"] for f in out["fields"]] == ["jsonb", "int8", "numeric"]
 
 
+async def test_read_query_names_array_columns_as_arrays(call: Call) -> None:
+    out = await call("pg_read_query", {"sql": "SELECT '{1,2}'::int4[] AS a, ARRAY['x'] AS t, NULL::jsonb[] AS j, "
+                                              "1 AS n"})
+    assert out["rows"] == [{"a": [1, 2], "t": ["x"], "j": None, "n": 1}]
+    assert [f["type"] for f in out["fields"]] == ["int4[]", "text[]", "jsonb[]", "int4"]
+
+
 async def test_read_query_limit_truncates(call: Call) -> None:
     out = await call("pg_read_query", {"sql": "SELECT g FROM generate_series(1, 10) g", "limit": 3})
     assert out["rows"] == [{"g": 1}, {"g": 2}, {"g": 3}]
