@@ -165,8 +165,11 @@ async def run_sql(ctx: ToolContext, text: str, params: list[Any], limit: int, *,
         fields = []
         for i in range(result.nfields):
             oid = result.ftype(i)
-            info = types.get(oid)  # a type's array oid finds the type too: its name then takes []
-            name = await _type_name(ctx, oid) if info is None else info.name if oid == info.oid else f"{info.name}[]"
+            info = types.get(oid)
+            if info is None:
+                name = await _type_name(ctx, oid)
+            else:  # a type's array oid finds the type too: its name then takes []
+                name = info.name if oid == info.oid else f"{info.name}[]"
             fields.append({"name": (result.fname(i) or b"").decode(encoding), "type": name})
     truncated = len(rows) > limit
     out.update(rows=rows[:limit], rowCount=min(len(rows), limit), fields=fields, truncated=truncated)
