@@ -369,9 +369,9 @@ class ToolContext:
         held = self.held
         tx = self._tx
         if exc is None and self._own_read and tx is not None and tx.sent:
-            # A read has nothing to lose: its result is final once its statements ran. Its COMMIT went out with
-            # its last statement, or goes out now (with the pool's reset); reading the answer, the reset and
-            # returning the connection and the fair share happen after the caller has its result.
+            # A read has nothing to lose: its result is final once its statements ran. Its transaction ended with
+            # its last statement's message, or its COMMIT goes out now (with the pool's reset); reading the answer,
+            # the reset and returning the connection and the fair share happen after the caller has its result.
             if tx.started:
                 with contextlib.suppress(psycopg.Error):  # a broken connection: the ending below finds out
                     tx.send_commit()

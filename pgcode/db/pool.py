@@ -209,7 +209,8 @@ class CallTransaction:
         self._opening = opening
         self._alone = alone
         self._ahead = ahead
-        """Statements sent once, before the first opening: what the previous call left to send (its COMMIT)."""
+        """Statements sent once, before the first opening: what the previous call left to send (a read's COMMIT, a
+        RELEASE SAVEPOINT)."""
         self.started = False
         """A transaction is open: the opening statements went out, and the statement did not end it."""
         self.ended = False
